@@ -1,0 +1,95 @@
+"""What QFQL and FQL share: an immutable PyTree agent (rng, params, optimiser state, step) with
+create / update / update_many. Subclasses define the networks (`init_params`), the total loss and
+sampling. Actor and critic are updated in ONE jitted step from ONE backward pass over the sum of
+their losses; the losses are built so that no gradient crosses between them (stop_gradient on
+every cross use), which makes this equal to two separate optimisers at half the dispatch cost."""
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import flax.struct as struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from agents.config import AgentConfig, resolve_config
+from agents.losses import polyak_update
+from agents.networks import QEnsemble
+from agents.training import as_key, global_norm, make_optimizer, scan_updates
+
+
+class FlowAgentBase(struct.PyTreeNode):
+    rng: jax.Array
+    params: dict            # trainable sub-trees + 'target_critic'
+    opt_state: Any
+    step: jax.Array
+    action_dim: int = struct.field(pytree_node=False)
+    config: AgentConfig = struct.field(pytree_node=False)
+
+    # Names of the trainable sub-trees of `params`, and how they are grouped for grad-norm metrics.
+    TRAINABLE = ()
+    GRAD_GROUPS = {}
+
+    # ---- networks -------------------------------------------------------------------------
+    @property
+    def critic_net(self) -> QEnsemble:
+        c = self.config
+        return QEnsemble(c.critic_hidden, c.num_critics, c.critic_layer_norm)
+
+    def critic_values(self, critic_params, observations, actions):
+        """Q of every ensemble member, shape [num_critics, B]."""
+        return self.critic_net.apply({'params': critic_params}, observations, actions)
+
+    @classmethod
+    def init_params(cls, key, example_observations, example_actions, config) -> dict:
+        raise NotImplementedError
+
+    # ---- construction ---------------------------------------------------------------------
+    @classmethod
+    def create(cls, seed_or_key, example_observations, example_actions, config: AgentConfig | str | None = None):
+        """A fresh agent. `seed_or_key` is an int or a PRNG key; with a key, create can be
+        jax.vmap'ped over keys to build one agent per seed (params get a leading seed axis)."""
+        config = resolve_config(config)
+        example_observations = jnp.asarray(example_observations, jnp.float32)
+        example_actions = jnp.asarray(example_actions, jnp.float32)
+        if example_observations.ndim != 2 or example_actions.ndim != 2:
+            raise ValueError('example_observations and example_actions must be 2-D [batch, dim] arrays, '
+                             f'got shapes {example_observations.shape} and {example_actions.shape}')
+        rng, init_key = jax.random.split(as_key(seed_or_key))
+        params = cls.init_params(init_key, example_observations, example_actions, config)
+        trainable = {k: params[k] for k in cls.TRAINABLE}
+        return cls(rng=rng, params=params, opt_state=make_optimizer(config).init(trainable),
+                   step=jnp.zeros((), jnp.int32), action_dim=int(example_actions.shape[-1]), config=config)
+
+    # ---- training -------------------------------------------------------------------------
+    def total_loss(self, trainable, batch, rng):
+        """Returns (loss, info); `trainable` holds the sub-trees named in TRAINABLE."""
+        raise NotImplementedError
+
+    def _update(self, batch):
+        rng, loss_rng = jax.random.split(self.rng)
+        trainable = {k: self.params[k] for k in self.TRAINABLE}
+        grads, info = jax.grad(self.total_loss, has_aux=True)(trainable, batch, loss_rng)
+        updates, opt_state = make_optimizer(self.config).update(grads, self.opt_state, trainable)
+        trainable = optax.apply_updates(trainable, updates)
+        params = dict(trainable)
+        params['target_critic'] = polyak_update(self.params['target_critic'], trainable['critic'], self.config.tau)
+        for group, names in self.GRAD_GROUPS.items():
+            info[f'{group}/grad_norm'] = global_norm([grads[n] for n in names])
+        return self.replace(rng=rng, params=params, opt_state=opt_state, step=self.step + 1), info
+
+    @jax.jit
+    def update(self, batch):
+        """One gradient step on `batch` (dict observations/actions/rewards/masks/next_observations)."""
+        return self._update(batch)
+
+    @partial(jax.jit, static_argnames=('num_updates',))
+    def update_many(self, dataset, key, num_updates: int):
+        """`num_updates` steps in one compiled lax.scan, each on a batch sampled on the device from
+        `dataset` (dict of device arrays). Returns (agent, info averaged over the steps)."""
+        return scan_updates(type(self)._update, self, dataset, key, num_updates, self.config.batch_size)
+
+    # ---- acting ---------------------------------------------------------------------------
+    def _noise(self, key, batch_size):
+        return jax.random.normal(key, (batch_size, self.action_dim), jnp.float32)

@@ -1,0 +1,108 @@
+"""Agent hyper-parameters: one frozen, hashable dataclass shared by QFQL and FQL.
+
+The config is hashable because agents keep it as a static (non-PyTree) field, so changing any
+field triggers a recompile while changing parameters never does. Every network size is a field,
+so the same code runs at paper scale and as a tiny CPU model in tests.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+Q_AGGREGATIONS = ('mean', 'min')
+TARGET_ACTIONS = ('flow', 'onestep', 'guided')
+BETA_SCHEDULES = ('constant', 'linear', 'cosine')
+TIME_GRIDS = ('uniform', 'cosine')
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Hyper-parameters of QFQL and of the FQL baseline (FQL reads `alpha`, `normalize_q_loss`).
+
+    target_action chooses ApproxDenoisedAction(s'; θ), the next action used in the TD target:
+      'flow'    -- K-step unguided Euler integration of v_θ from ε ~ N(0, I) (default): an unbiased
+                   sample of the behaviour policy, so the critic learns Q of the behaviour policy,
+                   the quantity whose action-gradient guidance then follows;
+      'onestep' -- ã' = ε + v_θ(s', ε, 0), a single Euler step (≈ the conditional mean action);
+                   about K times cheaper, biased towards the mean of multi-modal behaviour;
+      'guided'  -- the guided sampler with this run's `beta` (and grad_clip / trust_ratio) using
+                   the target critic for guidance, i.e. the critic evaluates the policy that is
+                   actually deployed at test time.
+    In every case ã' is computed under stop_gradient and clipped to [-1, 1].
+    """
+
+    actor_hidden: tuple[int, ...] = (512, 512, 512, 512)
+    critic_hidden: tuple[int, ...] = (512, 512, 512, 512)
+    actor_layer_norm: bool = False
+    critic_layer_norm: bool = True
+    num_critics: int = 2
+    lr: float = 3e-4
+    batch_size: int = 256
+    discount: float = 0.99
+    tau: float = 0.005
+    flow_steps: int = 10
+    q_agg: str = 'mean'              # target-Q aggregation over the ensemble (TD target)
+    target_action: str = 'flow'      # see class docstring
+    beta: float = 0.0                # guidance strength of the 'guided' target action
+    guidance_q_agg: str = 'mean'     # ensemble aggregation of Q whose gradient guides sampling
+    grad_clip: float | None = None   # per-sample clip of ‖∇_a Q‖ (sampler default)
+    trust_ratio: float | None = None  # ‖β∇Q‖ ≤ ρ‖v‖ guard (sampler default)
+    alpha: float = 10.0              # FQL only: distillation weight
+    normalize_q_loss: bool = False   # FQL only: divide the Q loss by stop_grad(mean |Q|)
+
+    def __post_init__(self):
+        # Lists from JSON / CLI become tuples so that the config stays hashable.
+        object.__setattr__(self, 'actor_hidden', tuple(int(h) for h in self.actor_hidden))
+        object.__setattr__(self, 'critic_hidden', tuple(int(h) for h in self.critic_hidden))
+        checks = [
+            (all(h > 0 for h in self.actor_hidden + self.critic_hidden),
+             f'hidden sizes must be positive, got actor_hidden={self.actor_hidden} critic_hidden={self.critic_hidden}'),
+            (self.num_critics >= 1, f'num_critics must be >= 1, got {self.num_critics}'),
+            (self.lr > 0, f'lr must be > 0, got {self.lr}'),
+            (self.batch_size >= 1, f'batch_size must be >= 1, got {self.batch_size}'),
+            (0.0 <= self.discount <= 1.0, f'discount must be in [0, 1], got {self.discount}'),
+            (0.0 < self.tau <= 1.0, f'tau must be in (0, 1], got {self.tau}'),
+            (self.flow_steps >= 1, f'flow_steps must be >= 1, got {self.flow_steps}'),
+            (self.q_agg in Q_AGGREGATIONS, f'q_agg must be one of {Q_AGGREGATIONS}, got {self.q_agg!r}'),
+            (self.guidance_q_agg in Q_AGGREGATIONS,
+             f'guidance_q_agg must be one of {Q_AGGREGATIONS}, got {self.guidance_q_agg!r}'),
+            (self.target_action in TARGET_ACTIONS,
+             f'target_action must be one of {TARGET_ACTIONS}, got {self.target_action!r}'),
+            (self.beta >= 0.0, f'beta must be >= 0, got {self.beta}'),
+            (self.grad_clip is None or self.grad_clip > 0, f'grad_clip must be > 0 or None, got {self.grad_clip}'),
+            (self.trust_ratio is None or self.trust_ratio >= 0,
+             f'trust_ratio must be >= 0 or None, got {self.trust_ratio}'),
+            (self.alpha >= 0.0, f'alpha must be >= 0, got {self.alpha}'),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def replace(self, **overrides) -> 'AgentConfig':
+        """A copy with some fields changed; unknown names give a one-line error listing valid ones."""
+        valid = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - valid)
+        if unknown:
+            raise ValueError(f'unknown AgentConfig field(s) {unknown}; valid fields: {sorted(valid)}')
+        return dataclasses.replace(self, **overrides)
+
+
+PRESETS: dict[str, AgentConfig] = {
+    # DESIGN.md / FQL-paper scale: 4x512 GELU MLPs, critic layer norm, 2 critics, Adam 3e-4, batch 256.
+    'paper': AgentConfig(),
+    # Trains meaningfully on a 2-core CPU in minutes.
+    'small': AgentConfig(actor_hidden=(256, 256, 256), critic_hidden=(256, 256, 256)),
+    # For smoke tests and CI: seconds per thousand updates.
+    'tiny': AgentConfig(actor_hidden=(64, 64), critic_hidden=(64, 64), batch_size=64),
+}
+
+
+def resolve_config(config: AgentConfig | str | None = None, **overrides) -> AgentConfig:
+    """A preset name or a config (None = 'paper'), with field overrides applied."""
+    if config is None:
+        config = 'paper'
+    if isinstance(config, str):
+        if config not in PRESETS:
+            raise ValueError(f'unknown preset {config!r}; choose one of {sorted(PRESETS)}')
+        config = PRESETS[config]
+    return config.replace(**overrides) if overrides else config

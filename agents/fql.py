@@ -1,0 +1,107 @@
+"""FQL baseline (Park, Li, Levine 2025, "Flow Q-Learning"), on the same networks, config and
+training plumbing as QFQL so the two are compared on equal terms.
+
+  * flow BC actor v_θ: the same flow-matching loss as QFQL (so "flow BC alone" = QFQL at β = 0);
+  * one-step policy μ_ω(s, ε), trained by  α · ‖μ_ω(s, ε) - Flow_θ(s, ε)‖²  (distillation towards
+    the clipped K-step flow sample, target under stop_gradient)  -  Q(s, clip(μ_ω(s, ε))) with Q
+    the ensemble mean of the *current* critic, which is not trained by this term; with
+    normalize_q_loss the Q term is divided by stop_gradient(mean |Q|);
+  * critic: TD with ã' = clip(μ_ω(s', ε)) and the configured ensemble aggregation;
+  * acting: a = clip(μ_ω(s, ε)), one network call (β is ignored).
+Loss averages follow the FQL paper: means over batch and action dims."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from agents.base import FlowAgentBase
+from agents.losses import critic_td_loss, ensemble_target, flow_matching_loss, td_target
+from agents.networks import OneStepPolicy, QEnsemble, VectorField
+from agents.sampler import guided_flow_sample
+from agents.training import q_statistics
+
+
+class FQLAgent(FlowAgentBase):
+    TRAINABLE = ('actor_bc', 'actor_onestep', 'critic')
+    GRAD_GROUPS = {'actor': ('actor_bc', 'actor_onestep'), 'critic': ('critic',)}
+
+    @classmethod
+    def init_params(cls, key, example_observations, example_actions, config):
+        bc_key, onestep_key, critic_key = jax.random.split(key, 3)
+        action_dim = example_actions.shape[-1]
+        times = jnp.zeros((example_actions.shape[0], 1), jnp.float32)
+        actor_bc = VectorField(config.actor_hidden, action_dim, config.actor_layer_norm).init(
+            bc_key, example_observations, example_actions, times)['params']
+        actor_onestep = OneStepPolicy(config.actor_hidden, action_dim, config.actor_layer_norm).init(
+            onestep_key, example_observations, example_actions)['params']
+        critic = QEnsemble(config.critic_hidden, config.num_critics, config.critic_layer_norm).init(
+            critic_key, example_observations, example_actions)['params']
+        return {'actor_bc': actor_bc, 'actor_onestep': actor_onestep, 'critic': critic, 'target_critic': critic}
+
+    def velocity_fn(self, actor_params):
+        c = self.config
+        net = VectorField(c.actor_hidden, self.action_dim, c.actor_layer_norm)
+        return lambda obs, a, t: net.apply({'params': actor_params}, obs, a, t)
+
+    def onestep_actions(self, onestep_params, observations, noise):
+        c = self.config
+        net = OneStepPolicy(c.actor_hidden, self.action_dim, c.actor_layer_norm)
+        return net.apply({'params': onestep_params}, observations, noise)
+
+    def critic_loss(self, params, batch, rng):
+        c = self.config
+        noise = self._noise(rng, batch['next_observations'].shape[0])
+        onestep = jax.lax.stop_gradient(params['actor_onestep'])
+        next_actions = jnp.clip(self.onestep_actions(onestep, batch['next_observations'], noise), -1.0, 1.0)
+        next_qs = self.critic_values(self.params['target_critic'], batch['next_observations'], next_actions)
+        target = td_target(batch['rewards'], batch['masks'], ensemble_target(next_qs, c.q_agg), c.discount)
+        q = self.critic_values(params['critic'], batch['observations'], batch['actions'])
+        loss = critic_td_loss(q, target)
+        return loss, {'critic/loss': loss, 'critic/target_q_mean': target.mean(), **q_statistics(q)}
+
+    def actor_loss(self, params, batch, rng):
+        c = self.config
+        bc_noise_key, time_key, noise_key = jax.random.split(rng, 3)
+        observations, actions = batch['observations'], batch['actions']
+        bc_noise = jax.random.normal(bc_noise_key, actions.shape, actions.dtype)
+        times = jax.random.uniform(time_key, (actions.shape[0], 1), actions.dtype)
+        bc_flow_loss = flow_matching_loss(self.velocity_fn(params['actor_bc']), observations, actions, bc_noise, times)
+
+        noise = self._noise(noise_key, actions.shape[0])
+        flow_target, _ = guided_flow_sample(
+            self.velocity_fn(jax.lax.stop_gradient(params['actor_bc'])), None, observations, noise, 0, c.flow_steps)
+        policy_actions = self.onestep_actions(params['actor_onestep'], observations, noise)
+        distill_loss = jnp.mean(jnp.square(policy_actions - jax.lax.stop_gradient(flow_target)))
+
+        critic = jax.lax.stop_gradient(params['critic'])
+        q = self.critic_values(critic, observations, jnp.clip(policy_actions, -1.0, 1.0)).mean(axis=0)
+        q_loss = -q.mean()
+        if c.normalize_q_loss:
+            q_loss = q_loss / jax.lax.stop_gradient(jnp.abs(q).mean())
+        loss = bc_flow_loss + c.alpha * distill_loss + q_loss
+        return loss, {'actor/loss': loss, 'actor/flow_loss': bc_flow_loss, 'actor/distill_loss': distill_loss,
+                      'actor/q_loss': q_loss, 'actor/q': q.mean()}
+
+    def total_loss(self, trainable, batch, rng):
+        actor_key, critic_key = jax.random.split(rng)
+        actor_loss, actor_info = self.actor_loss(trainable, batch, actor_key)
+        critic_loss, critic_info = self.critic_loss(trainable, batch, critic_key)
+        return actor_loss + critic_loss, {**actor_info, **critic_info}
+
+    @jax.jit
+    def _sample_onestep(self, observations, key):
+        return jnp.clip(self.onestep_actions(self.params['actor_onestep'], observations,
+                                             self._noise(key, observations.shape[0])), -1.0, 1.0)
+
+    def sample_actions(self, observations, key, beta=0.0, *, num_steps=None, **_guidance_kwargs):
+        """a = clip(μ_ω(s, ε)); `beta` and guidance options are accepted for API parity and ignored.
+        diag has the sampler's keys, all zeros ([flow_steps, B] and a 0 count)."""
+        observations = jnp.asarray(observations, jnp.float32)
+        single = observations.ndim == 1
+        if single:
+            observations = observations[None]
+        actions = self._sample_onestep(observations, key)
+        shape = (num_steps or self.config.flow_steps, observations.shape[0])
+        diag = {'velocity_norm': jnp.zeros(shape), 'grad_q_norm': jnp.zeros(shape),
+                'guidance_norm': jnp.zeros(shape), 'nonfinite_fallbacks': jnp.zeros((), jnp.int32)}
+        return (actions[0] if single else actions), diag

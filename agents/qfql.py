@@ -1,0 +1,121 @@
+"""QFQL (Algorithm 1a/1b): a flow-matching actor trained by pure behaviour cloning, an ensemble
+critic trained by TD with a Polyak target, and Q-guided flow sampling at test time.
+
+The actor loss (eq. 2-3) never sees φ, and the critic loss (eq. 4) only sees θ through the target
+action ã', computed under stop_gradient; tests/test_agents.py proves no gradient crosses."""
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+
+from agents.base import FlowAgentBase
+from agents.losses import critic_td_loss, ensemble_target, flow_matching_loss, td_target
+from agents.networks import QEnsemble, VectorField
+from agents.sampler import guided_flow_sample, is_static_zero
+from agents.training import q_statistics
+
+
+class QFQLAgent(FlowAgentBase):
+    TRAINABLE = ('actor', 'critic')
+    GRAD_GROUPS = {'actor': ('actor',), 'critic': ('critic',)}
+
+    @classmethod
+    def init_params(cls, key, example_observations, example_actions, config):
+        actor_key, critic_key = jax.random.split(key)
+        times = jnp.zeros((example_actions.shape[0], 1), jnp.float32)
+        actor = VectorField(config.actor_hidden, example_actions.shape[-1], config.actor_layer_norm).init(
+            actor_key, example_observations, example_actions, times)['params']
+        critic = QEnsemble(config.critic_hidden, config.num_critics, config.critic_layer_norm).init(
+            critic_key, example_observations, example_actions)['params']
+        return {'actor': actor, 'critic': critic, 'target_critic': critic}
+
+    @property
+    def actor_net(self) -> VectorField:
+        c = self.config
+        return VectorField(c.actor_hidden, self.action_dim, c.actor_layer_norm)
+
+    def velocity_fn(self, actor_params):
+        return lambda obs, a, t: self.actor_net.apply({'params': actor_params}, obs, a, t)
+
+    def q_fn(self, critic_params):
+        return lambda obs, a: self.critic_values(critic_params, obs, a)
+
+    # ---- losses ---------------------------------------------------------------------------
+    def actor_loss(self, params, batch, rng):
+        """Flow matching on dataset actions only (eq. 2-3): behaviour cloning, no Q term."""
+        noise_key, time_key = jax.random.split(rng)
+        actions = batch['actions']
+        noise = jax.random.normal(noise_key, actions.shape, actions.dtype)
+        times = jax.random.uniform(time_key, (actions.shape[0], 1), actions.dtype)
+        loss = flow_matching_loss(self.velocity_fn(params['actor']), batch['observations'], actions, noise, times)
+        return loss, {'actor/loss': loss, 'actor/flow_loss': loss}
+
+    def target_actions(self, actor_params, next_observations, rng):
+        """ApproxDenoisedAction(s'; θ) per config.target_action (see AgentConfig), no gradient."""
+        c = self.config
+        actor_params = jax.lax.stop_gradient(actor_params)
+        noise = self._noise(rng, next_observations.shape[0])
+        velocity = self.velocity_fn(actor_params)
+        if c.target_action == 'onestep':
+            zeros = jnp.zeros((noise.shape[0], 1), noise.dtype)
+            actions = jnp.clip(noise + velocity(next_observations, noise, zeros), -1.0, 1.0)
+        elif c.target_action == 'flow':
+            actions, _ = guided_flow_sample(velocity, None, next_observations, noise, 0, c.flow_steps)
+        else:
+            target_q = self.q_fn(jax.lax.stop_gradient(self.params['target_critic']))
+            actions, _ = guided_flow_sample(
+                velocity, target_q, next_observations, noise, c.beta, c.flow_steps,
+                grad_clip=c.grad_clip, trust_ratio=c.trust_ratio, q_agg=c.guidance_q_agg)
+        return jax.lax.stop_gradient(actions)
+
+    def critic_loss(self, params, batch, rng):
+        """TD loss (eq. 4): y = r + γ mask agg_e Q̄_e(s', ã'), squared error for every member."""
+        c = self.config
+        next_actions = self.target_actions(params['actor'], batch['next_observations'], rng)
+        next_qs = self.critic_values(self.params['target_critic'], batch['next_observations'], next_actions)
+        target = td_target(batch['rewards'], batch['masks'], ensemble_target(next_qs, c.q_agg), c.discount)
+        q = self.critic_values(params['critic'], batch['observations'], batch['actions'])
+        loss = critic_td_loss(q, target)
+        info = {'critic/loss': loss, 'critic/target_q_mean': target.mean(), **q_statistics(q)}
+        return loss, info
+
+    def total_loss(self, trainable, batch, rng):
+        actor_key, critic_key = jax.random.split(rng)
+        actor_loss, actor_info = self.actor_loss(trainable, batch, actor_key)
+        critic_loss, critic_info = self.critic_loss(trainable, batch, critic_key)
+        return actor_loss + critic_loss, {**actor_info, **critic_info}
+
+    # ---- acting ---------------------------------------------------------------------------
+    def sample_actions(self, observations, key, beta=0.0, *, num_steps=None, beta_schedule='constant',
+                       grad_clip=None, trust_ratio=None, q_agg=None, grid='uniform', clip_actions=True):
+        """Guided flow sampling (eq. 5) with the online critic; returns (actions, diag).
+
+        `beta` may change between calls without recompiling; a Python 0 compiles a path that has no
+        ∇Q at all. grad_clip / trust_ratio / q_agg default to the config's values (None = none).
+        A single observation [obs_dim] gives a single action [action_dim]."""
+        c = self.config
+        observations = jnp.asarray(observations, jnp.float32)
+        single = observations.ndim == 1
+        if single:
+            observations = observations[None]
+        static_zero = is_static_zero(beta)
+        actions, diag = _sample(
+            self, observations, key, 0.0 if static_zero else jnp.asarray(beta, jnp.float32),
+            static_zero=static_zero, num_steps=num_steps or c.flow_steps, beta_schedule=beta_schedule,
+            grad_clip=c.grad_clip if grad_clip is None else grad_clip,
+            trust_ratio=c.trust_ratio if trust_ratio is None else trust_ratio,
+            q_agg=q_agg or c.guidance_q_agg, grid=grid, clip_actions=clip_actions)
+        return (actions[0] if single else actions), diag
+
+
+@partial(jax.jit, static_argnames=('static_zero', 'num_steps', 'beta_schedule', 'grad_clip', 'trust_ratio',
+                                   'q_agg', 'grid', 'clip_actions'))
+def _sample(agent, observations, key, beta, *, static_zero, num_steps, beta_schedule, grad_clip, trust_ratio,
+            q_agg, grid, clip_actions):
+    noise = agent._noise(key, observations.shape[0])
+    return guided_flow_sample(
+        agent.velocity_fn(agent.params['actor']), agent.q_fn(agent.params['critic']), observations, noise,
+        0 if static_zero else beta, num_steps, beta_schedule=beta_schedule, grad_clip=grad_clip,
+        trust_ratio=trust_ratio, clip_actions=clip_actions, q_agg=q_agg, grid=grid)

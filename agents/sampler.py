@@ -1,0 +1,164 @@
+"""The guided flow sampler of QFQL (Algorithm 1b, eq. 5) as a pure function.
+
+    a^{k+1} = a^k + Δt_k (v(s, a^k, t_k) + g_k),   g_k = β_k ∇_a Q(s, a^k)  (after the guards)
+
+It knows nothing about networks: `velocity_fn(obs, a, t)` and `q_fn(obs, a)` are any batched
+callables, so the invariants in DESIGN.md are tested with analytic fields. Guards, in order:
+  1. grad_clip c: ∇Q is rescaled per sample so that ‖∇Q‖ ≤ c (so ‖g‖ ≤ β_k c);
+  2. trust_ratio ρ: g is rescaled per sample so that ‖g‖ ≤ ρ ‖v‖ (the adaptive guard Appendix A
+     asks for: guidance can never dominate the behaviour flow by more than ρ);
+  3. non-finite guard: a sample whose g has a NaN/inf takes the unguided step; it is counted.
+β = 0 never evaluates ∇Q: a Python-number 0 skips it when tracing (q_fn may then be None), and a
+traced β_k that is 0 at run time takes a lax.cond branch without the gradient. (Under jax.vmap a
+cond over a batched β becomes a select that runs both branches -- results are still exact.)
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from agents.config import BETA_SCHEDULES, Q_AGGREGATIONS, TIME_GRIDS
+
+VelocityFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+QFn = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def time_grid(num_steps: int, kind: str = 'uniform') -> jax.Array:
+    """0 = t_0 < … < t_K = 1 (shape [K+1]); 'cosine' puts more steps near both ends."""
+    if kind not in TIME_GRIDS:
+        raise ValueError(f'time_grid must be one of {TIME_GRIDS}, got {kind!r}')
+    if num_steps < 1:
+        raise ValueError(f'num_steps must be >= 1, got {num_steps}')
+    u = jnp.arange(num_steps + 1, dtype=jnp.float32) / num_steps
+    if kind == 'cosine':
+        u = 0.5 * (1.0 - jnp.cos(jnp.pi * u))
+    # Pin the ends exactly so that Σ Δt_k telescopes to 1 up to float rounding.
+    return u.at[0].set(0.0).at[-1].set(1.0)
+
+
+def beta_schedule_values(beta, times: jax.Array, schedule: str = 'constant') -> jax.Array:
+    """β_k at the left end t_k of each step: constant β, or annealed to 0 at t = 1 linearly
+    (β(1 - t)) or along a half cosine (β(1 + cos πt)/2). `times` are the K left ends."""
+    if schedule not in BETA_SCHEDULES:
+        raise ValueError(f'beta_schedule must be one of {BETA_SCHEDULES}, got {schedule!r}')
+    beta = jnp.asarray(beta, jnp.float32)
+    if schedule == 'constant':
+        return jnp.broadcast_to(beta, times.shape)
+    if schedule == 'linear':
+        return beta * (1.0 - times)
+    return beta * 0.5 * (1.0 + jnp.cos(jnp.pi * times))
+
+
+def aggregate_q(q: jax.Array, how: str = 'mean') -> jax.Array:
+    """Reduce an ensemble output [E, B] to [B]; a [B] input passes through unchanged."""
+    if how not in Q_AGGREGATIONS:
+        raise ValueError(f'q_agg must be one of {Q_AGGREGATIONS}, got {how!r}')
+    if q.ndim == 1:
+        return q
+    return q.mean(axis=0) if how == 'mean' else q.min(axis=0)
+
+
+def is_static_zero(beta) -> bool:
+    """True for a Python/NumPy number equal to 0 (never a jax array or tracer): then the
+    gradient of Q is not even traced."""
+    return isinstance(beta, (int, float, np.number)) and float(beta) == 0.0
+
+
+def _row_norm(x: jax.Array) -> jax.Array:
+    return jnp.sqrt(jnp.sum(jnp.square(x), axis=-1))
+
+
+def _guidance(q_fn: QFn, obs, actions, velocity_norm, beta_k, grad_clip, trust_ratio, q_agg):
+    """β_k ∇_a Q after the clip / trust-ratio / non-finite guards; also ‖∇Q‖ and the bad-row mask."""
+    grad_q = jax.grad(lambda a: jnp.sum(aggregate_q(q_fn(obs, a), q_agg)))(actions)
+    grad_norm = _row_norm(grad_q)
+    if grad_clip is not None:
+        # NaN norms compare False and keep their NaN; inf norms give inf * 0 = NaN: both are
+        # caught by the finiteness check below.
+        scale = jnp.where(grad_norm > grad_clip, grad_clip / grad_norm, 1.0)
+        grad_q = grad_q * scale[:, None]
+    guidance = beta_k * grad_q
+    if trust_ratio is not None:
+        limit = trust_ratio * velocity_norm
+        norm = _row_norm(guidance)
+        scale = jnp.where(norm > limit, limit / jnp.where(norm > 0, norm, 1.0), 1.0)
+        guidance = guidance * scale[:, None]
+    finite = jnp.all(jnp.isfinite(guidance), axis=-1)
+    guidance = jnp.where(finite[:, None], guidance, 0.0)
+    return guidance, grad_norm, ~finite
+
+
+def guided_flow_sample(
+    velocity_fn: VelocityFn,
+    q_fn: QFn | None,
+    obs: jax.Array,
+    noise: jax.Array,
+    beta,
+    num_steps: int,
+    beta_schedule: str = 'constant',
+    grad_clip: float | None = None,
+    trust_ratio: float | None = None,
+    clip_actions: bool = True,
+    *,
+    q_agg: str = 'mean',
+    grid: str = 'uniform',
+    action_low: float = -1.0,
+    action_high: float = 1.0,
+    return_path: bool = False,
+):
+    """Integrate the (guided) flow from a⁰ = `noise` [B, A] in `num_steps` Euler steps.
+
+    `velocity_fn(obs, a, t)` gets t of shape [B, 1]; `q_fn(obs, a)` returns [B] or an ensemble
+    [E, B] reduced with `q_agg` ('mean' | 'min'). `beta` may be a Python number or a traced scalar.
+    Returns (actions [B, A], diag) with diag['velocity_norm'|'grad_q_norm'|'guidance_norm'] of
+    shape [K, B] (grad_q_norm is before clipping; 0 where no gradient was taken) and
+    diag['nonfinite_fallbacks'], the int32 count of (step, sample) pairs that fell back.
+    With return_path, diag['path'] [K+1, B, A] holds a⁰ … a^K (before the final clip).
+    """
+    # Numbers are checked here; traced values (allowed, so sweeps need not recompile) cannot be.
+    if isinstance(grad_clip, (int, float)) and not grad_clip > 0:
+        raise ValueError(f'grad_clip must be > 0 or None, got {grad_clip}')
+    if isinstance(trust_ratio, (int, float)) and not trust_ratio >= 0:
+        raise ValueError(f'trust_ratio must be >= 0 or None, got {trust_ratio}')
+    skip_guidance = is_static_zero(beta)
+    if q_fn is None and not skip_guidance:
+        raise ValueError('q_fn is required unless beta is the Python number 0')
+    times = time_grid(num_steps, grid)
+    left, dts = times[:-1], jnp.diff(times)
+    betas = beta_schedule_values(0.0 if skip_guidance else beta, left, beta_schedule)
+    batch = noise.shape[0]
+    zeros_b = jnp.zeros((batch,), noise.dtype)
+
+    def step(actions, xs):
+        t, dt, beta_k = xs
+        velocity = velocity_fn(obs, actions, jnp.full((batch, 1), t, actions.dtype))
+        velocity_norm = _row_norm(velocity)
+        if skip_guidance:
+            guidance, grad_norm, bad = jnp.zeros_like(actions), zeros_b, jnp.zeros((batch,), bool)
+        else:
+            guidance, grad_norm, bad = jax.lax.cond(
+                beta_k != 0.0,
+                lambda a: _guidance(q_fn, obs, a, velocity_norm, beta_k, grad_clip, trust_ratio, q_agg),
+                lambda a: (jnp.zeros_like(a), zeros_b, jnp.zeros((batch,), bool)),
+                actions,
+            )
+        new_actions = actions + dt * (velocity + guidance)
+        path_entry = new_actions if return_path else None
+        return new_actions, (velocity_norm, grad_norm, _row_norm(guidance), bad, path_entry)
+
+    actions, (velocity_norm, grad_norm, guidance_norm, bad, path) = jax.lax.scan(
+        step, noise, (left, dts, betas))
+    if clip_actions:
+        actions = jnp.clip(actions, action_low, action_high)
+    diag = {
+        'velocity_norm': velocity_norm,
+        'grad_q_norm': grad_norm,
+        'guidance_norm': guidance_norm,
+        'nonfinite_fallbacks': jnp.sum(bad, dtype=jnp.int32),
+    }
+    if return_path:
+        diag['path'] = jnp.concatenate([noise[None], path], axis=0)
+    return actions, diag

@@ -1,0 +1,53 @@
+"""Train-step plumbing shared by the agents: the optimiser, device-side batch sampling and a
+lax.scan over many updates so a whole chunk of training is one compiled call."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+BATCH_KEYS = ('observations', 'actions', 'rewards', 'masks', 'next_observations')
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+    """Adam with the config's learning rate (one optimiser over all trainable parameters; Adam is
+    per-parameter, so this equals separate actor/critic optimisers)."""
+    return optax.adam(config.lr)
+
+
+def sample_batch(dataset, key, batch_size: int):
+    """Uniformly sample `batch_size` transitions (with replacement) from device-resident arrays."""
+    size = dataset['observations'].shape[0]
+    idx = jax.random.randint(key, (batch_size,), 0, size)
+    return {k: jnp.take(dataset[k], idx, axis=0) for k in BATCH_KEYS}
+
+
+def scan_updates(update_fn, agent, dataset, key, num_updates: int, batch_size: int):
+    """Run `num_updates` calls of `update_fn(agent, batch) -> (agent, info)` inside lax.scan,
+    sampling each batch on the device; info is averaged over the scan."""
+    missing = [k for k in BATCH_KEYS if k not in dataset]
+    if missing:
+        raise ValueError(f'dataset is missing keys {missing}; it needs {list(BATCH_KEYS)}')
+
+    def body(carry, step_key):
+        carry, info = update_fn(carry, sample_batch(dataset, step_key, batch_size))
+        return carry, info
+
+    agent, infos = jax.lax.scan(body, agent, jax.random.split(key, num_updates))
+    return agent, jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0), infos)
+
+
+def global_norm(tree) -> jax.Array:
+    return optax.global_norm(tree)
+
+
+def q_statistics(q, prefix='critic'):
+    """Mean / min / max of Q over ensemble and batch (Appendix A watches their spread)."""
+    return {f'{prefix}/q_mean': q.mean(), f'{prefix}/q_min': q.min(), f'{prefix}/q_max': q.max()}
+
+
+def as_key(seed_or_key):
+    """An int seed or an existing PRNG key (possibly traced, e.g. under vmap) -> key."""
+    if isinstance(seed_or_key, int):
+        return jax.random.PRNGKey(seed_or_key)
+    return seed_or_key

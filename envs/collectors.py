@@ -1,0 +1,205 @@
+"""Per-episode data collectors that reproduce OGBench's documented dataset procedures.
+
+Our own implementation of the procedure in OGBench's `data_gen_scripts` (generate_locomaze.py for
+'navigate' pointmaze data, generate_manipspace.py for 'play' manipulation data), written against the
+collector contract of `envs/generate.py`: a factory called once per worker process returns a function
+that turns an episode seed into one episode dict. Every random draw (environment resets, the
+oracles' global-NumPy noise, the maze's stabilising random actions) comes from that seed, so an
+episode does not depend on which worker produced it.
+
+These modules import gymnasium/OGBench; they are only imported inside generator worker processes.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+Episode = dict[str, np.ndarray]
+
+POINTMAZE_ACTION_NOISE = 0.5  # OGBench commands.sh: --noise=0.5 for pointmaze
+PLAN_NOISE = 0.1  # generate_manipspace.py defaults for 'play' data
+PLAN_NOISE_SMOOTHING = 0.5
+
+
+def _seed_everything(env, episode_seed: int) -> None:
+    """OGBench mixes env.np_random, the action space RNG and the global NumPy RNG; seed all three."""
+    np.random.seed(episode_seed)
+    env.unwrapped.action_space.seed(episode_seed)
+
+
+def _stack_episode(rows: dict[str, list]) -> Episode:
+    return {k: np.asarray(v) for k, v in rows.items()}
+
+
+# --------------------------------------------------------------------------------------- pointmaze
+def _maze_cells(maze_map: np.ndarray) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Free cells (start states) and free cells that are not straight corridor pieces (goals)."""
+    free, goals = [], []
+    for i in range(maze_map.shape[0]):
+        for j in range(maze_map.shape[1]):
+            if maze_map[i, j] != 0:
+                continue
+            free.append((i, j))
+            vertical_corridor = (
+                maze_map[i - 1, j] == 0 and maze_map[i + 1, j] == 0 and maze_map[i, j - 1] == 1 and maze_map[i, j + 1] == 1
+            )
+            horizontal_corridor = (
+                maze_map[i, j - 1] == 0 and maze_map[i, j + 1] == 0 and maze_map[i - 1, j] == 1 and maze_map[i + 1, j] == 1
+            )
+            if not (vertical_corridor or horizontal_corridor):
+                goals.append((i, j))
+    return free, goals
+
+
+def make_pointmaze_navigate_collector(env_name: str, episode_steps: int) -> Callable[[int], Episode]:
+    """'navigate' data: a BFS direction oracle plus N(0, 0.5²) action noise, new goal on every success."""
+    import gymnasium
+
+    import ogbench.locomaze  # noqa: F401  (registers the environments)
+
+    env = gymnasium.make(env_name, terminate_at_goal=False, max_episode_steps=episode_steps)
+    maze = env.unwrapped
+    free_cells, goal_cells = _maze_cells(maze.maze_map)
+
+    def collect_episode(episode_seed: int) -> Episode:
+        _seed_everything(env, episode_seed)
+        init_ij = free_cells[np.random.randint(len(free_cells))]
+        goal_ij = goal_cells[np.random.randint(len(goal_cells))]
+        ob, _ = env.reset(seed=episode_seed, options=dict(task_info=dict(init_ij=init_ij, goal_ij=goal_ij)))
+        rows = {k: [] for k in ('observations', 'actions', 'terminals', 'qpos', 'qvel')}
+        done = False
+        while not done:
+            xy = maze.get_xy()
+            subgoal_xy, _ = maze.get_oracle_subgoal(xy, maze.cur_goal_xy)
+            direction = subgoal_xy - xy
+            direction = direction / (np.linalg.norm(direction) + 1e-6)
+            action = np.clip(direction + np.random.normal(0.0, POINTMAZE_ACTION_NOISE, direction.shape), -1, 1)
+            next_ob, _, terminated, truncated, info = env.step(action)
+            done = terminated or truncated
+            if info['success']:
+                maze.set_goal(goal_cells[np.random.randint(len(goal_cells))])
+            rows['observations'].append(ob)
+            rows['actions'].append(action)
+            rows['terminals'].append(done)
+            rows['qpos'].append(info['prev_qpos'])
+            rows['qvel'].append(info['prev_qvel'])
+            ob = next_ob
+        return _stack_episode(rows)
+
+    return collect_episode
+
+
+def make_pointmaze_medium_collector(episode_steps: int) -> Callable[[int], Episode]:
+    return make_pointmaze_navigate_collector('pointmaze-medium-v0', episode_steps)
+
+
+def make_pointmaze_large_collector(episode_steps: int) -> Callable[[int], Episode]:
+    return make_pointmaze_navigate_collector('pointmaze-large-v0', episode_steps)
+
+
+# ------------------------------------------------------------------------------------ manipulation
+def _stacking_probability(env_name: str) -> float:
+    """OGBench's per-episode probability that a cube target is on top of another cube."""
+    if 'single' in env_name:
+        return 0.0
+    if 'double' in env_name:
+        return np.random.uniform(0.0, 0.25)
+    if 'triple' in env_name:
+        return np.random.uniform(0.05, 0.35)
+    if 'quadruple' in env_name:
+        return np.random.uniform(0.1, 0.5)
+    return 0.5
+
+
+def _scene_episode_is_healthy(qpos: np.ndarray) -> bool:
+    """OGBench's scene check: the cube stays visible (not too far right, not far left unless in the drawer)."""
+    cube_xyz = qpos[:, 14:17]
+    too_far_right = (cube_xyz[:, 1] >= 0.29).any()
+    left_outside_drawer = ((cube_xyz[:, 1] <= -0.3) & ((cube_xyz[:, 2] < 0.06) | (cube_xyz[:, 2] > 0.08))).any()
+    return not (too_far_right or left_outside_drawer)
+
+
+def _plan_oracles(env, env_name: str) -> dict:
+    """The plan ('play') oracles shipped in ogbench, keyed by the env's 'privileged/target_task'."""
+    from ogbench.manipspace.oracles.plan.button_plan import ButtonPlanOracle
+    from ogbench.manipspace.oracles.plan.cube_plan import CubePlanOracle
+    from ogbench.manipspace.oracles.plan.drawer_plan import DrawerPlanOracle
+    from ogbench.manipspace.oracles.plan.window_plan import WindowPlanOracle
+
+    noise = dict(noise=PLAN_NOISE, noise_smoothing=PLAN_NOISE_SMOOTHING)
+    if env_name.startswith('cube'):
+        return {'cube': CubePlanOracle(env=env, **noise)}
+    if env_name.startswith('scene'):
+        return {
+            'cube': CubePlanOracle(env=env, **noise),
+            'button': ButtonPlanOracle(env=env, **noise),
+            'drawer': DrawerPlanOracle(env=env, **noise),
+            'window': WindowPlanOracle(env=env, **noise),
+        }
+    if env_name.startswith('puzzle'):
+        return {'button': ButtonPlanOracle(env=env, gripper_always_closed=True, **noise)}
+    raise ValueError(f'no plan oracle for {env_name}')
+
+
+def make_manipspace_play_collector(env_name: str, episode_steps: int) -> Callable[[int], Episode]:
+    """'play' data: chained plan-oracle subtasks with smoothed plan noise; scene episodes are health-checked."""
+    import gymnasium
+
+    import ogbench.manipspace  # noqa: F401  (registers the environments)
+
+    env = gymnasium.make(env_name, terminate_at_goal=False, mode='data_collection', max_episode_steps=episode_steps)
+    oracles = _plan_oracles(env, env_name)
+    has_buttons = hasattr(env.unwrapped, '_cur_button_states')
+    keys = ['observations', 'actions', 'terminals', 'qpos', 'qvel'] + (['button_states'] if has_buttons else [])
+
+    def one_attempt(reset_kwargs: dict) -> Episode:
+        ob, info = env.reset(**reset_kwargs)
+        p_stack = _stacking_probability(env_name)
+        oracle = oracles[info['privileged/target_task']]
+        oracle.reset(ob, info)
+        rows = {k: [] for k in keys}
+        done = False
+        while not done:
+            action = np.clip(np.asarray(oracle.select_action(ob, info)), -1, 1)
+            next_ob, _, terminated, truncated, info = env.step(action)
+            done = terminated or truncated
+            if oracle.done:
+                task_ob, task_info = env.unwrapped.set_new_target(p_stack=p_stack)
+                oracle = oracles[task_info['privileged/target_task']]
+                oracle.reset(task_ob, task_info)
+            rows['observations'].append(ob)
+            rows['actions'].append(action)
+            rows['terminals'].append(done)
+            rows['qpos'].append(info['prev_qpos'])
+            rows['qvel'].append(info['prev_qvel'])
+            if has_buttons:
+                rows['button_states'].append(info['prev_button_states'])
+            ob = next_ob
+        return _stack_episode(rows)
+
+    def collect_episode(episode_seed: int) -> Episode:
+        _seed_everything(env, episode_seed)
+        episode = one_attempt(dict(seed=episode_seed))
+        while env_name.startswith('scene') and not _scene_episode_is_healthy(episode['qpos']):
+            episode = one_attempt({})  # retry, continuing the seeded RNG streams
+        return episode
+
+    return collect_episode
+
+
+def make_cube_single_collector(episode_steps: int) -> Callable[[int], Episode]:
+    return make_manipspace_play_collector('cube-single-v0', episode_steps)
+
+
+def make_cube_double_collector(episode_steps: int) -> Callable[[int], Episode]:
+    return make_manipspace_play_collector('cube-double-v0', episode_steps)
+
+
+def make_scene_collector(episode_steps: int) -> Callable[[int], Episode]:
+    return make_manipspace_play_collector('scene-v0', episode_steps)
+
+
+def make_puzzle_3x3_collector(episode_steps: int) -> Callable[[int], Episode]:
+    return make_manipspace_play_collector('puzzle-3x3-v0', episode_steps)

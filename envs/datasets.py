@@ -1,0 +1,134 @@
+"""Offline datasets in OGBench's own .npz format, loaded through OGBench's loader.
+
+`load_task_dataset` returns the single-task transitions OGBench defines (`make_env_and_datasets` with
+a '...-singletask-taskN-v0' id: rewards and masks relabelled from qpos/button states for that task).
+Files come from --data-dir (default ~/.ogbench/data). A missing file is downloaded only when the user
+allows it; otherwise the error names the exact command that regenerates it. Truncated or corrupt
+files and files with non-finite values are refused, never returned.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+import zlib
+
+import numpy as np
+
+DEFAULT_DATA_DIR = os.path.expanduser('~/.ogbench/data')
+TRANSITION_KEYS = ('observations', 'actions', 'rewards', 'masks', 'next_observations')
+
+
+class DatasetError(RuntimeError):
+    """A dataset problem the user can fix; str is one actionable line."""
+
+
+def dataset_paths(dataset_name: str, data_dir: str = DEFAULT_DATA_DIR) -> tuple[str, str]:
+    """(train, val) file paths, named as OGBench names them."""
+    data_dir = os.path.expanduser(data_dir)
+    return os.path.join(data_dir, f'{dataset_name}.npz'), os.path.join(data_dir, f'{dataset_name}-val.npz')
+
+
+def regenerate_command(dataset_name: str, data_dir: str) -> str:
+    data_dir = os.path.expanduser(data_dir)
+    suffix = '' if data_dir == DEFAULT_DATA_DIR else f' --data-dir {data_dir}'
+    return f'python -m envs.generate {dataset_name}{suffix}'
+
+
+def _missing_message(task, data_dir: str, missing: list[str]) -> str:
+    from envs.generate import LOCOMOTION_DATASETS, get_spec
+
+    what = f"dataset file {', '.join(missing)} not found"
+    if task.dataset_name in LOCOMOTION_DATASETS:
+        try:
+            get_spec(task.dataset_name)
+        except DatasetError as e:
+            return f'{what}; {e}; with a network, pass --download'
+    return f'{what}; regenerate it with `{regenerate_command(task.dataset_name, data_dir)}` or pass --download'
+
+
+def _require_ogbench(task) -> None:
+    if task.source != 'ogbench':
+        raise DatasetError(
+            f'{task.name} is a D4RL task ({task.env_id}); D4RL is not installed and its files cannot be '
+            'regenerated here; use an OGBench task'
+        )
+
+
+def load_task_dataset(task, data_dir: str = DEFAULT_DATA_DIR, download: bool = False, split: str = 'train'):
+    """Single-task transitions of `task` (observations, actions, rewards, masks, next_observations; all f32).
+
+    masks = 1 - success, as OGBench's single-task relabelling defines it (the episode continues in the
+    data, but the task is solved, so the TD target stops bootstrapping there).
+    """
+    if split not in ('train', 'val'):
+        raise DatasetError(f"split must be 'train' or 'val', not {split!r}")
+    _require_ogbench(task)
+    data_dir = os.path.expanduser(data_dir)
+    paths = dataset_paths(task.dataset_name, data_dir)
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        if not download:
+            raise DatasetError(_missing_message(task, data_dir, missing))
+        _download(task, data_dir)
+
+    import ogbench
+
+    try:
+        _, train, val = ogbench.make_env_and_datasets(task.env_id, dataset_dir=data_dir)
+    except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, ValueError, IndexError, OSError) as e:
+        raise DatasetError(
+            f'{task.dataset_name} in {data_dir} is truncated or corrupt ({type(e).__name__}: {str(e)[:80]}); '
+            f'delete it and regenerate with `{regenerate_command(task.dataset_name, data_dir)} --force`'
+        ) from None
+    dataset = train if split == 'train' else val
+    out = {k: np.asarray(dataset[k], dtype=np.float32) for k in TRANSITION_KEYS}
+    for k, v in out.items():
+        if not np.isfinite(v).all():
+            raise DatasetError(
+                f'{task.dataset_name} ({split}) has non-finite values in {k}; refusing to load it; regenerate with '
+                f'`{regenerate_command(task.dataset_name, data_dir)} --force`'
+            )
+    if len(out['observations']) == 0:
+        raise DatasetError(f'{task.dataset_name} ({split}) is empty; regenerate it with --force')
+    return out
+
+
+def _download(task, data_dir: str) -> None:
+    import urllib.error
+
+    import ogbench
+
+    try:
+        ogbench.download_datasets([task.dataset_name], dataset_dir=data_dir)
+    except (urllib.error.URLError, OSError) as e:
+        raise DatasetError(
+            f'download of {task.dataset_name} failed ({str(e)[:60]}); regenerate it offline with '
+            f'`{regenerate_command(task.dataset_name, data_dir)}`'
+        ) from None
+
+
+def ensure_dataset(task, data_dir: str = DEFAULT_DATA_DIR, episodes: int | None = None, workers: int | None = None,
+                   seed: int = 0, episode_steps: int | None = None, download: bool = False) -> tuple[str, str]:
+    """Make sure the task's train/val files exist: download if allowed, else regenerate locally (and say so).
+
+    `episodes` < 1000 gives a smaller dataset (CI); the data card beside the file records the count.
+    """
+    _require_ogbench(task)
+    data_dir = os.path.expanduser(data_dir)
+    paths = dataset_paths(task.dataset_name, data_dir)
+    if all(os.path.exists(p) for p in paths):
+        return paths
+    if download:
+        _download(task, data_dir)
+        return paths
+    from envs.generate import generate_dataset, get_spec
+
+    spec = get_spec(task.dataset_name)
+    n = spec.default_episodes if episodes is None else episodes
+    print(
+        f'{task.dataset_name} not found in {data_dir}: regenerating {n} episodes locally '
+        f'(`{regenerate_command(task.dataset_name, data_dir)} --episodes {n}`)',
+        flush=True,
+    )
+    return generate_dataset(task.dataset_name, data_dir, episodes, workers, seed, episode_steps)

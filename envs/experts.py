@@ -1,0 +1,646 @@
+"""Locomotion experts for the antmaze / antsoccer dataset collectors: SAC training, export, evaluation.
+
+OGBench collects `antmaze-*-navigate` and `antsoccer-*-navigate` with SAC experts trained on its online
+locomotion environments (shipped in the `ogbench` package):
+
+* `ant`     -- `online-ant-v0` wrapped in `GymXYWrapper`: the observation is the ant's state without its
+               x-y position plus a unit direction z, the reward is the x-y displacement along z, z is
+               resampled every 100 steps, episodes last 1000 steps and end early if the ant flips.
+* `antball` -- `online-antball-v0`: dribble a ball to a goal, 200-step episodes.
+
+This module is our own JAX/flax SAC with OGBench's published hyperparameters (OGBench `impls/agents/sac.py`
+defaults and `data_gen_scripts/commands.sh`): Adam 1e-4, batch 256, 2x256 GELU MLPs, two critics with the
+min target, tau 0.005, discount 0.99, auto-tuned temperature with target entropy -0.5*dim(A), tanh-squashed
+Gaussian actor with state-dependent log-std in [-5, 2] and a 0.01-scaled final layer, 10k random seed steps,
+one update per environment step. OGBench trains the ant for 400k steps; on this project's shared 2-core CPU
+the default is shorter (see `EXPERTS`), and the step count actually used is written to the expert's card.
+
+CLI:
+    python -m envs.experts train ant [--steps N] [--run-dir DIR]      # resumes from DIR/checkpoint.msgpack
+    python -m envs.experts export ant [--run-dir DIR]                 # writes artifacts/experts/ant.{msgpack,json}
+    python -m envs.experts eval ant [--weights PATH]                  # evaluates an exported expert
+
+The exported expert is the actor's parameters only; acting uses the deterministic action tanh(mean)
+(OGBench's temperature 0) and the collectors add their own Gaussian noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import flax.linen as nn
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EXPERTS_DIR = REPO_ROOT / 'artifacts' / 'experts'
+DEFAULT_RUNS_DIR = REPO_ROOT / 'artifacts' / 'runs' / 'experts'
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+EXPORT_EVAL_EPISODES, EXPORT_EVAL_SEED = 20, 12345  # evaluation written into the shipped card
+
+
+@dataclass(frozen=True)
+class SACConfig:
+    """SAC hyperparameters; defaults are OGBench's `impls/agents/sac.py`."""
+
+    lr: float = 1e-4
+    batch_size: int = 256
+    actor_hidden: tuple[int, ...] = (256, 256)
+    critic_hidden: tuple[int, ...] = (256, 256)
+    critic_layer_norm: bool = False
+    num_critics: int = 2
+    discount: float = 0.99
+    tau: float = 0.005
+    target_entropy_multiplier: float = 0.5
+    actor_final_scale: float = 0.01
+    min_q: bool = True
+
+
+@dataclass(frozen=True)
+class ExpertSpec:
+    """How one expert is trained: which online env, how long, and OGBench's own schedule for comparison."""
+
+    name: str
+    env_id: str
+    sac: SACConfig
+    default_steps: int  # what `train` runs when --steps is not given (sized for this project's CPU)
+    ogbench_steps: int  # OGBench's commands.sh
+    train_interval: int = 1  # env steps per update (OGBench: 1 for ant, 4 for antball)
+    seed_steps: int = 10_000
+    terminate_at_end: bool = False  # treat time-limit truncation as terminal (OGBench antball)
+
+
+EXPERTS: dict[str, ExpertSpec] = {
+    'ant': ExpertSpec(
+        name='ant', env_id='online-ant-xy-v0', sac=SACConfig(), default_steps=400_000, ogbench_steps=400_000
+    ),
+    'antball': ExpertSpec(
+        name='antball',
+        env_id='online-antball-v0',
+        sac=SACConfig(critic_layer_norm=True),
+        default_steps=12_000_000,
+        ogbench_steps=12_000_000,
+        train_interval=4,
+        terminate_at_end=True,
+    ),
+}
+
+
+class ExpertError(RuntimeError):
+    """Bad user input or missing files; str is one actionable line."""
+
+
+# ----------------------------------------------------------------------------------------------- networks
+
+
+def _init(scale: float = 1.0):
+    return nn.initializers.variance_scaling(scale, 'fan_avg', 'uniform')
+
+
+class MLP(nn.Module):
+    hidden: tuple[int, ...]
+    out_dim: int
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+        for size in self.hidden:
+            x = nn.gelu(nn.Dense(size, kernel_init=_init())(x))
+            if self.layer_norm:
+                x = nn.LayerNorm()(x)
+        return nn.Dense(self.out_dim, kernel_init=_init())(x)
+
+
+class Actor(nn.Module):
+    """Tanh-squashed Gaussian; returns (mean, log_std) of the pre-tanh Gaussian."""
+
+    hidden: tuple[int, ...]
+    action_dim: int
+    final_scale: float = 0.01
+
+    @nn.compact
+    def __call__(self, obs):
+        x = obs
+        for size in self.hidden:
+            x = nn.gelu(nn.Dense(size, kernel_init=_init())(x))
+        mean = nn.Dense(self.action_dim, kernel_init=_init(self.final_scale), name='mean')(x)
+        log_std = nn.Dense(self.action_dim, kernel_init=_init(self.final_scale), name='log_std')(x)
+        return mean, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
+
+
+class Critics(nn.Module):
+    """An ensemble of Q networks (leading axis = member)."""
+
+    hidden: tuple[int, ...]
+    num: int
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs, actions):
+        ensemble = nn.vmap(
+            MLP,
+            variable_axes={'params': 0},
+            split_rngs={'params': True},
+            in_axes=None,
+            out_axes=0,
+            axis_size=self.num,
+        )
+        return ensemble(self.hidden, 1, self.layer_norm)(jnp.concatenate([obs, actions], -1))[..., 0]
+
+
+def tanh_gaussian_sample(mean, log_std, key):
+    """Reparameterised sample of tanh(N(mean, std)) and its log-density (tanh Jacobian computed stably)."""
+    std = jnp.exp(log_std)
+    eps = jax.random.normal(key, mean.shape)
+    pre = mean + std * eps
+    gauss_logp = -0.5 * jnp.square(eps) - log_std - 0.5 * jnp.log(2 * jnp.pi)
+    log_det = 2.0 * (jnp.log(2.0) - pre - jax.nn.softplus(-2.0 * pre))  # log(1 - tanh(pre)^2)
+    return jnp.tanh(pre), jnp.sum(gauss_logp - log_det, axis=-1)
+
+
+# ---------------------------------------------------------------------------------------------------- SAC
+
+
+def make_modules(spec: ExpertSpec, action_dim: int):
+    sac = spec.sac
+    return (
+        Actor(sac.actor_hidden, action_dim, sac.actor_final_scale),
+        Critics(sac.critic_hidden, sac.num_critics, sac.critic_layer_norm),
+    )
+
+
+def init_train_state(spec: ExpertSpec, obs_dim: int, action_dim: int, seed: int) -> dict:
+    """All trainable state as one pytree (params, target critic, optimiser state, rng)."""
+    actor, critics = make_modules(spec, action_dim)
+    key, k_actor, k_critic = jax.random.split(jax.random.PRNGKey(seed), 3)
+    obs, act = jnp.zeros((1, obs_dim)), jnp.zeros((1, action_dim))
+    params = {
+        'actor': actor.init(k_actor, obs)['params'],
+        'critic': critics.init(k_critic, obs, act)['params'],
+        'log_alpha': jnp.zeros(()),
+    }
+    return {
+        'params': params,
+        'target_critic': params['critic'],
+        'opt_state': optax.adam(spec.sac.lr).init(params),
+        'rng': key,
+    }
+
+
+def make_update_fn(spec: ExpertSpec, action_dim: int) -> Callable:
+    """Jitted `(state, batches) -> (state, info)` doing one SAC step per leading row of `batches` (lax.scan).
+
+    As in OGBench, critic, actor and temperature losses are summed and take one Adam step together; the
+    actor loss sees the critic without gradient and the critic target uses the current actor without gradient.
+    """
+    sac = spec.sac
+    actor, critics = make_modules(spec, action_dim)
+    tx = optax.adam(sac.lr)
+    target_entropy = -sac.target_entropy_multiplier * action_dim
+    aggregate = jnp.min if sac.min_q else jnp.mean
+
+    def loss_fn(params, frozen, target_critic, batch, key):
+        k_next, k_pi = jax.random.split(key)
+        alpha = jnp.exp(frozen['log_alpha'])
+        # Critic.
+        next_mean, next_log_std = actor.apply({'params': frozen['actor']}, batch['next_observations'])
+        next_actions, next_logp = tanh_gaussian_sample(next_mean, next_log_std, k_next)
+        next_q = aggregate(critics.apply({'params': target_critic}, batch['next_observations'], next_actions), 0)
+        target = batch['rewards'] + sac.discount * batch['masks'] * (next_q - alpha * next_logp)
+        q = critics.apply({'params': params['critic']}, batch['observations'], batch['actions'])
+        critic_loss = jnp.mean(jnp.square(q - target))
+        # Actor.
+        mean, log_std = actor.apply({'params': params['actor']}, batch['observations'])
+        actions, logp = tanh_gaussian_sample(mean, log_std, k_pi)
+        q_pi = aggregate(critics.apply({'params': frozen['critic']}, batch['observations'], actions), 0)
+        actor_loss = jnp.mean(alpha * logp - q_pi)
+        # Temperature.
+        entropy = -jnp.mean(jax.lax.stop_gradient(logp))
+        alpha_loss = jnp.exp(params['log_alpha']) * (entropy - target_entropy)
+        info = {
+            'critic_loss': critic_loss,
+            'actor_loss': actor_loss,
+            'q_mean': jnp.mean(q),
+            'alpha': alpha,
+            'entropy': entropy,
+        }
+        return critic_loss + actor_loss + alpha_loss, info
+
+    def one_step(state, batch):
+        key, sub = jax.random.split(state['rng'])
+        params = state['params']
+        frozen = jax.lax.stop_gradient(params)
+        grads, info = jax.grad(loss_fn, has_aux=True)(params, frozen, state['target_critic'], batch, sub)
+        updates, opt_state = tx.update(grads, state['opt_state'], params)
+        params = optax.apply_updates(params, updates)
+        target = jax.tree_util.tree_map(
+            lambda p, t: sac.tau * p + (1 - sac.tau) * t, params['critic'], state['target_critic']
+        )
+        return {'params': params, 'target_critic': target, 'opt_state': opt_state, 'rng': key}, info
+
+    @jax.jit
+    def update(state, batches):
+        state, infos = jax.lax.scan(one_step, state, batches)
+        return state, jax.tree_util.tree_map(jnp.mean, infos)
+
+    return update
+
+
+def make_policy_fn(spec: ExpertSpec, action_dim: int) -> Callable:
+    """Jitted `(actor_params, obs [B,D], key, deterministic) -> actions [B,A]` in [-1, 1]."""
+    actor, _ = make_modules(spec, action_dim)
+
+    def policy(actor_params, obs, key, deterministic: bool):
+        mean, log_std = actor.apply({'params': actor_params}, obs)
+        if deterministic:
+            return jnp.tanh(mean)
+        return tanh_gaussian_sample(mean, log_std, key)[0]
+
+    return jax.jit(policy, static_argnums=3)
+
+
+# ------------------------------------------------------------------------------------------- environments
+
+
+def make_online_env(spec: ExpertSpec):
+    """The OGBench online env for `spec` (direction wrapper for the `-xy` ant, as OGBench's online_env_utils)."""
+    import gymnasium
+
+    import ogbench.online_locomotion  # noqa: F401  (registers online-*-v0)
+
+    if spec.env_id == 'online-ant-xy-v0':
+        from ogbench.online_locomotion.wrappers import GymXYWrapper
+
+        return GymXYWrapper(gymnasium.make('online-ant-v0'), resample_interval=100)
+    return gymnasium.make(spec.env_id)
+
+
+class ReplayBuffer:
+    """Fixed-size numpy ring buffer; saved with the checkpoint so training resumes exactly where it stopped."""
+
+    KEYS = ('observations', 'actions', 'rewards', 'masks', 'next_observations')
+
+    def __init__(self, capacity: int, obs_dim: int, action_dim: int):
+        self.capacity, self.size, self.pointer = capacity, 0, 0
+        self.data = {
+            'observations': np.zeros((capacity, obs_dim), np.float32),
+            'actions': np.zeros((capacity, action_dim), np.float32),
+            'rewards': np.zeros((capacity,), np.float32),
+            'masks': np.zeros((capacity,), np.float32),
+            'next_observations': np.zeros((capacity, obs_dim), np.float32),
+        }
+
+    def add(self, **transition):
+        for k in self.KEYS:
+            self.data[k][self.pointer] = transition[k]
+        self.pointer = (self.pointer + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def sample(self, rng: np.random.Generator, num: int, batch_size: int) -> dict:
+        idx = rng.integers(0, self.size, size=(num, batch_size))
+        return {k: v[idx] for k, v in self.data.items()}
+
+
+# ------------------------------------------------------------------------------------------ checkpointing
+
+
+def _atomic_write_bytes(path: Path, payload: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
+    with open(tmp, 'wb') as f:
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    _atomic_write_bytes(path, text.encode())
+
+
+def _to_numpy(tree):
+    return jax.tree_util.tree_map(np.asarray, tree)
+
+
+def save_checkpoint(run_dir: Path, state: dict, buffer: ReplayBuffer, step: int, np_rng_state, log: list) -> None:
+    """Agent state (msgpack) + replay buffer (npz) + progress (json); the json is written last and names
+    the step, so a crash mid-save leaves the previous consistent checkpoint in place."""
+    _atomic_write_bytes(run_dir / f'agent-{step}.msgpack', flax.serialization.to_bytes(_to_numpy(state)))
+    tmp = run_dir / f'.buffer-{step}.tmp{os.getpid()}.npz'
+    np.savez(tmp, size=buffer.size, pointer=buffer.pointer, **{k: v[: buffer.size] for k, v in buffer.data.items()})
+    os.replace(tmp, run_dir / f'buffer-{step}.npz')
+    progress = {'step': step, 'np_rng_state': np_rng_state, 'log': log}
+    _atomic_write_text(run_dir / 'progress.json', json.dumps(progress))
+    for old in list(run_dir.glob('agent-*.msgpack')) + list(run_dir.glob('buffer-*.npz')):
+        if old.stem.split('-')[-1] != str(step):
+            old.unlink(missing_ok=True)
+
+
+def load_checkpoint(run_dir: Path, template: dict, buffer: ReplayBuffer):
+    progress_path = run_dir / 'progress.json'
+    if not progress_path.exists():
+        return None
+    progress = json.loads(progress_path.read_text())
+    step = progress['step']
+    state = flax.serialization.from_bytes(template, (run_dir / f'agent-{step}.msgpack').read_bytes())
+    with np.load(run_dir / f'buffer-{step}.npz') as saved:
+        size = int(saved['size'])
+        for k in ReplayBuffer.KEYS:
+            buffer.data[k][:size] = saved[k]
+        buffer.size, buffer.pointer = size, int(saved['pointer'])
+    return state, step, progress['np_rng_state'], progress['log']
+
+
+# ------------------------------------------------------------------------------------------------- train
+
+
+def train(spec: ExpertSpec, steps: int, run_dir: Path, seed: int = 0, num_envs: int = 4,
+          checkpoint_every: int = 20_000, eval_every: int = 50_000, eval_episodes: int = 10) -> dict:
+    """SAC on `spec`'s online env, `num_envs` envs stepped in lockstep and one update per env step.
+
+    Stepping several envs per policy call and scanning the matching updates in one jitted call removes
+    most per-step Python/dispatch overhead on CPU without changing the update-to-data ratio.
+    Resumes from `run_dir` if a checkpoint exists. Returns the final progress log entry.
+    """
+    from tqdm import tqdm
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    np.random.seed(seed)  # GymXYWrapper draws directions from the global NumPy RNG
+    envs = [make_online_env(spec) for _ in range(num_envs)]
+    obs_dim = envs[0].observation_space.shape[0]
+    action_dim = envs[0].action_space.shape[0]
+    state = init_train_state(spec, obs_dim, action_dim, seed)
+    buffer = ReplayBuffer(max(steps, spec.seed_steps), obs_dim, action_dim)
+    update_fn = make_update_fn(spec, action_dim)
+    policy_fn = make_policy_fn(spec, action_dim)
+    sample_rng = np.random.default_rng(seed)
+    start, log = 0, []
+    restored = load_checkpoint(run_dir, _to_numpy(state), buffer)
+    if restored is not None:
+        state, start, np_state, log = restored
+        state = jax.tree_util.tree_map(jnp.asarray, state)
+        np.random.set_state((np_state[0], np.array(np_state[1], np.uint32), *np_state[2:]))
+        sample_rng = np.random.default_rng([seed, start])
+        print(f'resumed {spec.name} from step {start} ({run_dir})', flush=True)
+    config = {'expert': spec.name, 'env_id': spec.env_id, 'sac': dataclasses.asdict(spec.sac), 'steps': steps,
+              'seed': seed, 'num_envs': num_envs, 'seed_steps': spec.seed_steps,
+              'train_interval': spec.train_interval}
+    _atomic_write_text(run_dir / 'config.json', json.dumps(config, indent=1))
+
+    obs = np.stack([env.reset(seed=seed * 1000 + start + i)[0] for i, env in enumerate(envs)])
+    ep_return = np.zeros(num_envs)
+    recent_returns: list[float] = []
+    key = jax.random.PRNGKey(seed + start)
+    pending_updates, info = 0, {}
+    bar = tqdm(total=steps, initial=start, desc=f'SAC {spec.name}', dynamic_ncols=True, mininterval=5)
+    step, t0 = start, time.time() - (log[-1]['wall_s'] if log else 0.0)
+    while step < steps:
+        if step < spec.seed_steps:
+            actions = np.stack([env.action_space.sample() for env in envs])
+        else:
+            key, sub = jax.random.split(key)
+            actions = np.asarray(policy_fn(state['params']['actor'], jnp.asarray(obs, jnp.float32), sub, False))
+        for i, env in enumerate(envs):
+            next_ob, reward, terminated, truncated, _ = env.step(actions[i])
+            if spec.terminate_at_end and truncated:
+                terminated = True
+            buffer.add(observations=obs[i], actions=actions[i], rewards=reward, masks=float(not terminated),
+                       next_observations=next_ob)
+            ep_return[i] += reward
+            if terminated or truncated:
+                recent_returns = (recent_returns + [float(ep_return[i])])[-20:]
+                ep_return[i] = 0.0
+                next_ob, _ = env.reset()
+            obs[i] = next_ob
+        step += num_envs
+        bar.update(num_envs)
+        if buffer.size >= spec.seed_steps:
+            pending_updates += num_envs
+            num_updates = pending_updates // spec.train_interval
+            if num_updates:
+                pending_updates -= num_updates * spec.train_interval
+                batches = buffer.sample(sample_rng, num_updates, spec.sac.batch_size)
+                state, info = update_fn(state, batches)
+        if step % checkpoint_every < num_envs or step >= steps:
+            entry = {'step': step, 'wall_s': round(time.time() - t0, 1),
+                     'train_return_mean20': float(np.mean(recent_returns)) if recent_returns else None,
+                     **{k: float(v) for k, v in info.items()}}
+            if step % eval_every < num_envs or step >= steps:
+                entry.update(evaluate(spec, _to_numpy(state['params']['actor']), eval_episodes, seed=10_000 + step))
+            log.append(entry)
+            bar.write(json.dumps(entry))
+            np_state = np.random.get_state()
+            save_checkpoint(run_dir, state, buffer, step,
+                            [np_state[0], np_state[1].tolist(), *[float(x) for x in np_state[2:]]], log)
+    bar.close()
+    return log[-1] if log else {}
+
+
+# ------------------------------------------------------------------------------------- export and loading
+
+
+def export_expert(spec: ExpertSpec, run_dir: Path, out_dir: Path = EXPERTS_DIR, command: str = '') -> Path:
+    """Write the trained actor (msgpack) and its card (json) under `out_dir`; returns the weights path."""
+    progress_path = run_dir / 'progress.json'
+    if not progress_path.exists():
+        raise ExpertError(f'no checkpoint in {run_dir}; run `python -m envs.experts train {spec.name}` first')
+    progress = json.loads(progress_path.read_text())
+    config = json.loads((run_dir / 'config.json').read_text())
+    env = make_online_env(spec)
+    obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    template = _to_numpy(init_train_state(spec, obs_dim, action_dim, 0))
+    state = flax.serialization.from_bytes(template, (run_dir / f'agent-{progress["step"]}.msgpack').read_bytes())
+    actor = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), state['params']['actor'])
+    weights = out_dir / f'{spec.name}.msgpack'
+    _atomic_write_bytes(weights, flax.serialization.to_bytes(actor))
+    evaluation = evaluate(spec, actor, EXPORT_EVAL_EPISODES, seed=EXPORT_EVAL_SEED)
+    card = {
+        'expert': spec.name,
+        'env_id': spec.env_id,
+        'obs_dim': obs_dim,
+        'action_dim': action_dim,
+        'actor_hidden': list(spec.sac.actor_hidden),
+        'train_command': command or f'python -m envs.experts train {spec.name} --steps {config["steps"]}',
+        'env_steps_trained': progress['step'],
+        'ogbench_env_steps': spec.ogbench_steps,
+        'train_config': config,
+        'evaluation': {'episodes': EXPORT_EVAL_EPISODES, 'seed': EXPORT_EVAL_SEED, **evaluation},
+        'progress_log': progress['log'],
+    }
+    _atomic_write_text(out_dir / f'{spec.name}.json', json.dumps(card, indent=1))
+    return weights
+
+
+@dataclass(frozen=True)
+class Expert:
+    """A loaded expert: `act(obs [B,D]) -> actions [B,A]`, deterministic tanh(mean) (OGBench's temperature 0)."""
+
+    name: str
+    obs_dim: int
+    action_dim: int
+    params: Any
+    card: dict
+    _policy: Callable
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        batched = np.asarray(obs, np.float32).reshape(-1, self.obs_dim)
+        out = np.asarray(self._policy(self.params, jnp.asarray(batched), jax.random.PRNGKey(0), True))
+        return out.reshape(np.shape(obs)[:-1] + (self.action_dim,))
+
+
+def load_expert(name: str, weights: Path | None = None) -> Expert:
+    """Load a shipped (or given) expert; raises ExpertError with one actionable line when missing."""
+    if name not in EXPERTS:
+        raise ExpertError(f'unknown expert {name!r}; choose one of {sorted(EXPERTS)}')
+    weights = Path(weights) if weights is not None else EXPERTS_DIR / f'{name}.msgpack'
+    card_path = weights.with_suffix('.json')
+    if not weights.exists() or not card_path.exists():
+        raise ExpertError(
+            f'expert weights {weights} (and card {card_path.name}) not found; restore artifacts/experts/ from '
+            f'git or train with `python -m envs.experts train {name}` then `python -m envs.experts export {name}`'
+        )
+    card = json.loads(card_path.read_text())
+    spec = EXPERTS[name]
+    actor, _ = make_modules(spec, card['action_dim'])
+    template = _to_numpy(actor.init(jax.random.PRNGKey(0), jnp.zeros((1, card['obs_dim'])))['params'])
+    params = flax.serialization.from_bytes(template, weights.read_bytes())
+    return Expert(name, card['obs_dim'], card['action_dim'], params, card, make_policy_fn(spec, card['action_dim']))
+
+
+# --------------------------------------------------------------------------------------------- evaluation
+
+
+def ant_direction_ob(state_ob: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """The ant expert's input: ant state (qpos+qvel, 29) without x-y, plus a unit direction (as OGBench)."""
+    return np.concatenate([state_ob[2:], direction])
+
+
+def evaluate(spec: ExpertSpec, actor_params, episodes: int, seed: int = 0) -> dict:
+    """Deterministic-policy evaluation.
+
+    ant: `eval_speed` = mean displacement per second along the commanded direction over 1000-step episodes
+    (direction resampled every 100 steps, as in training), and `eval_goal_success` = fraction of episodes in
+    which, steering toward a goal 10 m away by feeding the unit vector to it as the direction, the ant gets
+    within 0.5 m (antmaze's goal tolerance) in 300 steps.
+    antball: `eval_ball_progress` = mean decrease of the ball-goal distance over a 200-step episode, and
+    `eval_success` = fraction of episodes with the ball within 0.5 m of the goal at some step.
+    """
+    env = make_online_env(spec)
+    action_dim = env.action_space.shape[0]
+    policy = make_policy_fn(spec, action_dim)
+    key = jax.random.PRNGKey(0)
+
+    def act(ob):
+        return np.asarray(policy(actor_params, jnp.asarray(ob[None], jnp.float32), key, True))[0]
+
+    rng = np.random.default_rng(seed)
+    np.random.seed(seed)
+    if spec.name == 'antball':
+        progress, successes = [], []
+        for ep in range(episodes):
+            ob, _ = env.reset(seed=seed + ep)
+            start = np.linalg.norm(env.unwrapped.get_agent_ball_xy()[1] - env.unwrapped.cur_goal_xy)
+            success = False
+            for _ in range(200):
+                ob, _, terminated, truncated, info = env.step(act(ob))
+                success |= bool(info['success'])
+                if terminated or truncated:
+                    break
+            end = np.linalg.norm(env.unwrapped.get_agent_ball_xy()[1] - env.unwrapped.cur_goal_xy)
+            progress.append(start - end)
+            successes.append(success)
+        return {'eval_ball_progress': float(np.mean(progress)), 'eval_success': float(np.mean(successes))}
+
+    dt = env.unwrapped.dt
+    speeds, successes = [], []
+    for ep in range(episodes):
+        ob, _ = env.reset(seed=seed + ep)
+        total, n = 0.0, 0
+        for _ in range(1000):
+            ob, reward, terminated, truncated, _ = env.step(act(ob))
+            total, n = total + reward, n + 1
+            if terminated or truncated:
+                break
+        speeds.append(total / (1000 * dt))  # an ant that flips early is charged for the lost time
+    base = env.unwrapped
+    for ep in range(episodes):
+        env.reset(seed=seed + 100 + ep)
+        angle = rng.uniform(0, 2 * np.pi)
+        goal = base.data.qpos[:2] + 10.0 * np.array([np.cos(angle), np.sin(angle)])
+        success = False
+        for _ in range(300):
+            xy = base.data.qpos[:2]
+            to_goal = goal - xy
+            if np.linalg.norm(to_goal) <= 0.5:
+                success = True
+                break
+            state_ob = np.concatenate([base.data.qpos, base.data.qvel])
+            _, _, terminated, _, _ = base.step(act(ant_direction_ob(state_ob, to_goal / np.linalg.norm(to_goal))))
+            if terminated:
+                break
+        successes.append(success)
+    return {'eval_speed': float(np.mean(speeds)), 'eval_goal_success': float(np.mean(successes))}
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog='python -m envs.experts', description=__doc__.split('\n\n')[0])
+    sub = parser.add_subparsers(dest='command', required=True)
+    for name in ('train', 'export', 'eval'):
+        p = sub.add_parser(name)
+        p.add_argument('expert', help=f'one of {sorted(EXPERTS)}')
+        p.add_argument('--run-dir', type=Path, default=None, help='training folder (default artifacts/runs/experts/NAME)')
+        p.add_argument('--seed', type=int, default=0)
+        if name == 'train':
+            p.add_argument('--steps', type=int, default=None, help='environment steps (default: the spec default)')
+            p.add_argument('--num-envs', type=int, default=4)
+            p.add_argument('--checkpoint-every', type=int, default=20_000)
+            p.add_argument('--eval-every', type=int, default=50_000)
+            p.add_argument('--export', action='store_true', help='export to artifacts/experts/ when done')
+        if name == 'eval':
+            p.add_argument('--weights', type=Path, default=None)
+            p.add_argument('--episodes', type=int, default=20)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = _parse(argv)
+    try:
+        if args.expert not in EXPERTS:
+            raise ExpertError(f'unknown expert {args.expert!r}; choose one of {sorted(EXPERTS)}')
+        spec = EXPERTS[args.expert]
+        run_dir = args.run_dir or DEFAULT_RUNS_DIR / spec.name
+        if args.command == 'train':
+            steps = args.steps or spec.default_steps
+            if steps <= 0 or args.num_envs <= 0:
+                raise ExpertError('--steps and --num-envs must be positive')
+            train(spec, steps, run_dir, args.seed, args.num_envs, args.checkpoint_every, args.eval_every)
+            if args.export:
+                print(export_expert(spec, run_dir, command='python -m envs.experts ' + ' '.join(argv or sys.argv[1:])))
+        elif args.command == 'export':
+            print(export_expert(spec, run_dir))
+        else:
+            expert = load_expert(spec.name, args.weights)
+            print(json.dumps(evaluate(spec, expert.params, args.episodes, seed=args.seed)))
+    except ExpertError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,338 @@
+"""Collectors for OGBench's expert-driven locomotion datasets: antmaze-large-navigate, antsoccer-arena-navigate.
+
+Our own implementation of the procedure of OGBench's `data_gen_scripts/generate_locomaze.py` and
+`generate_antsoccer.py` ('navigate' type, 1001-row episodes, N(0, 0.2²) action noise clipped to [-1, 1]),
+written against the per-episode collector contract of `envs/generate.py`:
+
+* antmaze: start in a random free cell, goal in a random non-corridor ("vertex") cell; at every step the
+  ant expert of `envs/experts.py` walks toward the BFS oracle subgoal of the maze (the next cell on the
+  shortest path); on success a new vertex-cell goal is drawn and the episode continues.
+* antsoccer: agent, ball and goal start in three distinct random cells of the arena; while the agent is
+  more than 2 m from the ball it walks to the ball, otherwise it dribbles the ball to the goal; on success
+  a new goal cell is drawn; if the agent has stayed within 2 m for 150 steps it detours to a random cell.
+
+Dribbling. OGBench dribbles with a second SAC expert trained for 12M steps on `online-antball-v0`, far out
+of reach of this project's CPU. `DribbleController` replaces it with a controller built on the ant walking
+expert: it walks to a point behind the ball (as seen from the goal), going around the ball when the ball is
+in the way, then walks through the ball toward the goal. The dataset card's `generator` line names it.
+
+`python -m envs.locomotion success DATASET [--episodes N] [--seed S]` replays the first N episodes of a
+`python -m envs.generate DATASET --seed S` run (same per-episode seeds, so bit-identical episodes) and
+reports the fraction in which the collector reached at least one goal, plus goals reached per episode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from envs.datasets import DatasetError
+from envs.generate import DatasetSpec
+
+Episode = dict[str, np.ndarray]
+
+ACTION_NOISE = 0.2  # OGBench generate_locomaze.py / generate_antsoccer.py default (--noise)
+BALL_NEAR = 2.0  # generate_antsoccer.py: dribble when the agent is within 2 m of the ball
+STUCK_WINDOW, STUCK_RADIUS = 150, 2.0  # generate_antsoccer.py stuck detection
+VIRTUAL_GOAL_TOL = 0.5
+ANTMAZE_ENV, ANTSOCCER_ENV = 'antmaze-large-v0', 'antsoccer-arena-v0'
+
+
+# ------------------------------------------------------------------------------------------ expert policy
+
+
+def gelu_tanh(x: np.ndarray) -> np.ndarray:
+    """flax's default `nn.gelu` (tanh approximation), in NumPy."""
+    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
+
+
+def numpy_actor(actor_params: dict) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The exported SAC actor's (kernel, bias) pairs in float64: hidden layers, then the mean head."""
+    hidden = sorted((k for k in actor_params if k.startswith('Dense_')), key=lambda k: int(k.split('_')[1]))
+    return [
+        (np.asarray(actor_params[k]['kernel'], np.float64), np.asarray(actor_params[k]['bias'], np.float64))
+        for k in [*hidden, 'mean']
+    ]
+
+
+def actor_mean_action(layers: list[tuple[np.ndarray, np.ndarray]], obs: np.ndarray) -> np.ndarray:
+    """Deterministic action tanh(mean) of the exported SAC actor (OGBench's temperature 0), in NumPy.
+
+    Collectors call the expert once per environment step; a NumPy forward pass of a 2x256 MLP costs a few
+    microseconds, where a jitted JAX call costs a dispatch each time and a compile per worker process.
+    """
+    x = np.asarray(obs, np.float64)
+    for kernel, bias in layers[:-1]:
+        x = gelu_tanh(x @ kernel + bias)
+    kernel, bias = layers[-1]
+    return np.tanh(x @ kernel + bias)
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    """v / ‖v‖ with OGBench's 1e-6 guard."""
+    return v / (np.linalg.norm(v) + 1e-6)
+
+
+def load_ant_actor() -> list[tuple[np.ndarray, np.ndarray]]:
+    """The shipped ant expert's actor layers (see `numpy_actor`), or a DatasetError naming how to get them."""
+    from envs import experts
+
+    try:
+        return numpy_actor(experts.load_expert('ant').params)
+    except experts.ExpertError as err:
+        raise DatasetError(str(err)) from None
+
+
+# -------------------------------------------------------------------------------------------- maze helpers
+
+
+def free_and_vertex_cells(maze_map: np.ndarray) -> tuple[list, list]:
+    """Free cells, and free cells that are not straight corridor pieces (OGBench's navigate goal cells)."""
+    free, vertex = [], []
+    for i, j in zip(*np.nonzero(maze_map == 0)):
+        free.append((int(i), int(j)))
+        vertical = maze_map[i - 1, j] == 0 and maze_map[i + 1, j] == 0 and maze_map[i, j - 1] == 1 and maze_map[i, j + 1] == 1
+        horizontal = maze_map[i, j - 1] == 0 and maze_map[i, j + 1] == 0 and maze_map[i - 1, j] == 1 and maze_map[i + 1, j] == 1
+        if not (vertical or horizontal):
+            vertex.append((int(i), int(j)))
+    return free, vertex
+
+
+def seed_everything(env, episode_seed: int) -> None:
+    """The maze env draws from env.np_random (reset), its action space (stabilising random steps) and the
+    global NumPy RNG (start/goal noise); the procedure itself uses the global NumPy RNG. Seed all three."""
+    np.random.seed(episode_seed)
+    env.unwrapped.action_space.seed(episode_seed)
+
+
+def make_env(env_id: str, episode_steps: int):
+    import gymnasium
+
+    import ogbench.locomaze  # noqa: F401  (registers the environments)
+
+    return gymnasium.make(env_id, terminate_at_goal=False, max_episode_steps=episode_steps)
+
+
+def _rows() -> dict[str, list]:
+    return {k: [] for k in ('observations', 'actions', 'terminals', 'qpos', 'qvel')}
+
+
+def _append(rows: dict, ob, action, done, info) -> None:
+    rows['observations'].append(ob)
+    rows['actions'].append(action)
+    rows['terminals'].append(done)
+    rows['qpos'].append(info['prev_qpos'])
+    rows['qvel'].append(info['prev_qvel'])
+
+
+# ------------------------------------------------------------------------------------------------ antmaze
+
+
+class AntmazeNavigateCollector:
+    """One 'navigate' episode per call; `goals_reached` holds the count of the latest episode."""
+
+    def __init__(self, env, actor: list, noise: float = ACTION_NOISE):
+        self.env, self.actor, self.noise = env, actor, noise
+        self.base = env.unwrapped
+        self.free_cells, self.vertex_cells = free_and_vertex_cells(self.base.maze_map)
+        self.goals_reached = 0
+
+    def __call__(self, episode_seed: int) -> Episode:
+        env, base = self.env, self.base
+        seed_everything(env, episode_seed)
+        init_ij = self.free_cells[np.random.randint(len(self.free_cells))]
+        goal_ij = self.vertex_cells[np.random.randint(len(self.vertex_cells))]
+        ob, _ = env.reset(seed=episode_seed, options=dict(task_info=dict(init_ij=init_ij, goal_ij=goal_ij)))
+        rows, done, self.goals_reached = _rows(), False, 0
+        while not done:
+            xy = base.get_xy()
+            subgoal_xy, _ = base.get_oracle_subgoal(xy, base.cur_goal_xy)
+            agent_ob = np.concatenate([base.get_ob(ob_type='states')[2:], unit(subgoal_xy - xy)])
+            action = actor_mean_action(self.actor, agent_ob)
+            action = np.clip(action + np.random.normal(0, self.noise, action.shape), -1, 1)
+            next_ob, _, terminated, truncated, info = env.step(action)
+            done = terminated or truncated
+            if info['success']:
+                self.goals_reached += 1
+                base.set_goal(self.vertex_cells[np.random.randint(len(self.vertex_cells))])
+            _append(rows, ob, action, done, info)
+            ob = next_ob
+        return {k: np.asarray(v) for k, v in rows.items()}
+
+
+def make_antmaze_large_collector(episode_steps: int) -> Callable[[int], Episode]:
+    return AntmazeNavigateCollector(make_env(ANTMAZE_ENV, episode_steps), load_ant_actor())
+
+
+# ---------------------------------------------------------------------------------------------- antsoccer
+
+
+@dataclass(frozen=True)
+class DribbleController:
+    """Dribbling on top of the ant walking expert: pick a walking direction from agent, ball and goal.
+
+    The agent walks to a point `behind` metres behind the ball on the goal-ball line; when the straight way
+    there passes within `clearance` of the ball it first walks to a point beside the ball (on its own side),
+    so it does not knock the ball off the line. Once it is behind the ball (within `align_tol` of the line,
+    on the far side), it walks at the ball with a `lead` toward the goal, pushing the ball goalward.
+    """
+
+    behind: float = 1.0
+    clearance: float = 0.9
+    align_tol: float = 0.6
+    lead: float = 0.5
+
+    def direction(self, agent_xy: np.ndarray, ball_xy: np.ndarray, goal_xy: np.ndarray) -> np.ndarray:
+        to_goal = unit(goal_xy - ball_xy)
+        rel = agent_xy - ball_xy
+        along = rel @ to_goal  # < 0: agent is on the far side of the ball from the goal
+        side = rel - along * to_goal
+        if along < -0.2 and np.linalg.norm(side) <= self.align_tol:
+            return unit(ball_xy + self.lead * to_goal - agent_xy)
+        target = ball_xy - self.behind * to_goal
+        path = target - agent_xy
+        # Closest approach of the segment agent -> target to the ball.
+        t = np.clip(((ball_xy - agent_xy) @ path) / (path @ path + 1e-9), 0.0, 1.0)
+        if np.linalg.norm(agent_xy + t * path - ball_xy) < self.clearance and along > -self.behind:
+            normal = side / (np.linalg.norm(side) + 1e-6) if np.linalg.norm(side) > 1e-3 else np.array([-to_goal[1], to_goal[0]])
+            target = ball_xy + 1.5 * self.clearance * normal - 0.5 * self.behind * to_goal
+        return unit(target - agent_xy)
+
+
+class AntsoccerNavigateCollector:
+    """One antsoccer 'navigate' episode per call; `goals_reached` holds the count of the latest episode."""
+
+    def __init__(self, env, actor: list, dribble: DribbleController = DribbleController(),
+                 noise: float = ACTION_NOISE):
+        self.env, self.actor, self.dribble, self.noise = env, actor, dribble, noise
+        self.base = env.unwrapped
+        self.free_cells, _ = free_and_vertex_cells(self.base.maze_map)
+        self.goals_reached = 0
+
+    def walk_action(self, ob: np.ndarray, direction: np.ndarray) -> np.ndarray:
+        """Ant expert input in antsoccer: agent qpos without x-y (ob[2:15]), agent qvel (ob[22:36]), direction."""
+        return actor_mean_action(self.actor, np.concatenate([ob[2:15], ob[22:36], direction]))
+
+    def __call__(self, episode_seed: int) -> Episode:
+        env, base = self.env, self.base
+        seed_everything(env, episode_seed)
+        agent_idx, ball_idx, goal_idx = np.random.choice(len(self.free_cells), 3, replace=False)
+        task_info = dict(agent_init_ij=self.free_cells[agent_idx], ball_init_ij=self.free_cells[ball_idx],
+                         goal_ij=self.free_cells[goal_idx])
+        ob, _ = env.reset(seed=episode_seed, options=dict(task_info=task_info))
+        rows, done, self.goals_reached = _rows(), False, 0
+        recent_xy: deque = deque(maxlen=STUCK_WINDOW)
+        virtual_goal = None
+        step = 0
+        while not done:
+            agent_xy, ball_xy = (np.array(v) for v in base.get_agent_ball_xy())
+            goal_xy = np.array(base.cur_goal_xy)
+            if virtual_goal is not None:
+                direction = unit(virtual_goal - agent_xy)
+            elif np.linalg.norm(agent_xy - ball_xy) > BALL_NEAR:
+                direction = unit(ball_xy - agent_xy)
+            else:
+                direction = self.dribble.direction(agent_xy, ball_xy, goal_xy)
+            action = self.walk_action(ob, direction)
+            action = np.clip(action + np.random.normal(0, self.noise, action.shape), -1, 1)
+            next_ob, _, terminated, truncated, info = env.step(action)
+            done = terminated or truncated
+            if virtual_goal is not None and np.linalg.norm(virtual_goal - next_ob[:2]) <= VIRTUAL_GOAL_TOL:
+                virtual_goal = None
+            if info['success']:
+                self.goals_reached += 1
+                base.set_goal(self.free_cells[np.random.randint(len(self.free_cells))])
+            # Stuck: the last 150 observed positions (before this step's) all lie within 2 m of the new one.
+            if (
+                step > STUCK_WINDOW
+                and virtual_goal is None
+                and np.linalg.norm(np.asarray(recent_xy) - next_ob[:2], axis=1).max() <= STUCK_RADIUS
+            ):
+                virtual_goal = np.array(base.ij_to_xy(self.free_cells[np.random.randint(len(self.free_cells))]))
+            recent_xy.append(ob[:2])
+            _append(rows, ob, action, done, info)
+            ob = next_ob
+            step += 1
+        return {k: np.asarray(v) for k, v in rows.items()}
+
+
+def make_antsoccer_arena_collector(episode_steps: int) -> Callable[[int], Episode]:
+    return AntsoccerNavigateCollector(make_env(ANTSOCCER_ENV, episode_steps), load_ant_actor())
+
+
+# --------------------------------------------------------------------------------------------- registry
+
+DATASETS: dict[str, DatasetSpec] = {
+    s.name: s
+    for s in [
+        DatasetSpec(
+            'antmaze-large-navigate-v0',
+            make_antmaze_large_collector,
+            generator='SAC ant expert (artifacts/experts/ant.msgpack) toward BFS oracle subgoals + N(0, 0.2^2) '
+            'action noise, new vertex-cell goal on success',
+        ),
+        DatasetSpec(
+            'antsoccer-arena-navigate-v0',
+            make_antsoccer_arena_collector,
+            generator='SAC ant expert (artifacts/experts/ant.msgpack): walk to the ball, then dribble with '
+            'envs.locomotion.DribbleController (scripted, in place of OGBench antball SAC expert) + N(0, 0.2^2) '
+            'action noise, new goal on success, stuck detour',
+        ),
+    ]
+}
+
+
+# ---------------------------------------------------------------------------------------- success report
+
+
+def collector_success(name: str, episodes: int, seed: int = 0, episode_steps: int = 1001) -> dict:
+    """Replay the first `episodes` episodes of `envs.generate NAME --seed SEED` and count reached goals."""
+    from envs.generate import episode_seed
+
+    if name not in DATASETS:
+        raise DatasetError(f"unknown locomotion dataset '{name}'; choose one of {', '.join(DATASETS)}")
+    collect = DATASETS[name].make_collector(episode_steps)
+    goals, t0 = [], time.time()
+    for i in range(episodes):
+        collect(episode_seed(seed, i))
+        goals.append(collect.goals_reached)
+    goals = np.asarray(goals)
+    return {
+        'dataset': name,
+        'episodes': episodes,
+        'seed': seed,
+        'episode_steps': episode_steps,
+        'success_rate': float(np.mean(goals > 0)),
+        'goals_per_episode': float(np.mean(goals)),
+        'wall_time_s': round(time.time() - t0, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='python -m envs.locomotion', description=__doc__.split('\n\n')[0])
+    sub = parser.add_subparsers(dest='command', required=True)
+    p = sub.add_parser('success', help="fraction of a generated dataset's episodes that reached a goal")
+    p.add_argument('dataset')
+    p.add_argument('--episodes', type=int, default=50)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--episode-steps', type=int, default=1001)
+    args = parser.parse_args(argv)
+    try:
+        if args.episodes < 1 or args.episode_steps < 2:
+            raise DatasetError('--episodes must be >= 1 and --episode-steps >= 2')
+        print(json.dumps(collector_success(args.dataset, args.episodes, args.seed, args.episode_steps)))
+    except DatasetError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Vectorised single-task evaluation environments in worker processes.
+
+`make_eval_envs(task, N)` spreads N OGBench single-task envs over up to one spawned worker process
+per core (each process owns a contiguous slice). Unlike gymnasium's autoreset vector envs, an env
+whose episode is over is frozen: it is not stepped again, so each env yields exactly one episode per
+`reset`, and `success` is `info['success']` at that episode's last step — the OGBench/FQL metric.
+
+Rendering is headless: MUJOCO_GL is chosen (EGL, else OSMesa) before any worker imports MuJoCo, and
+only the envs named in `render(indices)` ever create a renderer.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import traceback
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class StepResult:
+    observations: np.ndarray  # [N, obs_dim] f32 (frozen for finished envs)
+    rewards: np.ndarray  # [N] f32 (0 for envs not stepped)
+    done: np.ndarray  # [N] bool: episode over, now or before
+    success: np.ndarray  # [N] bool: info['success'] at the latest step
+    just_finished: np.ndarray  # [N] bool: episode ended at this step
+
+
+def _worker(conn, env_id: str, count: int, render_size: int, mujoco_gl: str | None) -> None:
+    """Own `count` envs; answer (command, payload) messages until 'close'."""
+    if mujoco_gl:
+        os.environ['MUJOCO_GL'] = mujoco_gl  # must precede the first MuJoCo import in this process
+        os.environ.setdefault('PYOPENGL_PLATFORM', mujoco_gl)
+    import warnings
+
+    warnings.filterwarnings('ignore')
+    try:
+        import ogbench
+
+        envs = [
+            ogbench.make_env_and_datasets(env_id, env_only=True, width=render_size, height=render_size)
+            for _ in range(count)
+        ]
+        env = envs[0]
+        conn.send(('ok', (env.observation_space.shape[0], env.action_space.shape[0], env.spec.max_episode_steps)))
+    except Exception:
+        conn.send(('error', traceback.format_exc()))
+        return
+    while True:
+        command, payload = conn.recv()
+        try:
+            if command == 'reset':
+                result = [np.asarray(envs[i].reset(seed=int(s))[0], np.float32) for i, s in payload]
+            elif command == 'step':
+                result = []
+                for i, action in payload:
+                    ob, reward, terminated, truncated, info = envs[i].step(action)
+                    result.append(
+                        (np.asarray(ob, np.float32), float(reward), bool(terminated or truncated), bool(info['success']))
+                    )
+            elif command == 'render':
+                result = [np.asarray(envs[i].render(), np.uint8) for i in payload]
+            elif command == 'close':
+                for env in envs:
+                    env.close()
+                conn.send(('ok', None))
+                return
+            else:
+                raise ValueError(f'unknown command {command}')
+            conn.send(('ok', result))
+        except Exception:
+            conn.send(('error', traceback.format_exc()))
+
+
+class EvalEnvs:
+    """N single-task envs in worker processes; one episode per env per `reset`."""
+
+    def __init__(self, task, num_envs: int, render_size: int = 200, num_workers: int | None = None):
+        from envs.rendering import choose_mujoco_gl
+
+        if num_envs < 1:
+            raise ValueError('num_envs must be >= 1')
+        self.num_envs = num_envs
+        num_workers = min(num_envs, num_workers or os.cpu_count() or 1)
+        mujoco_gl = choose_mujoco_gl()
+        # Contiguous slices: worker w owns envs [bounds[w], bounds[w+1]).
+        self._bounds = np.linspace(0, num_envs, num_workers + 1).round().astype(int)
+        ctx = mp.get_context('spawn')
+        self._conns, self._procs = [], []
+        for w in range(num_workers):
+            parent, child = ctx.Pipe()
+            count = int(self._bounds[w + 1] - self._bounds[w])
+            proc = ctx.Process(target=_worker, args=(child, task.env_id, count, render_size, mujoco_gl), daemon=True)
+            proc.start()
+            child.close()
+            self._conns.append(parent)
+            self._procs.append(proc)
+        dims = [self._receive(c) for c in self._conns]
+        self.observation_dim, self.action_dim, self.max_episode_steps = dims[0]
+        self._obs = np.zeros((num_envs, self.observation_dim), np.float32)
+        self._done = np.ones(num_envs, bool)
+        self._success = np.zeros(num_envs, bool)
+
+    def _receive(self, conn):
+        status, payload = conn.recv()
+        if status != 'ok':
+            self._terminate()
+            raise RuntimeError(f'evaluation env worker failed:\n{payload}')
+        return payload
+
+    def _owner(self, index: int) -> tuple[int, int]:
+        worker = int(np.searchsorted(self._bounds, index, side='right') - 1)
+        return worker, index - int(self._bounds[worker])
+
+    def _scatter(self, items: dict[int, object], command: str) -> dict[int, object]:
+        """Send per-env payloads to their workers (all at once, so they run in parallel), gather by env index."""
+        per_worker: dict[int, list] = {}
+        for index, item in items.items():
+            worker, local = self._owner(index)
+            per_worker.setdefault(worker, []).append((index, local, item))
+        for worker, entries in per_worker.items():
+            payload = [local if command == 'render' else (local, item) for _, local, item in entries]
+            self._conns[worker].send((command, payload))
+        out = {}
+        for worker, entries in per_worker.items():
+            results = self._receive(self._conns[worker])
+            out.update({index: r for (index, _, _), r in zip(entries, results)})
+        return out
+
+    def reset(self, seeds: Sequence[int]) -> np.ndarray:
+        """Start one episode in every env, env i seeded with seeds[i]."""
+        if len(seeds) != self.num_envs:
+            raise ValueError(f'need {self.num_envs} seeds, got {len(seeds)}')
+        for index, ob in self._scatter(dict(enumerate(seeds)), 'reset').items():
+            self._obs[index] = ob
+        self._done[:] = False
+        self._success[:] = False
+        return self._obs.copy()
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        """Step the envs whose episode is still running; finished ones keep their last observation."""
+        actions = np.asarray(actions, np.float32)
+        if actions.shape != (self.num_envs, self.action_dim):
+            raise ValueError(f'actions must have shape {(self.num_envs, self.action_dim)}, got {actions.shape}')
+        running = np.flatnonzero(~self._done)
+        rewards = np.zeros(self.num_envs, np.float32)
+        just_finished = np.zeros(self.num_envs, bool)
+        results = self._scatter({int(i): actions[i] for i in running}, 'step')
+        for index, (ob, reward, done, success) in results.items():
+            self._obs[index] = ob
+            rewards[index] = reward
+            self._success[index] = success
+            just_finished[index] = done
+            self._done[index] = done
+        return StepResult(self._obs.copy(), rewards, self._done.copy(), self._success.copy(), just_finished)
+
+    def render(self, indices: Sequence[int]) -> list[np.ndarray]:
+        """RGB frames (H, W, 3) uint8 of the selected envs, in the order given."""
+        frames = self._scatter({int(i): None for i in indices}, 'render')
+        return [frames[int(i)] for i in indices]
+
+    def close(self) -> None:
+        for conn, proc in zip(self._conns, self._procs):
+            if proc.is_alive():
+                try:
+                    conn.send(('close', None))
+                    conn.recv()
+                except (OSError, EOFError, BrokenPipeError):
+                    pass
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+        self._conns, self._procs = [], []
+
+    def _terminate(self) -> None:
+        for proc in self._procs:
+            proc.terminate()
+            proc.join(timeout=5)
+        self._conns, self._procs = [], []
+
+    def __enter__(self) -> EvalEnvs:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def make_eval_envs(task, num_envs: int, render_size: int = 200, num_workers: int | None = None) -> EvalEnvs:
+    """N seeded single-task evaluation envs for `task` in up to `num_workers` (default: cores) processes."""
+    return EvalEnvs(task, num_envs, render_size, num_workers)

@@ -1,0 +1,59 @@
+"""One-line user errors for the command-line entry points.
+
+Bad user input (unknown task, a negative β, a checkpoint of another task, ...) must end in one
+actionable line on stderr and a non-zero exit, never a traceback: the command-line functions raise
+`UsageError`, and `run_main` turns it -- and the one-line errors that `envs` raises for unknown tasks
+and missing datasets -- into `error: ...` with exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A mistake in what the user asked for; str(error) is one line that says how to fix it."""
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse that reports bad flags as a single `error: ...` line (no usage block)."""
+
+    def error(self, message: str):  # noqa: D102 -- argparse hook
+        self.exit(EXIT_USAGE, f'error: {message} (see {self.prog} --help)\n')
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    """UsageError plus the one-line error types of envs/ (imported lazily: envs may be absent in unit tests)."""
+    types: list[type[BaseException]] = [UsageError]
+    try:
+        from envs.tasks import UnknownTaskError
+        types.append(UnknownTaskError)
+    except ImportError:
+        pass
+    try:
+        from envs.datasets import DatasetError
+        types.append(DatasetError)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
+def one_line(message: object) -> str:
+    """The first line of an error message, so that nothing multi-line reaches the user."""
+    text = str(message).strip()
+    return text.splitlines()[0] if text else 'unknown error'
+
+
+def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """Call main(argv); known user errors become one `error:` line and exit status 2."""
+    try:
+        return main(argv)
+    except _user_error_types() as error:
+        print(f'error: {one_line(error)}', file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print('error: interrupted; continue later with --resume', file=sys.stderr)
+        return 130

@@ -1,0 +1,106 @@
+"""Success-rate summaries with interval estimates over seeds and episodes.
+
+For each β the evaluation yields a 0/1 success matrix [seeds, episodes]. We report
+  * success_rate -- the mean over all episodes of all seeds;
+  * ci95        -- a two-level (seeds, then episodes within each seed) percentile bootstrap interval,
+                   so that both sources of noise are in it; with one seed it is the episode bootstrap;
+  * iqm, iqm_ci95 -- the interquartile mean of the per-seed success rates (rliable's
+                   `aggregate_iqm`) with a stratified-bootstrap interval over seeds, the field's
+                   practice (Agarwal et al., 2021). With a single seed the IQM interval collapses to a
+                   point, which is why ci95 is reported too.
+rliable's `library.get_interval_estimates` is not used because rliable 1.2 imports `arch`, whose
+current release fails to import next to pandas 3; the stratified bootstrap is a few lines here.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+BOOTSTRAP_REPS = 2000
+CONFIDENCE = 0.95
+
+
+def iqm(values: np.ndarray) -> float:
+    """Interquartile mean along the last axis (mean of the middle 50 %, ends trimmed by 25 %)."""
+    from rliable import metrics
+    values = np.asarray(values, dtype=np.float64)
+    return float(metrics.aggregate_iqm(values.reshape(-1, 1)))
+
+
+def _percentile_interval(samples: np.ndarray) -> list[float]:
+    low, high = np.quantile(samples, [(1 - CONFIDENCE) / 2, 1 - (1 - CONFIDENCE) / 2])
+    return [float(low), float(high)]
+
+
+def hierarchical_bootstrap_ci(successes: np.ndarray, reps: int = BOOTSTRAP_REPS, seed: int = 0) -> list[float]:
+    """95 % interval of the mean success over a [seeds, episodes] matrix, resampling both levels."""
+    successes = np.asarray(successes, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    num_seeds, num_episodes = successes.shape
+    seed_idx = rng.integers(0, num_seeds, size=(reps, num_seeds))
+    episode_idx = rng.integers(0, num_episodes, size=(reps, num_seeds, num_episodes))
+    resampled = successes[seed_idx[..., None], episode_idx]
+    return _percentile_interval(resampled.mean(axis=(1, 2)))
+
+
+def iqm_bootstrap_ci(per_seed: np.ndarray, reps: int = BOOTSTRAP_REPS, seed: int = 0) -> list[float]:
+    """Stratified (here: one task, so per-task) bootstrap over seeds of the IQM of per-seed rates."""
+    from rliable import metrics
+    per_seed = np.asarray(per_seed, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(per_seed), size=(reps, len(per_seed)))
+    stats = np.array([metrics.aggregate_iqm(per_seed[row].reshape(-1, 1)) for row in idx])
+    return _percentile_interval(stats)
+
+
+def summarize_beta(beta: float, episodes: Sequence[dict]) -> dict:
+    """Summary of one β from its per-episode records (each with seed, success, return, length)."""
+    seeds = sorted({e['seed'] for e in episodes})
+    by_seed = [[e for e in episodes if e['seed'] == s] for s in seeds]
+    width = min(len(rows) for rows in by_seed)
+    successes = np.array([[float(e['success']) for e in rows[:width]] for rows in by_seed])
+    per_seed = successes.mean(axis=1)
+    finite = [e['mean_guidance_norm'] for e in episodes if math.isfinite(e.get('mean_guidance_norm', math.nan))]
+    return {
+        'beta': float(beta),
+        'success_rate': float(successes.mean()),
+        'ci95': hierarchical_bootstrap_ci(successes),
+        'iqm': iqm(per_seed),
+        'iqm_ci95': iqm_bootstrap_ci(per_seed),
+        'per_seed_success': [float(x) for x in per_seed],
+        'seeds': seeds,
+        'episodes_per_seed': int(width),
+        'mean_return': float(np.mean([e['return'] for e in episodes])),
+        'mean_length': float(np.mean([e['length'] for e in episodes])),
+        'mean_guidance_norm': float(np.mean(finite)) if finite else None,
+        'fallbacks': int(sum(e.get('fallbacks', 0) for e in episodes)),
+    }
+
+
+def best_beta(results: Sequence[dict]) -> float:
+    """The β with the highest success rate (ties: the smallest β, i.e. the least guidance)."""
+    return min(results, key=lambda r: (-r['success_rate'], r['beta']))['beta']
+
+
+def sweep_table(results: Sequence[dict]) -> str:
+    """Markdown table of a β sweep (one row per β)."""
+    lines = ['| β | success | 95% CI (seeds × episodes) | IQM over seeds [95% CI] | return | length | mean ‖β∇Q‖ | fallbacks |',
+             '|---|---|---|---|---|---|---|---|']
+    for r in sorted(results, key=lambda r: r['beta']):
+        g = '—' if r['mean_guidance_norm'] is None else f"{r['mean_guidance_norm']:.3g}"
+        lines.append(
+            f"| {r['beta']:g} | {r['success_rate']:.3f} | [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] | "
+            f"{r['iqm']:.3f} [{r['iqm_ci95'][0]:.3f}, {r['iqm_ci95'][1]:.3f}] | {r['mean_return']:.1f} | "
+            f"{r['mean_length']:.0f} | {g} | {r['fallbacks']} |")
+    return '\n'.join(lines) + '\n'
+
+
+def sweep_csv(results: Sequence[dict]) -> str:
+    rows = ['beta,success_rate,ci95_low,ci95_high,iqm,iqm_ci95_low,iqm_ci95_high,mean_return,mean_length,mean_guidance_norm,fallbacks']
+    for r in sorted(results, key=lambda r: r['beta']):
+        g = '' if r['mean_guidance_norm'] is None else f"{r['mean_guidance_norm']:.6g}"
+        rows.append(f"{r['beta']:g},{r['success_rate']:.6f},{r['ci95'][0]:.6f},{r['ci95'][1]:.6f},{r['iqm']:.6f},"
+                    f"{r['iqm_ci95'][0]:.6f},{r['iqm_ci95'][1]:.6f},{r['mean_return']:.6g},{r['mean_length']:.6g},{g},{r['fallbacks']}")
+    return '\n'.join(rows) + '\n'

@@ -1,0 +1,326 @@
+"""python -m harness.run: train QFQL (or FQL) on a task, evaluate it, and write one run folder.
+
+    python -m harness.run --task antsoccer --beta 1                  # paper preset, task defaults
+    python -m harness.run --task pointmaze --preset small            # minutes on a CPU
+    python -m harness.run --checkpoint RUN_DIR --betas 0,0.3,1,3,10  # β sweep of a trained agent
+    python -m harness.run --resume [RUN_DIR]                         # continue an interrupted run
+
+Everything the user can get wrong is checked before anything is written (see `plan_run`); a
+mistake ends with one `error: ...` line and exit status 2. The folder layout is documented in
+the README ("Run folder") and in `harness/outputs.py`.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from harness.errors import OneLineArgumentParser, UsageError, run_main
+
+# Defaults that depend on the preset; an explicit flag always wins. Why these numbers:
+#   paper -- the paper's protocol (1M updates, 50 evaluation episodes; evaluation every 100k).
+#   small -- the README main command on a 2-core CPU in about ten minutes: 3-layer 256-wide MLPs
+#            (agents' 'small' preset), 20k updates, 20 evaluation episodes, one video, and a
+#            pointmaze dataset regenerated with 100 episodes (100k transitions) when missing.
+#   tiny  -- tests and CI smoke runs: 2x64 MLPs, seconds per thousand updates.
+PRESET_DEFAULTS = {
+    'paper': dict(steps=1_000_000, eval_every=100_000, checkpoint_every=100_000, eval_episodes=50, eval_envs=25,
+                  video_episodes=2, chunk=1000, dataset_episodes=None),
+    'small': dict(steps=20_000, eval_every=10_000, checkpoint_every=5_000, eval_episodes=20, eval_envs=10,
+                  video_episodes=1, chunk=500, dataset_episodes=100),
+    'tiny': dict(steps=2_000, eval_every=0, checkpoint_every=1_000, eval_episodes=10, eval_envs=5,
+                 video_episodes=0, chunk=250, dataset_episodes=20),
+}
+# β for tasks where the paper gives none (pointmaze, cube-single, puzzle-3x3, ids outside the table):
+# 0.3, the value the paper chose for five of its eight tasks.
+DEFAULT_BETA = 0.3
+# FQL's distillation weight α per task (FQL paper, as listed in DESIGN.md / Table 2); others: 10.
+FQL_ALPHA = {'antmaze': 10.0, 'antsoccer': 10.0, 'cube-double': 300.0, 'scene': 300.0, 'puzzle-3x3': 1000.0,
+             'antmaze-umaze-diverse': 10.0, 'antmaze-medium-diverse': 10.0, 'antmaze-large-diverse': 3.0}
+DEFAULT_OUT_ROOT = Path('artifacts/runs')
+DEFAULT_SWEEP_ROOT = Path('artifacts/sweeps')
+EVAL_SEED_BASE = 1_000_000      # evaluation episode i starts from env seed EVAL_SEED_BASE + i
+LONG_RUN_SECONDS = 3600.0
+
+
+# ---- argument types ------------------------------------------------------------------------------
+def beta_value(text: str) -> float:
+    """A guidance strength: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"β must be a number >= 0, got '{text}'") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"β must be a finite number >= 0, got '{text}'")
+    return value
+
+
+def beta_list(text: str) -> list[float]:
+    """Comma-separated βs, e.g. '0,0.3,1,3,10' (duplicates dropped, order kept)."""
+    values = [beta_value(part.strip()) for part in text.split(',') if part.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"--betas needs at least one number, got '{text}'")
+    return list(dict.fromkeys(values))
+
+
+def seed_list(text: str) -> list[int]:
+    """Comma-separated seeds or a range 'A-B' (inclusive), e.g. '0,1,2' or '0-4'."""
+    try:
+        if '-' in text.strip('-') and ',' not in text:
+            low, high = (int(x) for x in text.split('-'))
+            values = list(range(low, high + 1))
+        else:
+            values = [int(x) for x in text.split(',') if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be integers like '0,1,2' or '0-4', got '{text}'") from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"seeds must be non-negative integers, got '{text}'")
+    return list(dict.fromkeys(values))
+
+
+def positive_int(text: str) -> int:
+    """A count such as 20000, 1e6 or 1_000_000."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+    if not value.is_integer() or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    return int(value)
+
+
+def nonnegative_int(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got '{text}'") from None
+    if not value.is_integer() or value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got '{text}'")
+    return int(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineArgumentParser(prog='python -m harness.run',
+                              description='Train and evaluate QFQL / FQL on an OGBench task; β sweeps of checkpoints.')
+    p.add_argument('--task', help='short name (antmaze, antsoccer, cube-double, scene, puzzle-3x3, pointmaze, ...) '
+                                  'or a full OGBench single-task id')
+    p.add_argument('--agent', choices=['qfql', 'fql'], default=None, help='default qfql')
+    p.add_argument('--preset', choices=sorted(PRESET_DEFAULTS), default=None,
+                   help="network sizes and run lengths: 'paper' (default), 'small' for a CPU, 'tiny' for tests")
+    p.add_argument('--beta', type=beta_value, help='guidance strength β for evaluation (default: the task\'s)')
+    p.add_argument('--betas', type=beta_list, help='evaluate the final agent at each of these βs, e.g. 0,0.3,1,3,10')
+    p.add_argument('--steps', type=positive_int, help='gradient updates (paper 1000000)')
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument('--seed', type=nonnegative_int, help='one seed (default 0)')
+    seeds.add_argument('--seeds', type=seed_list, help="several seeds trained together, e.g. '0,1,2' or '0-4'")
+    p.add_argument('--eval-every', type=nonnegative_int, help='updates between evaluations (0: only at the end)')
+    p.add_argument('--eval-episodes', type=positive_int, help='episodes per seed and β (paper 50)')
+    p.add_argument('--eval-envs', type=positive_int, help='environments stepped in parallel')
+    p.add_argument('--video-episodes', type=nonnegative_int, help='episodes recorded as mp4 (first seed, each β)')
+    p.add_argument('--frame-skip', type=positive_int, default=None, help='render every Nth env step (default: ~150 frames per episode)')
+    p.add_argument('--checkpoint-every', type=nonnegative_int, help='updates between checkpoints (one is always written at the end)')
+    p.add_argument('--updates-per-call', type=positive_int, help='updates per jitted call')
+    p.add_argument('--discount', type=float, help="override the task's discount")
+    p.add_argument('--q-agg', choices=['mean', 'min'], help="override the task's target-Q aggregation")
+    p.add_argument('--alpha', type=float, help='FQL distillation weight (default: the task\'s from the FQL paper)')
+    p.add_argument('--out', help='run folder (default artifacts/runs/<task>-<agent>-<preset>-<seeds>-<time>)')
+    p.add_argument('--data-dir', help='dataset folder (default ~/.ogbench/data)')
+    p.add_argument('--dataset-episodes', type=positive_int,
+                   help='episodes to regenerate when the dataset is missing (small preset: 100; else 1000)')
+    p.add_argument('--resume', nargs='?', const='latest', metavar='RUN_DIR',
+                   help='continue an interrupted run from its last checkpoint (default: the newest run of this task)')
+    p.add_argument('--checkpoint', metavar='PATH', help='evaluate a trained agent (run folder or checkpoint) without training')
+    return p
+
+
+# ---- the plan: every decision and check before anything is written --------------------------------
+@dataclass
+class Plan:
+    mode: str                  # 'train' | 'resume' | 'evaluate'
+    task: object               # envs.tasks.Task
+    agent: str
+    preset: str
+    config: object             # agents.AgentConfig
+    seeds: list[int]
+    steps: int
+    beta: float
+    final_betas: list[float]
+    eval_every: int
+    eval_episodes: int
+    eval_envs: int
+    video_episodes: int
+    frame_skip: int | None
+    checkpoint_every: int
+    chunk: int
+    out: Path
+    data_dir: str
+    dataset_episodes: int | None
+    checkpoint: Path | None    # what to restore (resume / evaluate)
+    start_step: int = 0
+
+    def to_json(self) -> dict:
+        return {
+            'mode': self.mode, 'task': dataclasses.asdict(self.task), 'agent': self.agent, 'preset': self.preset,
+            'config': dataclasses.asdict(self.config), 'seeds': self.seeds, 'steps': self.steps, 'beta': self.beta,
+            'final_betas': self.final_betas, 'eval_every': self.eval_every, 'eval_episodes': self.eval_episodes,
+            'eval_envs': self.eval_envs, 'video_episodes': self.video_episodes, 'frame_skip': self.frame_skip,
+            'checkpoint_every': self.checkpoint_every, 'updates_per_call': self.chunk, 'out': str(self.out),
+            'data_dir': self.data_dir, 'dataset_episodes': self.dataset_episodes,
+            'checkpoint': None if self.checkpoint is None else str(self.checkpoint),
+            'eval_seed_base': EVAL_SEED_BASE, 'command': ' '.join(sys.argv),
+        }
+
+
+def check_writable(path: Path) -> None:
+    """Fail early, with one line, if `path` cannot be created or written (nothing is left behind)."""
+    import tempfile
+    probe = Path(path).absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f'--out {path} is not writable: {probe} is a file, not a folder')
+    try:
+        fd, name = tempfile.mkstemp(dir=probe, prefix='.qfql-write-probe-')
+        os.close(fd)
+        os.unlink(name)
+    except OSError as error:
+        raise UsageError(f'--out {path} is not writable ({error.strerror} in {probe}); choose another folder with --out')
+    if Path(path).exists() and not Path(path).is_dir():
+        raise UsageError(f'--out {path} exists and is not a folder')
+
+
+def _run_name(task_name: str, agent: str, preset: str, seeds: list[int]) -> str:
+    seed_part = f's{seeds[0]}' if len(seeds) == 1 else f's{seeds[0]}-{seeds[-1]}x{len(seeds)}'
+    return f"{task_name.replace('/', '_')}-{agent}-{preset}-{seed_part}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _config_for(task, agent: str, preset: str, beta: float, args) -> object:
+    from agents import resolve_config
+    overrides = {'discount': task.discount if args.discount is None else args.discount,
+                 'q_agg': task.q_agg if args.q_agg is None else args.q_agg,
+                 'beta': beta}
+    if agent == 'fql':
+        overrides['alpha'] = args.alpha if args.alpha is not None else FQL_ALPHA.get(task.name, 10.0)
+    try:
+        return resolve_config(preset, **overrides)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def _pick(explicit, default):
+    return default if explicit is None else explicit
+
+
+def _latest_run(task_name: str | None) -> Path:
+    root = DEFAULT_OUT_ROOT
+    candidates = [d for d in root.glob('*') if (d / 'config.json').is_file() and (d / 'checkpoints').is_dir()]
+    if task_name:
+        candidates = [d for d in candidates if d.name.startswith(task_name.replace('/', '_') + '-')]
+    if not candidates:
+        raise UsageError(f'--resume: no run with checkpoints under {root}/' + (f' for task {task_name}' if task_name else '')
+                         + '; pass the run folder: --resume RUN_DIR')
+    return max(candidates, key=lambda d: d.stat().st_mtime)
+
+
+def plan_run(args) -> Plan:
+    """Resolve defaults and check every input; raises UsageError (one line) before writing anything."""
+    from envs.tasks import resolve_task
+    from harness.checkpoints import find_checkpoint, list_checkpoints, read_meta
+
+    if args.resume and args.checkpoint:
+        raise UsageError('--resume continues training and --checkpoint only evaluates; use one of them')
+    if args.checkpoint:
+        checkpoint = find_checkpoint(args.checkpoint)
+        meta = read_meta(checkpoint)
+        saved_task = resolve_task(meta['task']['name']) if meta['task']['name'] else resolve_task(meta['task']['env_id'])
+        task = resolve_task(args.task) if args.task else saved_task
+        if args.agent and args.agent != meta['agent']:
+            raise UsageError(f"--agent {args.agent} does not match the checkpoint's agent {meta['agent']}")
+        from agents import AgentConfig
+        config = AgentConfig(**meta['config'])
+        preset = meta['preset']
+        defaults = PRESET_DEFAULTS.get(preset, PRESET_DEFAULTS['paper'])
+        beta = _pick(args.beta, meta.get('beta', DEFAULT_BETA))
+        betas = args.betas or [beta]
+        out = Path(args.out) if args.out else DEFAULT_SWEEP_ROOT / (
+            f"{Path(checkpoint).parent.parent.name or 'checkpoint'}-step{meta['step']}-betas-"
+            f"{'_'.join(f'{b:g}' for b in betas)}-{time.strftime('%Y%m%d-%H%M%S')}")
+        check_writable(out)
+        if out.exists() and any(out.iterdir()):
+            raise UsageError(f'--out {out} is not empty; choose a new folder')
+        eval_episodes = _pick(args.eval_episodes, defaults['eval_episodes'])
+        return Plan('evaluate', task, meta['agent'], preset, config, list(meta['seeds']), int(meta['step']), beta,
+                    betas, 0, eval_episodes, min(_pick(args.eval_envs, defaults['eval_envs']), eval_episodes),
+                    _pick(args.video_episodes, defaults['video_episodes']), args.frame_skip, 0, 1, out,
+                    args.data_dir or _default_data_dir(), None, checkpoint, int(meta['step']))
+
+    if args.resume:
+        run_dir = _latest_run(args.task) if args.resume == 'latest' else Path(args.resume)
+        if not (run_dir / 'config.json').is_file():
+            raise UsageError(f'--resume {run_dir}: not a run folder (no config.json)')
+        found = list_checkpoints(run_dir / 'checkpoints')
+        if not found:
+            raise UsageError(f'--resume {run_dir}: no checkpoint to resume from in {run_dir}/checkpoints/')
+        saved = json.loads((run_dir / 'config.json').read_text())
+        task = resolve_task(saved['task']['name'])
+        if args.task and resolve_task(args.task).env_id != task.env_id:
+            raise UsageError(f'--resume {run_dir} trained task {task.env_id}, not {args.task}')
+        from agents import AgentConfig
+        config = AgentConfig(**saved['config'])
+        check_writable(run_dir)
+        step, checkpoint = found[-1]
+        steps = _pick(args.steps, saved['steps'])
+        if step >= steps:
+            raise UsageError(f'--resume {run_dir}: already trained {step} of {steps} updates; pass a larger --steps')
+        return Plan('resume', task, saved['agent'], saved['preset'], config, saved['seeds'], steps, saved['beta'],
+                    args.betas or saved['final_betas'], saved['eval_every'], saved['eval_episodes'], saved['eval_envs'],
+                    saved['video_episodes'], saved['frame_skip'], saved['checkpoint_every'], saved['updates_per_call'],
+                    run_dir, saved['data_dir'], saved['dataset_episodes'], checkpoint, step)
+
+    if not args.task:
+        raise UsageError('--task is required (e.g. --task pointmaze), unless --checkpoint or --resume is given')
+    task = resolve_task(args.task)
+    agent = args.agent or 'qfql'
+    preset = args.preset or 'paper'
+    defaults = PRESET_DEFAULTS[preset]
+    beta = _pick(args.beta, task.beta if task.beta is not None else DEFAULT_BETA)
+    config = _config_for(task, agent, preset, beta, args)
+    seeds = args.seeds or [_pick(args.seed, 0)]
+    chunk = _pick(args.updates_per_call, defaults['chunk'])
+    steps = _pick(args.steps, defaults['steps'])
+    chunk = min(chunk, steps)
+    from harness.train import align
+    eval_every = align(_pick(args.eval_every, defaults['eval_every']), chunk)
+    eval_episodes = _pick(args.eval_episodes, defaults['eval_episodes'])
+    out = Path(args.out) if args.out else DEFAULT_OUT_ROOT / _run_name(task.name, agent, preset, seeds)
+    check_writable(out)
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f'--out {out} already holds files; continue it with --resume {out} or choose a new folder')
+    return Plan('train', task, agent, preset, config, seeds, steps, beta, args.betas or [beta], eval_every,
+                eval_episodes, min(_pick(args.eval_envs, defaults['eval_envs']), eval_episodes),
+                _pick(args.video_episodes, defaults['video_episodes']), args.frame_skip,
+                align(_pick(args.checkpoint_every, defaults['checkpoint_every']), chunk), chunk, out,
+                args.data_dir or _default_data_dir(), _pick(args.dataset_episodes, defaults['dataset_episodes']), None)
+
+
+def _default_data_dir() -> str:
+    from envs.datasets import DEFAULT_DATA_DIR
+    return DEFAULT_DATA_DIR
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    plan = plan_run(args)
+    from harness.session import execute
+    return execute(plan)
+
+
+if __name__ == '__main__':
+    sys.exit(run_main(main))

@@ -1,0 +1,399 @@
+"""Carry out a checked `Plan` (harness/run.py): dataset -> training -> evaluations -> run folder.
+
+Run folder (documented in the README, "Run folder"):
+    config.json        every resolved setting (task, agent config, seeds, βs, intervals, command line)
+    metrics.jsonl      one line per seed and chunk of updates: step, losses, Q statistics, grad norms
+    eval.jsonl         one line per evaluation episode: phase, step, beta, seed, success, return, length, ...
+    summary.json       final success per β with intervals over seeds and episodes; timing; paths
+    checkpoints/       step_<N>/ (orbax state + meta.json)
+    eval/              guidance-*.npz: per env step and flow step ‖v‖, ‖∇Q‖, ‖β∇Q‖ (float16) and fallbacks
+    videos/            beta<β>-seed<s>-ep<i>.mp4 with the guidance-norm strip under the frames
+    plots/             training.png, guidance_norms.png, success_vs_beta.png, success_over_training.png
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from harness.errors import UsageError
+
+EVAL_KEY_SALT = 0xE7A1   # evaluation keys: fold_in(PRNGKey(seed), salt) -- the same noise for every β
+FRAMES_PER_VIDEO = 150
+RENDER_SIZE = 256
+
+
+class Timer(defaultdict):
+    """Seconds per phase: dataset, compile, training, evaluation, rendering, writing."""
+
+    def __init__(self):
+        super().__init__(float)
+
+    def add(self, phase: str, seconds: float) -> None:
+        self[phase] += seconds
+
+
+def _append_jsonl(path: Path, rows) -> None:
+    """Append whole lines (flushed); a crash can lose the tail but never leaves a partial JSON line mid-file."""
+    text = ''.join(json.dumps(row) + '\n' for row in rows)
+    with open(path, 'a') as handle:
+        handle.write(text)
+        handle.flush()
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _fmt_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f'{seconds // 3600}h{seconds % 3600 // 60:02d}m'
+    if seconds >= 60:
+        return f'{seconds // 60}m{seconds % 60:02d}s'
+    return f'{seconds}s'
+
+
+def _load_dataset(plan, timer: Timer) -> dict:
+    from envs.datasets import DatasetError, ensure_dataset, load_task_dataset
+    start = time.perf_counter()
+    try:
+        dataset = load_task_dataset(plan.task, plan.data_dir)
+    except DatasetError:
+        # Regenerate offline (OGBench's procedure, envs/generate.py), then load.
+        ensure_dataset(plan.task, plan.data_dir, episodes=plan.dataset_episodes)
+        dataset = load_task_dataset(plan.task, plan.data_dir)
+    timer.add('dataset', time.perf_counter() - start)
+    return dataset
+
+
+def _agent_class(name: str):
+    from agents import AGENTS
+    return AGENTS[name]
+
+
+def _checkpoint_meta(plan) -> dict:
+    import dataclasses
+    return {'task': dataclasses.asdict(plan.task), 'agent': plan.agent, 'preset': plan.preset,
+            'config': dataclasses.asdict(plan.config), 'seeds': plan.seeds, 'beta': plan.beta}
+
+
+def execute(plan) -> int:
+    """Run the plan; returns the exit status."""
+    if plan.mode == 'evaluate':
+        return _evaluate_checkpoint(plan)
+    return _train(plan)
+
+
+# ---- training ---------------------------------------------------------------------------------------
+def _train(plan) -> int:
+    import jax
+    from tqdm import tqdm
+
+    from harness.checkpoints import restore_checkpoint, save_checkpoint, write_json_atomic
+    from harness.train import Trainer, chunk_boundaries, create_agents, grad_norm_alarms
+
+    timer = Timer()
+    started = time.perf_counter()
+    dataset = _load_dataset(plan, timer)
+    agent_cls = _agent_class(plan.agent)
+    obs_dim, act_dim = dataset['observations'].shape[1], dataset['actions'].shape[1]
+    agents = create_agents(agent_cls, plan.seeds, dataset['observations'][:1], dataset['actions'][:1], plan.config)
+    if plan.mode == 'resume':
+        agents = restore_checkpoint(plan.checkpoint, agents,
+                                    f'{plan.task.env_id} (obs {obs_dim}, action {act_dim}, preset {plan.preset})')
+    out = plan.out
+    # Everything is checked: from here on the run folder is written.
+    for sub in ('checkpoints', 'eval', 'videos', 'plots'):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    if plan.mode == 'train':
+        write_json_atomic(out / 'config.json', plan.to_json())
+    else:
+        _truncate_logs_after(out, plan.start_step)
+        config = json.loads((out / 'config.json').read_text())
+        config['steps'] = plan.steps
+        config.setdefault('resumed', []).append({'from_step': plan.start_step, 'command': ' '.join(sys.argv)})
+        write_json_atomic(out / 'config.json', config)
+        print(f'resuming {out} from update {plan.start_step} of {plan.steps}', flush=True)
+
+    trainer = Trainer(agents, dataset, plan.seeds, plan.chunk)
+    pieces = chunk_boundaries(plan.start_step, plan.steps, plan.chunk)
+    envs = None
+    last_eval = '—'
+    periodic = _periodic_points(out)
+    alarms_seen = 0
+    bar = tqdm(total=plan.steps, initial=plan.start_step, unit='upd', dynamic_ncols=True,
+               desc=f'{plan.task.name} {plan.agent}', file=sys.stdout, mininterval=1.0)
+    try:
+        for n, (first, count) in enumerate(pieces):
+            report = trainer.run_chunk(first, count)
+            timer.add('compile', report.compile_seconds)
+            timer.add('training', report.seconds)
+            rate = count / max(report.seconds, 1e-9)
+            _append_jsonl(out / 'metrics.jsonl', [
+                {'step': report.step, 'seed': seed, 'updates_per_s': rate, **info}
+                for seed, info in zip(plan.seeds, report.infos)])
+            alarms = grad_norm_alarms(report.infos, plan.seeds)
+            if alarms:
+                alarms_seen += len(alarms)
+                if alarms_seen <= 10:
+                    bar.write(f'warning: gradient norm above 100 at update {report.step} ({"; ".join(alarms)}); '
+                              'Appendix A of the paper saw this before guidance failed')
+            if n == 0:
+                _announce_eta(plan, bar, report, rate)
+            bar.update(count)
+            bar.set_postfix_str(f'{rate:,.0f} upd/s, last eval: {last_eval}')
+            at_end = report.step == plan.steps
+            if plan.checkpoint_every and report.step % plan.checkpoint_every == 0 or at_end:
+                start = time.perf_counter()
+                save_checkpoint(out / 'checkpoints', report.step, trainer.agents, _checkpoint_meta(plan))
+                timer.add('checkpointing', time.perf_counter() - start)
+            if plan.eval_every and report.step % plan.eval_every == 0 and not at_end:
+                envs = envs or _make_envs(plan, timer)
+                results = _evaluate_all(plan, trainer.agents, envs, [plan.beta], report.step, 'periodic', out, timer,
+                                        videos=False, bar=bar)
+                r = results[0]
+                last_eval = f"{r['success_rate']:.2f} @ {report.step}"
+                periodic.append((report.step, r['success_rate'], *r['ci95']))
+                bar.set_postfix_str(f'{rate:,.0f} upd/s, last eval: {last_eval}')
+        bar.close()
+        envs = envs or _make_envs(plan, timer)
+        final = _evaluate_all(plan, trainer.agents, envs, plan.final_betas, plan.steps, 'final', out, timer,
+                              videos=True, bar=None)
+    finally:
+        bar.close()
+        if envs is not None:
+            envs.close()
+    if periodic:
+        periodic.append((plan.steps, *next(([r['success_rate'], *r['ci95']] for r in final if r['beta'] == plan.beta),
+                                            [final[0]['success_rate'], *final[0]['ci95']])))
+    start = time.perf_counter()
+    _finish_plots(plan, out, final, periodic, timer)
+    timer.add('writing', time.perf_counter() - start)
+    timer.add('total', time.perf_counter() - started)
+    _write_summary(plan, out, final, timer, extra={'grad_norm_warnings': alarms_seen})
+    _print_result(plan, out, final, timer)
+    return 0
+
+
+def _truncate_logs_after(out: Path, step: int) -> None:
+    """On resume, drop log lines written after the checkpoint, so the logs read like one run."""
+    for name, key in (('metrics.jsonl', 'step'), ('eval.jsonl', 'step')):
+        path = out / name
+        if not path.exists():
+            continue
+        kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)[key] <= step]
+        _write_text_atomic(path, ''.join(line + '\n' for line in kept))
+
+
+def _periodic_points(out: Path) -> list:
+    """(step, success, ci_low, ci_high) of periodic evaluations already in summary-less logs (resume)."""
+    path = out / 'eval.jsonl'
+    if not path.exists():
+        return []
+    from harness.report import hierarchical_bootstrap_ci
+    groups = defaultdict(lambda: defaultdict(list))
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        if row['phase'] == 'periodic':
+            groups[row['step']][row['seed']].append(float(row['success']))
+    points = []
+    for step, by_seed in sorted(groups.items()):
+        width = min(len(v) for v in by_seed.values())
+        matrix = np.array([v[:width] for v in by_seed.values()])
+        points.append((step, float(matrix.mean()), *hierarchical_bootstrap_ci(matrix)))
+    return points
+
+
+def _announce_eta(plan, bar, report, rate: float) -> None:
+    """Print the measured speed and the ETA before the long part of the run; on a CPU with the paper
+    preset say that it takes hours and name --preset small (but go on: the user asked for it)."""
+    import jax
+    remaining = plan.steps - report.step
+    eta = remaining / max(rate, 1e-9)
+    evals = (plan.steps // plan.eval_every if plan.eval_every else 0) + len(plan.final_betas)
+    bar.write(f'measured: compiled in {report.compile_seconds:.1f}s, {rate:,.0f} updates/s for {len(plan.seeds)} '
+              f'seed(s) -> training ETA {_fmt_seconds(eta)} for {remaining:,} more updates '
+              f'(+ {evals} evaluation(s) of {plan.eval_episodes} episodes per seed)')
+    if jax.default_backend() == 'cpu' and plan.preset == 'paper' and eta > 3600:
+        bar.write(f'note: no GPU found (JAX runs on the CPU): the paper preset needs about {_fmt_seconds(eta)} here. '
+                  '`--preset small` trains a smaller model in minutes. Continuing as asked.')
+
+
+def _make_envs(plan, timer: Timer):
+    from envs.vector import make_eval_envs
+    start = time.perf_counter()
+    envs = make_eval_envs(plan.task, plan.eval_envs, render_size=RENDER_SIZE)
+    timer.add('evaluation', time.perf_counter() - start)
+    return envs
+
+
+# ---- evaluation ---------------------------------------------------------------------------------------
+def _evaluate_all(plan, agents, envs, betas, step: int, phase: str, out: Path, timer: Timer, videos: bool, bar):
+    """Evaluate every seed's agent at every β; write eval.jsonl rows, traces and videos; return summaries."""
+    import jax
+    from tqdm import tqdm
+
+    from harness.evaluate import make_sample_fn, per_step_profile
+    from harness.report import summarize_beta
+    from harness.train import select_seed
+    from harness.video import write_video
+
+    results, profiles = [], {}
+    frame_skip = plan.frame_skip or max(1, round(envs.max_episode_steps / FRAMES_PER_VIDEO))
+    total = len(betas) * len(plan.seeds) * plan.eval_episodes
+    ebar = tqdm(total=total, unit='ep', desc=f'eval @ {step}', leave=bar is None, dynamic_ncols=True,
+                file=sys.stdout, mininterval=1.0)
+    try:
+        for beta in betas:
+            rows = []
+            traces = []
+            for index, seed in enumerate(plan.seeds):
+                agent = select_seed(agents, index)
+                key = jax.random.fold_in(jax.random.PRNGKey(seed), EVAL_KEY_SALT)
+                from harness.evaluate import evaluate
+                result = evaluate(make_sample_fn(agent), envs, beta=beta, num_episodes=plan.eval_episodes, key=key,
+                                  env_seed_base=_eval_seed_base(), frame_skip=frame_skip,
+                                  video_episodes=plan.video_episodes if (videos and index == 0) else 0,
+                                  progress=ebar.update)
+                timer.add('evaluation', result.timing['sampling_s'] + result.timing['env_step_s'])
+                timer.add('rendering', result.timing['rendering_s'])
+                for episode in result.episodes:
+                    rows.append({'phase': phase, 'step': step, 'beta': beta, 'seed': seed, **episode})
+                arrays = result.trace.arrays()
+                traces.append(arrays)
+                if phase != 'periodic':
+                    np.savez_compressed(out / 'eval' / f'guidance-step{step}-beta{beta:g}-seed{seed}.npz', **arrays)
+                start = time.perf_counter()
+                for episode, frames in result.videos.items():
+                    if not frames:
+                        continue
+                    prof = _episode_profile(arrays, episode)
+                    write_video(out / 'videos' / f'beta{beta:g}-seed{seed}-ep{episode}.mp4', frames,
+                                result.video_steps[episode], prof, beta)
+                timer.add('rendering', time.perf_counter() - start)
+            _append_jsonl(out / 'eval.jsonl', rows)
+            summary = summarize_beta(beta, rows)
+            summary['step'] = step
+            results.append(summary)
+            profiles[beta] = per_step_profile(_concat_traces(traces))
+    finally:
+        ebar.close()
+    if phase != 'periodic':
+        from harness.plots import plot_guidance_norms
+        start = time.perf_counter()
+        plot_guidance_norms(profiles, out / 'plots' / 'guidance_norms.png',
+                            f'{plan.task.env_id}, {plan.agent}, update {step}: guided sampler norms')
+        timer.add('writing', time.perf_counter() - start)
+    return results
+
+
+def _eval_seed_base() -> int:
+    from harness.run import EVAL_SEED_BASE
+    return EVAL_SEED_BASE
+
+
+def _concat_traces(traces: list[dict]) -> dict:
+    return {k: np.concatenate([t[k] for t in traces], axis=0) for k in traces[0]}
+
+
+def _episode_profile(arrays: dict, episode: int) -> dict[str, np.ndarray]:
+    """Per env step of one episode: mean over flow steps of ‖β∇Q‖ and ‖v‖ (the video strip)."""
+    rows = arrays['episode'] == episode
+    order = np.argsort(arrays['step'][rows])
+    guidance = arrays['guidance_norm'][rows][order].astype(np.float32)
+    velocity = arrays['velocity_norm'][rows][order].astype(np.float32)
+    return {'‖β∇Q‖': np.nanmean(guidance, axis=1), '‖v‖': np.nanmean(velocity, axis=1)}
+
+
+# ---- outputs ------------------------------------------------------------------------------------------
+def _finish_plots(plan, out: Path, final: list[dict], periodic: list, timer: Timer) -> None:
+    from harness.plots import plot_success_over_training, plot_success_vs_beta, plot_training
+    metrics_path = out / 'metrics.jsonl'
+    if metrics_path.exists():
+        metrics = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+        if metrics:
+            plot_training(metrics, out / 'plots' / 'training.png', f'{plan.task.env_id}, {plan.agent}, {plan.preset}')
+    if len(final) > 1:
+        plot_success_vs_beta(final, out / 'plots' / 'success_vs_beta.png', f'{plan.task.env_id}, update {plan.steps}')
+    if len(periodic) > 1:
+        plot_success_over_training(periodic, out / 'plots' / 'success_over_training.png',
+                                   f'{plan.task.env_id}, β={plan.beta:g}')
+
+
+def _write_summary(plan, out: Path, results: list[dict], timer: Timer, extra: dict | None = None) -> None:
+    from harness.checkpoints import write_json_atomic
+    from harness.report import best_beta
+    summary = {
+        'task': plan.task.name, 'env_id': plan.task.env_id, 'agent': plan.agent, 'preset': plan.preset,
+        'mode': plan.mode, 'steps': plan.steps, 'seeds': plan.seeds, 'eval_episodes_per_seed': plan.eval_episodes,
+        'beta': plan.beta, 'best_beta': best_beta(results),
+        'results': sorted(results, key=lambda r: r['beta']),
+        'interval_method': '95% percentile bootstrap over seeds then episodes (ci95); IQM of per-seed success '
+                           'with a stratified bootstrap over seeds (iqm_ci95)',
+        'timing_s': {k: round(v, 2) for k, v in timer.items()},
+        'checkpoint': None if plan.checkpoint is None else str(plan.checkpoint),
+        'videos': sorted(str(p.relative_to(out)) for p in (out / 'videos').glob('*.mp4')),
+        'plots': sorted(str(p.relative_to(out)) for p in (out / 'plots').glob('*.png')),
+        **(extra or {}),
+    }
+    write_json_atomic(out / 'summary.json', summary)
+
+
+def _print_result(plan, out: Path, results: list[dict], timer: Timer) -> None:
+    from harness.report import sweep_table
+    print(sweep_table(results), end='')
+    t = timer
+    print(f"time: total {_fmt_seconds(t['total'])} = dataset {_fmt_seconds(t['dataset'])}, "
+          f"compile {_fmt_seconds(t['compile'])}, training {_fmt_seconds(t['training'])}, "
+          f"evaluation {_fmt_seconds(t['evaluation'])}, rendering {_fmt_seconds(t['rendering'])}, "
+          f"checkpoints+plots {_fmt_seconds(t['checkpointing'] + t['writing'])}")
+    for r in results:
+        lo, hi = r['ci95']
+        print(f"success rate at β={r['beta']:g}: {r['success_rate']:.3f} (95% CI {lo:.3f}-{hi:.3f}, "
+              f"{len(r['seeds'])} seed(s) x {r['episodes_per_seed']} episodes)")
+    print(f'run folder: {out}  (summary.json, videos/, plots/guidance_norms.png)')
+
+
+# ---- evaluation of a checkpoint (β sweep) ---------------------------------------------------------------
+def _evaluate_checkpoint(plan) -> int:
+    from harness.checkpoints import restore_checkpoint, write_json_atomic
+    from harness.plots import plot_success_vs_beta
+    from harness.report import sweep_csv, sweep_table
+    from harness.train import create_agents
+
+    timer = Timer()
+    started = time.perf_counter()
+    envs = _make_envs(plan, timer)
+    try:
+        agent_cls = _agent_class(plan.agent)
+        template = create_agents(agent_cls, plan.seeds, np.zeros((1, envs.observation_dim), np.float32),
+                                 np.zeros((1, envs.action_dim), np.float32), plan.config)
+        agents = restore_checkpoint(plan.checkpoint, template,
+                                    f'task {plan.task.env_id} (obs {envs.observation_dim}, action {envs.action_dim})')
+        out = plan.out
+        for sub in ('eval', 'videos', 'plots'):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / 'config.json', plan.to_json())
+        results = _evaluate_all(plan, agents, envs, plan.final_betas, plan.steps, 'sweep', out, timer,
+                                videos=plan.video_episodes > 0, bar=None)
+    finally:
+        envs.close()
+    _write_text_atomic(out / 'sweep.md', sweep_table(results))
+    _write_text_atomic(out / 'sweep.csv', sweep_csv(results))
+    if len(results) > 1:
+        plot_success_vs_beta(results, out / 'plots' / 'success_vs_beta.png',
+                             f'{plan.task.env_id}, {plan.agent}, checkpoint step {plan.steps}')
+    timer.add('total', time.perf_counter() - started)
+    _write_summary(plan, out, results, timer)
+    _print_result(plan, out, results, timer)
+    print(f'table: {out}/sweep.md, plot: {out}/plots/success_vs_beta.png')
+    return 0

@@ -1,0 +1,220 @@
+"""Dataset regeneration and loading: OGBench's file format, determinism, resume, refusals.
+
+Episodes are short (`episode_steps=40`, a test-only override) so the whole module runs in seconds.
+"""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import ogbench
+import pytest
+
+from envs import datasets, generate
+from envs.datasets import DatasetError, dataset_paths, ensure_dataset, load_task_dataset
+from envs.generate import DATASETS, card_path, generate_dataset, main
+from envs.tasks import resolve_task
+
+EPISODES, STEPS = 10, 40  # 10 train + 1 val episode of 40 rows
+SINGLE_TASK_ID = {
+    'pointmaze-medium-navigate-v0': 'pointmaze-medium-navigate-singletask-task1-v0',
+    'pointmaze-large-navigate-v0': 'pointmaze-large-navigate-singletask-task1-v0',
+    'cube-single-play-v0': 'cube-single-play-singletask-task2-v0',
+    'cube-double-play-v0': 'cube-double-play-singletask-task2-v0',
+    'scene-play-v0': 'scene-play-singletask-task2-v0',
+    'puzzle-3x3-play-v0': 'puzzle-3x3-play-singletask-task4-v0',
+}
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+    """Every supported dataset, generated once at seed 0 in one process."""
+    root = str(tmp_path_factory.mktemp('data'))
+    for name in DATASETS:
+        generate_dataset(name, root, episodes=EPISODES, workers=1, seed=0, episode_steps=STEPS, progress=False)
+    return root
+
+
+def _read(path):
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+def _copy_dataset(name, src, dst):
+    os.makedirs(dst, exist_ok=True)
+    for path in dataset_paths(name, src):
+        shutil.copy(path, dst)
+
+
+def test_every_ogbench_single_task_dataset_of_the_table_can_be_generated():
+    table_datasets = {t.dataset_name for t in generate_tasks()}
+    assert table_datasets <= set(DATASETS) | set(generate.LOCOMOTION_DATASETS)
+
+
+def generate_tasks():
+    from envs.tasks import TASKS
+
+    return [t for t in TASKS.values() if t.source == 'ogbench']
+
+
+@pytest.mark.parametrize('name', list(DATASETS))
+def test_files_have_ogbench_keys_dtypes_and_episode_ends(data_dir, name):
+    train_path, val_path = dataset_paths(name, data_dir)
+    has_buttons = name.startswith(('scene', 'puzzle'))
+    expected_keys = {'observations', 'actions', 'terminals', 'qpos', 'qvel'} | ({'button_states'} if has_buttons else set())
+    for path, episodes in [(train_path, EPISODES), (val_path, EPISODES // 10)]:
+        raw = _read(path)
+        assert set(raw) == expected_keys
+        rows = episodes * STEPS
+        assert {k: len(v) for k, v in raw.items()} == {k: rows for k in expected_keys}
+        for k in ('observations', 'actions', 'qpos', 'qvel'):
+            assert raw[k].dtype == np.float32 and np.isfinite(raw[k]).all()
+        assert raw['terminals'].dtype == bool
+        if has_buttons:
+            assert raw['button_states'].dtype == np.int64
+        assert np.array_equal(np.flatnonzero(raw['terminals']), np.arange(STEPS - 1, rows, STEPS))
+        assert np.abs(raw['actions']).max() <= 1.0
+
+
+@pytest.mark.parametrize('name', list(DATASETS))
+def test_ogbench_loader_reads_generated_files(data_dir, name):
+    env, train, val = ogbench.make_env_and_datasets(SINGLE_TASK_ID[name], dataset_dir=data_dir)
+    assert len(train['observations']) == EPISODES * (STEPS - 1)
+    assert len(val['observations']) == (EPISODES // 10) * (STEPS - 1)
+    assert train['observations'].shape[1] == env.observation_space.shape[0]
+    assert train['actions'].shape[1] == env.action_space.shape[0]
+    ours = load_task_dataset(resolve_task(SINGLE_TASK_ID[name]), data_dir)
+    assert set(ours) == {'observations', 'actions', 'rewards', 'masks', 'next_observations'}
+    assert all(v.dtype == np.float32 and len(v) == EPISODES * (STEPS - 1) for v in ours.values())
+    np.testing.assert_array_equal(ours['masks'], train['masks'])
+    assert len(load_task_dataset(resolve_task(SINGLE_TASK_ID[name]), data_dir, split='val')['masks']) == STEPS - 1
+
+
+def test_data_card_records_the_run(data_dir):
+    train_path, val_path = dataset_paths('cube-double-play-v0', data_dir)
+    card = json.load(open(card_path(train_path)))
+    assert card['dataset'] == 'cube-double-play-v0' and card['split'] == 'train'
+    assert (card['seed'], card['episodes'], card['episode_steps']) == (0, EPISODES, STEPS)
+    assert card['transitions'] == EPISODES * (STEPS - 1)
+    assert card['wall_time_s'] >= 0 and 'plan oracle' in card['generator']
+    assert {'numpy', 'mujoco', 'gymnasium', 'ogbench', 'python'} <= set(card['versions'])
+    assert json.load(open(card_path(val_path)))['episodes'] == 1
+
+
+def test_same_seed_same_bytes_whatever_the_workers_and_other_seed_differs(data_dir, tmp_path):
+    name = 'pointmaze-medium-navigate-v0'
+    reference = open(dataset_paths(name, data_dir)[0], 'rb').read()
+    generate_dataset(name, str(tmp_path / 'w2'), episodes=EPISODES, workers=2, seed=0, episode_steps=STEPS, progress=False)
+    assert open(dataset_paths(name, str(tmp_path / 'w2'))[0], 'rb').read() == reference
+    generate_dataset(name, str(tmp_path / 's1'), episodes=EPISODES, workers=1, seed=1, episode_steps=STEPS, progress=False)
+    other = _read(dataset_paths(name, str(tmp_path / 's1'))[0])
+    assert not np.array_equal(other['observations'], _read(dataset_paths(name, data_dir)[0])['observations'])
+
+
+def test_interrupted_run_resumes_from_finished_shards(data_dir, tmp_path):
+    """A shard left by an earlier run is reused, and the result equals an uninterrupted run."""
+    name, root = 'cube-single-play-v0', str(tmp_path)
+    shard_dir = os.path.join(root, f'.{name}.shards', f'seed0-episodes{EPISODES}-steps{STEPS}')
+    os.makedirs(shard_dir)
+    generate._init_worker(DATASETS[name].make_collector, STEPS)
+    size = generate.shard_size_for(EPISODES + 1)
+    generate._collect_shard(os.path.join(shard_dir, 'shard-000000.npz'), 0, list(range(size)), STEPS)
+    generate_dataset(name, root, episodes=EPISODES, workers=1, seed=0, episode_steps=STEPS, progress=False)
+    train_path = dataset_paths(name, root)[0]
+    assert json.load(open(card_path(train_path)))['resumed_episodes'] == size
+    assert open(train_path, 'rb').read() == open(dataset_paths(name, data_dir)[0], 'rb').read()
+    assert not os.path.exists(os.path.join(root, f'.{name}.shards'))
+
+
+def test_oracle_play_data_solves_single_tasks(tmp_path):
+    """Relabelled cube-single play data has transitions where the task is solved (mask 0, reward 0)."""
+    generate_dataset('cube-single-play-v0', str(tmp_path), episodes=4, workers=1, seed=0, episode_steps=301, progress=False)
+    data = load_task_dataset(resolve_task('cube-single-play-singletask-task4-v0'), str(tmp_path))
+    solved = data['masks'] == 0
+    assert solved.sum() > 0
+    assert (data['rewards'][solved] == 0).all() and (data['rewards'][~solved] < 0).all()
+
+
+# ------------------------------------------------------------------------------------------- refusals
+def test_missing_file_offline_names_the_regeneration_command(tmp_path):
+    with pytest.raises(DatasetError) as info:
+        load_task_dataset(resolve_task('pointmaze'), str(tmp_path))
+    message = str(info.value)
+    assert '\n' not in message
+    assert f'python -m envs.generate pointmaze-medium-navigate-v0 --data-dir {tmp_path}' in message
+
+
+def test_truncated_file_is_refused(data_dir, tmp_path):
+    name = 'pointmaze-medium-navigate-v0'
+    _copy_dataset(name, data_dir, str(tmp_path))
+    train_path = dataset_paths(name, str(tmp_path))[0]
+    blob = open(train_path, 'rb').read()
+    open(train_path, 'wb').write(blob[: len(blob) // 2])
+    with pytest.raises(DatasetError, match='truncated or corrupt'):
+        load_task_dataset(resolve_task('pointmaze'), str(tmp_path))
+
+
+def test_nan_in_observations_is_refused(data_dir, tmp_path):
+    name = 'pointmaze-medium-navigate-v0'
+    _copy_dataset(name, data_dir, str(tmp_path))
+    train_path = dataset_paths(name, str(tmp_path))[0]
+    raw = _read(train_path)
+    raw['observations'][5, 0] = np.nan
+    np.savez_compressed(train_path, **raw)
+    with pytest.raises(DatasetError, match='non-finite values in'):
+        load_task_dataset(resolve_task('pointmaze'), str(tmp_path))
+
+
+def test_d4rl_tasks_are_refused_clearly(tmp_path):
+    with pytest.raises(DatasetError, match='D4RL'):
+        load_task_dataset(resolve_task('antmaze-large-diverse'), str(tmp_path))
+
+
+def test_unknown_dataset_exits_with_one_line(capsys):
+    assert main(['cube-dubble-play-v0', '--data-dir', '/nonexistent']) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count('\n') == 0 and 'cube-double-play-v0' in err
+
+
+def test_locomotion_datasets_go_to_envs_locomotion_or_say_they_need_experts(monkeypatch):
+    try:
+        spec = generate.get_spec('antmaze-large-navigate-v0')
+    except DatasetError as e:
+        assert 'locomotion experts' in str(e) or 'expert' in str(e)
+    else:
+        assert spec.name == 'antmaze-large-navigate-v0'
+    import builtins
+    import sys
+
+    real_import = builtins.__import__
+
+    def no_locomotion(name, *args, **kwargs):
+        if name == 'envs.locomotion':
+            raise ModuleNotFoundError("No module named 'envs.locomotion'", name='envs.locomotion')
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, 'envs.locomotion', raising=False)
+    monkeypatch.setattr(builtins, '__import__', no_locomotion)
+    monkeypatch.setattr(generate.importlib, 'import_module', lambda n: no_locomotion(n))
+    with pytest.raises(DatasetError, match='needs trained locomotion experts'):
+        generate.get_spec('antsoccer-arena-navigate-v0')
+
+
+# ------------------------------------------------------------------------------------ CLI and ensure
+def test_cli_writes_files_and_then_leaves_them_alone(tmp_path, capsys):
+    args = ['pointmaze-large-navigate-v0', '--episodes', '2', '--episode-steps', '10', '--data-dir', str(tmp_path)]
+    assert main(args) == 0
+    assert all(os.path.exists(p) for p in dataset_paths('pointmaze-large-navigate-v0', str(tmp_path)))
+    assert '18 transitions' in capsys.readouterr().out
+    assert main(args) == 0
+    assert 'already exist' in capsys.readouterr().out
+
+
+def test_ensure_dataset_regenerates_a_missing_dataset_and_says_so(tmp_path, capsys):
+    task = resolve_task('pointmaze')
+    paths = ensure_dataset(task, str(tmp_path), episodes=3, workers=1, episode_steps=12)
+    assert 'regenerating 3 episodes' in capsys.readouterr().out
+    assert json.load(open(card_path(paths[0])))['episodes'] == 3
+    assert len(datasets.load_task_dataset(task, str(tmp_path))['observations']) == 3 * 11
+    assert ensure_dataset(task, str(tmp_path)) == paths

@@ -1,0 +1,54 @@
+"""Vectorised evaluation envs: seeded resets, frozen finished envs, success flags, headless frames."""
+
+import numpy as np
+import pytest
+
+from envs.tasks import resolve_task
+from envs.vector import make_eval_envs
+
+
+@pytest.fixture(scope='module')
+def envs():
+    # cube-single episodes last 200 steps, so a whole episode runs in a second or two.
+    with make_eval_envs(resolve_task('cube-single'), num_envs=3, render_size=48, num_workers=2) as vec:
+        yield vec
+
+
+def test_shapes_and_episode_length(envs):
+    assert (envs.num_envs, envs.observation_dim, envs.action_dim, envs.max_episode_steps) == (3, 28, 5, 200)
+
+
+def test_same_seeds_same_start_different_seeds_differ(envs):
+    first = envs.reset([0, 1, 2])
+    assert first.shape == (3, 28) and first.dtype == np.float32
+    np.testing.assert_array_equal(envs.reset([0, 1, 2]), first)
+    assert not np.array_equal(envs.reset([5, 6, 7])[0], first[0])
+
+
+def test_each_env_runs_exactly_one_episode_and_is_frozen_after(envs):
+    envs.reset([0, 1, 2])
+    rng = np.random.default_rng(0)
+    finished_at = np.full(3, -1)
+    for t in range(envs.max_episode_steps + 5):
+        result = envs.step(rng.uniform(-1, 1, (3, envs.action_dim)))
+        assert result.success.dtype == bool and result.done.dtype == bool
+        finished_at[result.just_finished] = t
+        if t == envs.max_episode_steps + 1:
+            frozen = result.observations.copy()
+    assert (finished_at == envs.max_episode_steps - 1).all()  # truncated at the env's limit, once
+    assert result.done.all() and not result.just_finished.any()
+    np.testing.assert_array_equal(result.observations, frozen)
+    assert (result.rewards == 0).all()
+
+
+def test_render_selected_envs_headless(envs):
+    envs.reset([0, 1, 2])
+    frames = envs.render([2, 0])
+    assert [f.shape for f in frames] == [(48, 48, 3), (48, 48, 3)]
+    assert all(f.dtype == np.uint8 and f.std() > 0 for f in frames)
+
+
+def test_wrong_action_shape_is_refused(envs):
+    envs.reset([0, 1, 2])
+    with pytest.raises(ValueError, match='actions must have shape'):
+        envs.step(np.zeros((2, envs.action_dim)))

@@ -1,0 +1,71 @@
+"""Bad input: one `error:` line, exit status 2, nothing written."""
+import subprocess
+import sys
+
+import pytest
+
+from harness.checkpoints import save_checkpoint
+from harness.errors import run_main
+from harness.run import main
+
+
+def _run(argv, capsys):
+    try:
+        status = run_main(main, argv)
+    except SystemExit as exit_:          # argparse errors
+        status = exit_.code
+    err = capsys.readouterr().err
+    return status, err
+
+
+@pytest.mark.parametrize('argv, needle', [
+    (['--task', 'pointmase'], 'pointmaze'),
+    (['--task', 'pointmaze', '--beta', '-1'], 'β'),
+    (['--task', 'pointmaze', '--beta', 'abc'], 'β'),
+    (['--task', 'pointmaze', '--betas', '0,nan'], 'β'),
+    (['--task', 'pointmaze', '--steps', '0'], 'positive integer'),
+    ([], '--task is required'),
+])
+def test_bad_flags_are_one_line(argv, needle, capsys, tmp_path):
+    status, err = _run(argv + ['--out', str(tmp_path / 'run')], capsys)
+    assert status == 2
+    assert err.startswith('error:') and err.count('\n') == 1 and needle in err
+    assert not (tmp_path / 'run').exists()
+
+
+def test_resume_without_checkpoint(capsys, tmp_path):
+    run = tmp_path / 'run'
+    run.mkdir()
+    (run / 'config.json').write_text('{}')
+    status, err = _run(['--resume', str(run)], capsys)
+    assert status == 2 and 'no checkpoint' in err and err.count('\n') == 1
+
+
+def test_unwritable_out(capsys, tmp_path):
+    blocker = tmp_path / 'file'
+    blocker.write_text('x')
+    status, err = _run(['--task', 'pointmaze', '--out', str(blocker / 'run')], capsys)
+    assert status == 2 and 'not writable' in err
+
+
+def test_checkpoint_of_another_task_fails_before_writing(tmp_path):
+    """A checkpoint whose shapes belong to another task: one line from the real entry point, no output folder."""
+    import jax.numpy as jnp
+    from agents import PRESETS
+    import dataclasses
+    from envs.tasks import resolve_task
+    from harness.train import create_agents
+    from agents import QFQLAgent
+    cube = resolve_task('cube-single')
+    agents = create_agents(QFQLAgent, [0], jnp.zeros((1, 28)), jnp.zeros((1, 5)), PRESETS['tiny'])
+    meta = {'task': dataclasses.asdict(cube), 'agent': 'qfql', 'preset': 'tiny',
+            'config': dataclasses.asdict(PRESETS['tiny']), 'seeds': [0], 'beta': 0.3}
+    save_checkpoint(tmp_path / 'ck' / 'checkpoints', 7, agents, meta)
+    out = tmp_path / 'sweep'
+    proc = subprocess.run([sys.executable, '-m', 'harness.run', '--checkpoint', str(tmp_path / 'ck'),
+                           '--task', 'pointmaze', '--betas', '0,1', '--out', str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith('error:') and 'does not fit' in lines[0], proc.stderr[-2000:]
+    assert not out.exists()
