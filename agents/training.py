@@ -38,7 +38,7 @@ def scan_updates(update_fn, agent, dataset, key, num_updates: int, batch_size: i
 
 
 def global_norm(tree) -> jax.Array:
-    return optax.global_norm(tree)
+    return optax.tree.norm(tree)
 
 
 def q_statistics(q, prefix='critic'):

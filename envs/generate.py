@@ -17,7 +17,6 @@ import argparse
 import difflib
 import hashlib
 import importlib
-import io
 import json
 import os
 import platform
@@ -36,6 +35,7 @@ from tqdm import tqdm
 
 from envs import collectors
 from envs.datasets import DEFAULT_DATA_DIR, DatasetError, dataset_paths
+from envs.rendering import choose_mujoco_gl
 
 Episode = dict[str, np.ndarray]
 CollectorFactory = Callable[[int], Callable[[int], Episode]]
@@ -165,7 +165,7 @@ def _init_worker(factory: CollectorFactory, episode_steps: int) -> None:
     global _WORKER_COLLECTOR
     import warnings
 
-    warnings.filterwarnings('ignore')  # gymnasium's float32 box-precision warnings, once per process
+    warnings.filterwarnings('ignore', message='.*precision lowered by casting')  # gymnasium, on every env build
     _WORKER_COLLECTOR = factory(episode_steps)
 
 
@@ -240,6 +240,7 @@ def generate_dataset(
     bar = tqdm(total=total, initial=done_episodes, unit='ep', desc=name, disable=not progress, smoothing=0.1)
     try:
         if workers == 1:
+            choose_mujoco_gl()  # no GLFW probing on display-less machines
             _init_worker(spec.make_collector, episode_steps)
             for path, idx in todo.items():
                 bar.update(_collect_shard(path, seed, idx, episode_steps))
@@ -285,9 +286,7 @@ def generate_dataset(
 
 
 def _run_pool(spec: DatasetSpec, todo: dict, seed: int, episode_steps: int, workers: int, bar: tqdm) -> None:
-    from envs.rendering import choose_mujoco_gl
-
-    choose_mujoco_gl()  # workers inherit MUJOCO_GL; avoids GLFW probing on display-less machines
+    choose_mujoco_gl()  # workers inherit MUJOCO_GL; no GLFW probing on display-less machines
     with ProcessPoolExecutor(
         max_workers=min(workers, len(todo)) or 1,
         mp_context=get_context('spawn'),
@@ -329,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f'error: {e}', file=sys.stderr)
         return 2
     for path in paths:
-        card = json.load(io.open(card_path(path)))
+        card = json.load(open(card_path(path)))
         print(f"wrote {path}: {card['episodes']} episodes, {card['transitions']} transitions")
     print(f'wall time {time.time() - t0:.1f}s')
     return 0

@@ -174,36 +174,38 @@ def make_antmaze_large_collector(episode_steps: int) -> Callable[[int], Episode]
 # ---------------------------------------------------------------------------------------------- antsoccer
 
 
+def rotate(v: np.ndarray, angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([c * v[0] - s * v[1], s * v[0] + c * v[1]])
+
+
 @dataclass(frozen=True)
 class DribbleController:
-    """Dribbling on top of the ant walking expert: pick a walking direction from agent, ball and goal.
+    """Dribbling on top of the ant walking expert: choose the walking direction from agent, ball and goal.
 
-    The agent walks to a point `behind` metres behind the ball on the goal-ball line; when the straight way
-    there passes within `clearance` of the ball it first walks to a point beside the ball (on its own side),
-    so it does not knock the ball off the line. Once it is behind the ball (within `align_tol` of the line,
-    on the far side), it walks at the ball with a `lead` toward the goal, pushing the ball goalward.
+    Let e be the signed angle from the agent->ball direction to the ball->goal direction. When |e| is
+    below `push_angle` the agent is behind the ball: it walks at the ball, turned by `push_gain * e` away
+    from the goal side, so the contact point slides onto the goal line while the ball rolls goalward.
+    Otherwise it circles the ball at radius `orbit_radius` (tangential walking plus a radial correction of
+    gain `radial_gain`), in the sense that shrinks |e|, until it is behind the ball.
     """
 
-    behind: float = 1.0
-    clearance: float = 0.9
-    align_tol: float = 0.6
-    lead: float = 0.5
+    push_angle: float = np.deg2rad(35)
+    push_gain: float = 1.0
+    orbit_radius: float = 1.5
+    radial_gain: float = 1.0
 
     def direction(self, agent_xy: np.ndarray, ball_xy: np.ndarray, goal_xy: np.ndarray) -> np.ndarray:
         to_goal = unit(goal_xy - ball_xy)
-        rel = agent_xy - ball_xy
-        along = rel @ to_goal  # < 0: agent is on the far side of the ball from the goal
-        side = rel - along * to_goal
-        if along < -0.2 and np.linalg.norm(side) <= self.align_tol:
-            return unit(ball_xy + self.lead * to_goal - agent_xy)
-        target = ball_xy - self.behind * to_goal
-        path = target - agent_xy
-        # Closest approach of the segment agent -> target to the ball.
-        t = np.clip(((ball_xy - agent_xy) @ path) / (path @ path + 1e-9), 0.0, 1.0)
-        if np.linalg.norm(agent_xy + t * path - ball_xy) < self.clearance and along > -self.behind:
-            normal = side / (np.linalg.norm(side) + 1e-6) if np.linalg.norm(side) > 1e-3 else np.array([-to_goal[1], to_goal[0]])
-            target = ball_xy + 1.5 * self.clearance * normal - 0.5 * self.behind * to_goal
-        return unit(target - agent_xy)
+        to_ball = ball_xy - agent_xy
+        dist = np.linalg.norm(to_ball)
+        to_ball = to_ball / (dist + 1e-6)
+        e = np.arctan2(to_ball[0] * to_goal[1] - to_ball[1] * to_goal[0], to_ball @ to_goal)
+        if abs(e) <= self.push_angle:
+            return unit(rotate(to_ball, -self.push_gain * e))
+        # Circling counter-clockwise (e > 0) turns the agent->ball direction toward the goal direction.
+        tangent = rotate(-to_ball, np.sign(e) * np.pi / 2)
+        return unit(tangent + self.radial_gain * (dist - self.orbit_radius) * to_ball)
 
 
 class AntsoccerNavigateCollector:

@@ -36,7 +36,7 @@ def _worker(conn, env_id: str, count: int, render_size: int, mujoco_gl: str | No
         os.environ.setdefault('PYOPENGL_PLATFORM', mujoco_gl)
     import warnings
 
-    warnings.filterwarnings('ignore')
+    warnings.filterwarnings('ignore', message='.*precision lowered by casting')
     try:
         import ogbench
 

@@ -93,10 +93,10 @@ def test_update_many_equals_a_loop_of_updates_and_reports_metrics(agent_cls):
 def test_create_and_update_many_vmap_over_seeds():
     keys = jax.random.split(jax.random.PRNGKey(0), 3)
     agents = jax.vmap(lambda k: QFQLAgent.create(k, DATA['observations'][:2], DATA['actions'][:2], TINY))(keys)
-    agents, info = jax.vmap(lambda a, k: a.update_many(DATA, k, 2))(agents, keys)
+    agents, info = jax.vmap(lambda a, k: a.update_many(DATA, k, 3))(agents, keys)
     assert info['critic/loss'].shape == (3,)
     single = QFQLAgent.create(keys[1], DATA['observations'][:2], DATA['actions'][:2], TINY)
-    single, _ = single.update_many(DATA, keys[1], 2)
+    single, _ = single.update_many(DATA, keys[1], 3)
     np.testing.assert_allclose(jax.tree_util.tree_leaves(agents.params['actor'])[0][1],
                                jax.tree_util.tree_leaves(single.params['actor'])[0], rtol=1e-4, atol=1e-5)
 

@@ -14,7 +14,7 @@ import pytest
 from envs import datasets, generate
 from envs.datasets import DatasetError, dataset_paths, ensure_dataset, load_task_dataset
 from envs.generate import DATASETS, card_path, generate_dataset, main
-from envs.tasks import resolve_task
+from envs.tasks import TASKS, resolve_task
 
 EPISODES, STEPS = 10, 40  # 10 train + 1 val episode of 40 rows
 SINGLE_TASK_ID = {
@@ -47,15 +47,9 @@ def _copy_dataset(name, src, dst):
         shutil.copy(path, dst)
 
 
-def test_every_ogbench_single_task_dataset_of_the_table_can_be_generated():
-    table_datasets = {t.dataset_name for t in generate_tasks()}
+def test_every_ogbench_dataset_of_the_task_table_has_a_generator():
+    table_datasets = {t.dataset_name for t in TASKS.values() if t.source == 'ogbench'}
     assert table_datasets <= set(DATASETS) | set(generate.LOCOMOTION_DATASETS)
-
-
-def generate_tasks():
-    from envs.tasks import TASKS
-
-    return [t for t in TASKS.values() if t.source == 'ogbench']
 
 
 @pytest.mark.parametrize('name', list(DATASETS))
@@ -218,3 +212,14 @@ def test_ensure_dataset_regenerates_a_missing_dataset_and_says_so(tmp_path, caps
     assert json.load(open(card_path(paths[0])))['episodes'] == 3
     assert len(datasets.load_task_dataset(task, str(tmp_path))['observations']) == 3 * 11
     assert ensure_dataset(task, str(tmp_path)) == paths
+
+
+def test_failed_download_falls_back_to_the_regeneration_command(tmp_path, monkeypatch):
+    import urllib.error
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError('no route to host')
+
+    monkeypatch.setattr(ogbench, 'download_datasets', offline)
+    with pytest.raises(DatasetError, match='python -m envs.generate scene-play-v0'):
+        load_task_dataset(resolve_task('scene'), str(tmp_path), download=True)

@@ -1,0 +1,127 @@
+"""Success-rate regression check for CI, and the only sanctioned way to rewrite its baseline.
+
+    python -m harness.baseline                 # run the fixed pipeline, compare with the baseline (exit 1 if off)
+    python -m harness.baseline --update        # run it and rewrite artifacts/baselines/pointmaze-small.json
+    python -m harness.baseline --repeats 3     # run it with 3 different seed sets and print the spread
+
+The pipeline is fixed end to end: regenerate a small pointmaze dataset (`DATASET_EPISODES` episodes,
+generator seed 0) in a temporary folder, train QFQL with the small preset for `STEPS` updates on
+`SEEDS`, and evaluate β = 0 and β = `GUIDED_BETA` on the same `EVAL_EPISODES` start states per seed.
+Every random choice is seeded, so on one machine the result is exactly reproducible; the tolerance
+stored in the baseline covers what changes between machines (floating-point order inside XLA kernels
+changes the trajectory of training), estimated by running the pipeline with other seed sets
+(`--repeats`), see `TOLERANCE_NOTE`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BASELINE_PATH = REPO_ROOT / 'artifacts' / 'baselines' / 'pointmaze-small.json'
+TASK = 'pointmaze'
+PRESET = 'small'
+DATASET_EPISODES = 100
+STEPS = 4000
+SEEDS = (0,)
+EVAL_EPISODES = 20
+EVAL_ENVS = 10
+GUIDED_BETA = 1.0
+BETAS = (0.0, GUIDED_BETA)
+UPDATE_COMMAND = 'python -m harness.baseline --update'
+
+
+def settings() -> dict:
+    return {'task': TASK, 'preset': PRESET, 'dataset_episodes': DATASET_EPISODES, 'dataset_seed': 0, 'steps': STEPS,
+            'seeds': list(SEEDS), 'eval_episodes_per_seed': EVAL_EPISODES, 'betas': list(BETAS)}
+
+
+def run_pipeline(seeds=SEEDS, workdir: Path | None = None) -> dict[str, float]:
+    """Run the fixed pipeline once; returns {str(β): success rate}."""
+    from envs.datasets import ensure_dataset
+    from envs.tasks import resolve_task
+    from harness.errors import run_main
+    from harness.run import main
+
+    with tempfile.TemporaryDirectory(prefix='qfql-baseline-', dir=workdir) as tmp:
+        data_dir = Path(tmp) / 'data'
+        ensure_dataset(resolve_task(TASK), str(data_dir), episodes=DATASET_EPISODES, seed=0)
+        out = Path(tmp) / 'run'
+        argv = ['--task', TASK, '--preset', PRESET, '--steps', str(STEPS), '--seeds', ','.join(map(str, seeds)),
+                '--eval-every', '0', '--eval-episodes', str(EVAL_EPISODES), '--eval-envs', str(EVAL_ENVS),
+                '--betas', ','.join(f'{b:g}' for b in BETAS), '--video-episodes', '0',
+                '--data-dir', str(data_dir), '--out', str(out)]
+        status = run_main(main, argv)
+        if status != 0:
+            raise SystemExit(f'error: the regression pipeline failed with status {status}')
+        summary = json.loads((out / 'summary.json').read_text())
+    return {f"{r['beta']:g}": r['success_rate'] for r in summary['results']}
+
+
+def compare(measured: dict[str, float], baseline: dict) -> list[str]:
+    """Lines describing every β whose success differs from the baseline by more than the tolerance."""
+    tol = baseline['tolerance']
+    failures = []
+    for beta, expected in baseline['success'].items():
+        got = measured.get(beta)
+        if got is None or abs(got - expected) > tol + 1e-9:
+            failures.append(f'β={beta}: success {got} vs baseline {expected:.3f} ± {tol:.3f}')
+    return failures
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog='python -m harness.baseline', description=__doc__.split('\n\n')[0])
+    parser.add_argument('--update', action='store_true', help=f'rewrite {BASELINE_PATH.relative_to(REPO_ROOT)}')
+    parser.add_argument('--repeats', type=int, default=0, help='also run with this many other seed sets; print the spread')
+    parser.add_argument('--tolerance', type=float, default=None, help='with --update: the tolerance to store')
+    args = parser.parse_args(argv)
+
+    start = time.time()
+    measured = run_pipeline()
+    print(f'measured success: {measured} ({time.time() - start:.0f}s)')
+    spread = {}
+    if args.repeats:
+        runs = [measured]
+        for r in range(1, args.repeats + 1):
+            seeds = tuple(s + 100 * r for s in SEEDS)
+            runs.append(run_pipeline(seeds))
+            print(f'seeds {seeds}: {runs[-1]}')
+        spread = {b: [run[b] for run in runs] for b in measured}
+        print(f'spread over seed sets: {spread}')
+    if args.update:
+        if not BASELINE_PATH.exists() and args.tolerance is None:
+            raise SystemExit('error: the first --update needs --tolerance (justified from --repeats)')
+        old = json.loads(BASELINE_PATH.read_text()) if BASELINE_PATH.exists() else {}
+        import jax
+        payload = {
+            'description': 'success rates of the fixed CI pipeline (harness/baseline.py); checked by tests/test_regression.py',
+            'update_command': UPDATE_COMMAND,
+            'settings': settings(),
+            'success': measured,
+            'tolerance': args.tolerance if args.tolerance is not None else old['tolerance'],
+            'tolerance_note': old.get('tolerance_note', ''),
+            'spread_over_seed_sets': spread or old.get('spread_over_seed_sets', {}),
+            'produced': {'date': time.strftime('%Y-%m-%d'), 'jax': jax.__version__, 'backend': jax.default_backend(),
+                         'machine': platform.machine(), 'python': platform.python_version()},
+        }
+        from harness.checkpoints import write_json_atomic
+        BASELINE_PATH.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(BASELINE_PATH, payload)
+        print(f'wrote {BASELINE_PATH}')
+        return 0
+    if not BASELINE_PATH.exists():
+        print(f'error: no baseline at {BASELINE_PATH}; create it with `{UPDATE_COMMAND} --tolerance T`', file=sys.stderr)
+        return 2
+    failures = compare(measured, json.loads(BASELINE_PATH.read_text()))
+    for line in failures:
+        print(f'REGRESSION: {line}', file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
