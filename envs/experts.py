@@ -382,7 +382,9 @@ def train(spec: ExpertSpec, steps: int, run_dir: Path, seed: int = 0, num_envs: 
     obs_dim = envs[0].observation_space.shape[0]
     action_dim = envs[0].action_space.shape[0]
     state = init_train_state(spec, obs_dim, action_dim, seed)
-    buffer = ReplayBuffer(max(steps, spec.seed_steps), obs_dim, action_dim)
+    progress_path = run_dir / 'progress.json'
+    saved_step = json.loads(progress_path.read_text())['step'] if progress_path.exists() else 0
+    buffer = ReplayBuffer(max(steps, spec.seed_steps, saved_step), obs_dim, action_dim)
     update_fn = make_update_fn(spec, action_dim)
     policy_fn = make_policy_fn(spec, action_dim)
     sample_rng = np.random.default_rng(seed)
@@ -472,7 +474,10 @@ def export_expert(spec: ExpertSpec, run_dir: Path, out_dir: Path = EXPERTS_DIR, 
         'obs_dim': obs_dim,
         'action_dim': action_dim,
         'actor_hidden': list(spec.sac.actor_hidden),
-        'train_command': command or f'python -m envs.experts train {spec.name} --steps {config["steps"]}',
+        # The schedule does not depend on --steps (the buffer never wraps below it), so a run stopped at
+        # step N is reproduced by asking for N steps.
+        'train_command': command
+        or f'python -m envs.experts train {spec.name} --steps {progress["step"]} --num-envs {config["num_envs"]}',
         'env_steps_trained': progress['step'],
         'ogbench_env_steps': spec.ogbench_steps,
         'train_config': config,
@@ -630,7 +635,7 @@ def main(argv=None) -> int:
                 raise ExpertError('--steps and --num-envs must be positive')
             train(spec, steps, run_dir, args.seed, args.num_envs, args.checkpoint_every, args.eval_every)
             if args.export:
-                print(export_expert(spec, run_dir, command='python -m envs.experts ' + ' '.join(argv or sys.argv[1:])))
+                print(export_expert(spec, run_dir))
         elif args.command == 'export':
             print(export_expert(spec, run_dir))
         else:

@@ -169,10 +169,12 @@ def _init_worker(factory: CollectorFactory, episode_steps: int) -> None:
     _WORKER_COLLECTOR = factory(episode_steps)
 
 
-def _collect_shard(shard_path: str, seed: int, episode_indices: list[int], episode_steps: int) -> int:
+def _collect_shard(shard_path: str, seed: int, episode_indices: list[int], episode_steps: int) -> tuple[int, float]:
+    """Collect and save one shard; returns (episodes, CPU seconds spent) for the progress bar and the card."""
+    cpu_start = time.process_time()
     episodes = [check_episode(_WORKER_COLLECTOR(episode_seed(seed, i)), episode_steps) for i in episode_indices]
     _atomic_save_npz(shard_path, _concat(episodes), compressed=False)
-    return len(episode_indices)
+    return len(episode_indices), time.process_time() - cpu_start
 
 
 # ---------------------------------------------------------------------------------------- driver
@@ -238,14 +240,15 @@ def generate_dataset(
 
     start_time = time.time()
     bar = tqdm(total=total, initial=done_episodes, unit='ep', desc=name, disable=not progress, smoothing=0.1)
+    cpu_seconds = []
     try:
         if workers == 1:
             choose_mujoco_gl()  # no GLFW probing on display-less machines
             _init_worker(spec.make_collector, episode_steps)
             for path, idx in todo.items():
-                bar.update(_collect_shard(path, seed, idx, episode_steps))
+                cpu_seconds.append(_record(bar, _collect_shard(path, seed, idx, episode_steps)))
         else:
-            _run_pool(spec, todo, seed, episode_steps, workers, bar)
+            _run_pool(spec, todo, seed, episode_steps, workers, bar, cpu_seconds)
     except KeyboardInterrupt:
         bar.close()
         raise DatasetError(f'interrupted; finished shards are kept in {shard_dir}: rerun the same command to resume')
@@ -275,6 +278,7 @@ def generate_dataset(
             'keys': {k: f'{v.dtype}{list(v.shape)}' for k, v in split_arrays.items()},
             'workers': workers,
             'wall_time_s': round(wall_time, 1),
+            'collection_cpu_time_s': round(sum(cpu_seconds), 1),  # / wall time = cores actually used
             'resumed_episodes': done_episodes,
             'versions': _versions(),
             'sha256': _sha256(path),
@@ -285,7 +289,14 @@ def generate_dataset(
     return train_path, val_path
 
 
-def _run_pool(spec: DatasetSpec, todo: dict, seed: int, episode_steps: int, workers: int, bar: tqdm) -> None:
+def _record(bar: tqdm, shard_result: tuple[int, float]) -> float:
+    bar.update(shard_result[0])
+    return shard_result[1]
+
+
+def _run_pool(
+    spec: DatasetSpec, todo: dict, seed: int, episode_steps: int, workers: int, bar: tqdm, cpu_seconds: list
+) -> None:
     choose_mujoco_gl()  # workers inherit MUJOCO_GL; no GLFW probing on display-less machines
     with ProcessPoolExecutor(
         max_workers=min(workers, len(todo)) or 1,
@@ -298,7 +309,7 @@ def _run_pool(spec: DatasetSpec, todo: dict, seed: int, episode_steps: int, work
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    bar.update(future.result())
+                    cpu_seconds.append(_record(bar, future.result()))
         except BaseException:
             for future in pending:
                 future.cancel()

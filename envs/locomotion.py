@@ -192,7 +192,6 @@ class DribbleController:
 
     push_angle: float = np.deg2rad(35)
     push_gain: float = 1.0
-    push_lead: float = 0.0
     orbit_radius: float = 1.5
     radial_gain: float = 1.0
 
@@ -203,8 +202,6 @@ class DribbleController:
         to_ball = to_ball / (dist + 1e-6)
         e = np.arctan2(to_ball[0] * to_goal[1] - to_ball[1] * to_goal[0], to_ball @ to_goal)
         if abs(e) <= self.push_angle:
-            if self.push_lead > 0:
-                return unit(ball_xy + self.push_lead * to_goal - agent_xy)
             return unit(rotate(to_ball, -self.push_gain * e))
         # Circling counter-clockwise (e > 0) turns the agent->ball direction toward the goal direction.
         tangent = rotate(-to_ball, np.sign(e) * np.pi / 2)

@@ -27,13 +27,14 @@ from harness.errors import OneLineArgumentParser, UsageError, run_main
 # Defaults that depend on the preset; an explicit flag always wins. Why these numbers:
 #   paper -- the paper's protocol (1M updates, 50 evaluation episodes; evaluation every 100k).
 #   small -- the README main command on a 2-core CPU in about ten minutes: 3-layer 256-wide MLPs
-#            (agents' 'small' preset), 20k updates, 20 evaluation episodes, one video, and a
+#            (agents' 'small' preset, ~35-70 updates/s on 2 cores), 15k updates, 20 evaluation
+#            episodes at 5k/10k/15k, one video, and a
 #            pointmaze dataset regenerated with 100 episodes (100k transitions) when missing.
 #   tiny  -- tests and CI smoke runs: 2x64 MLPs, seconds per thousand updates.
 PRESET_DEFAULTS = {
     'paper': dict(steps=1_000_000, eval_every=100_000, checkpoint_every=100_000, eval_episodes=50, eval_envs=25,
                   video_episodes=2, chunk=1000, dataset_episodes=None),
-    'small': dict(steps=20_000, eval_every=10_000, checkpoint_every=5_000, eval_episodes=20, eval_envs=10,
+    'small': dict(steps=15_000, eval_every=5_000, checkpoint_every=5_000, eval_episodes=20, eval_envs=10,
                   video_episodes=1, chunk=500, dataset_episodes=100),
     'tiny': dict(steps=2_000, eval_every=0, checkpoint_every=1_000, eval_episodes=10, eval_envs=5,
                  video_episodes=0, chunk=250, dataset_episodes=20),

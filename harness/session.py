@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-
-from harness.errors import UsageError
 
 EVAL_KEY_SALT = 0xE7A1   # evaluation keys: fold_in(PRNGKey(seed), salt) -- the same noise for every β
 FRAMES_PER_VIDEO = 150
@@ -95,7 +92,6 @@ def execute(plan) -> int:
 
 # ---- training ---------------------------------------------------------------------------------------
 def _train(plan) -> int:
-    import jax
     from tqdm import tqdm
 
     from harness.checkpoints import restore_checkpoint, save_checkpoint, write_json_atomic
@@ -106,10 +102,12 @@ def _train(plan) -> int:
     dataset = _load_dataset(plan, timer)
     agent_cls = _agent_class(plan.agent)
     obs_dim, act_dim = dataset['observations'].shape[1], dataset['actions'].shape[1]
+    start = time.perf_counter()
     agents = create_agents(agent_cls, plan.seeds, dataset['observations'][:1], dataset['actions'][:1], plan.config)
     if plan.mode == 'resume':
         agents = restore_checkpoint(plan.checkpoint, agents,
                                     f'{plan.task.env_id} (obs {obs_dim}, action {act_dim}, preset {plan.preset})')
+    timer.add('setup', time.perf_counter() - start)
     out = plan.out
     # Everything is checked: from here on the run folder is written.
     for sub in ('checkpoints', 'eval', 'videos', 'plots'):
@@ -185,12 +183,15 @@ def _train(plan) -> int:
 
 
 def _truncate_logs_after(out: Path, step: int) -> None:
-    """On resume, drop log lines written after the checkpoint, so the logs read like one run."""
-    for name, key in (('metrics.jsonl', 'step'), ('eval.jsonl', 'step')):
+    """On resume, drop log lines written after the checkpoint (and the interrupted run's final
+    evaluation, if it got that far), so that the logs read like one uninterrupted run."""
+    keep = {'metrics.jsonl': lambda row: row['step'] <= step,
+            'eval.jsonl': lambda row: row['step'] <= step and row['phase'] == 'periodic'}
+    for name, wanted in keep.items():
         path = out / name
         if not path.exists():
             continue
-        kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)[key] <= step]
+        kept = [line for line in path.read_text().splitlines() if line.strip() and wanted(json.loads(line))]
         _write_text_atomic(path, ''.join(line + '\n' for line in kept))
 
 
@@ -353,7 +354,8 @@ def _print_result(plan, out: Path, results: list[dict], timer: Timer) -> None:
     print(sweep_table(results), end='')
     t = timer
     print(f"time: total {_fmt_seconds(t['total'])} = dataset {_fmt_seconds(t['dataset'])}, "
-          f"compile {_fmt_seconds(t['compile'])}, training {_fmt_seconds(t['training'])}, "
+          f"setup {_fmt_seconds(t['setup'])}, compile {_fmt_seconds(t['compile'])}, "
+          f"training {_fmt_seconds(t['training'])}, "
           f"evaluation {_fmt_seconds(t['evaluation'])}, rendering {_fmt_seconds(t['rendering'])}, "
           f"checkpoints+plots {_fmt_seconds(t['checkpointing'] + t['writing'])}")
     for r in results:
@@ -365,7 +367,7 @@ def _print_result(plan, out: Path, results: list[dict], timer: Timer) -> None:
 
 # ---- evaluation of a checkpoint (β sweep) ---------------------------------------------------------------
 def _evaluate_checkpoint(plan) -> int:
-    from harness.checkpoints import restore_checkpoint, write_json_atomic
+    from harness.checkpoints import read_meta, restore_checkpoint, write_json_atomic
     from harness.plots import plot_success_vs_beta
     from harness.report import sweep_csv, sweep_table
     from harness.train import create_agents
@@ -374,11 +376,16 @@ def _evaluate_checkpoint(plan) -> int:
     started = time.perf_counter()
     envs = _make_envs(plan, timer)
     try:
+        start = time.perf_counter()
         agent_cls = _agent_class(plan.agent)
         template = create_agents(agent_cls, plan.seeds, np.zeros((1, envs.observation_dim), np.float32),
                                  np.zeros((1, envs.action_dim), np.float32), plan.config)
         agents = restore_checkpoint(plan.checkpoint, template,
                                     f'task {plan.task.env_id} (obs {envs.observation_dim}, action {envs.action_dim})')
+        timer.add('setup', time.perf_counter() - start)
+        trained_on = read_meta(plan.checkpoint)['task']['env_id']
+        if trained_on != plan.task.env_id:
+            print(f'note: the checkpoint was trained on {trained_on}; evaluating it on {plan.task.env_id}')
         out = plan.out
         for sub in ('eval', 'videos', 'plots'):
             (out / sub).mkdir(parents=True, exist_ok=True)

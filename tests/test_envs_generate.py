@@ -91,7 +91,7 @@ def test_data_card_records_the_run(data_dir):
     assert card['dataset'] == 'cube-double-play-v0' and card['split'] == 'train'
     assert (card['seed'], card['episodes'], card['episode_steps']) == (0, EPISODES, STEPS)
     assert card['transitions'] == EPISODES * (STEPS - 1)
-    assert card['wall_time_s'] >= 0 and 'plan oracle' in card['generator']
+    assert card['wall_time_s'] >= 0 and card['collection_cpu_time_s'] > 0 and 'plan oracle' in card['generator']
     assert {'numpy', 'mujoco', 'gymnasium', 'ogbench', 'python'} <= set(card['versions'])
     assert json.load(open(card_path(val_path)))['episodes'] == 1
 

@@ -69,3 +69,18 @@ def test_checkpoint_of_another_task_fails_before_writing(tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith('error:') and 'does not fit' in lines[0], proc.stderr[-2000:]
     assert not out.exists()
+
+
+def test_long_cpu_run_names_the_small_preset():
+    """The paper preset on a CPU: the measured ETA is printed with a pointer to --preset small."""
+    from types import SimpleNamespace
+
+    from harness.session import _announce_eta
+    lines = []
+    bar = SimpleNamespace(write=lines.append)
+    plan = SimpleNamespace(steps=1_000_000, eval_every=100_000, final_betas=[1.0], eval_episodes=50, seeds=[0],
+                           preset='paper')
+    report = SimpleNamespace(step=1000, compile_seconds=3.0)
+    _announce_eta(plan, bar, report, rate=20.0)
+    assert lines[0].startswith('measured:') and 'ETA 13h52m' in lines[0]
+    assert len(lines) == 2 and '--preset small' in lines[1]
