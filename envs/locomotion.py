@@ -13,8 +13,10 @@ written against the per-episode collector contract of `envs/generate.py`:
 
 Dribbling. OGBench dribbles with a second SAC expert trained for 12M steps on `online-antball-v0`, far out
 of reach of this project's CPU. `DribbleController` replaces it with a controller built on the ant walking
-expert: it walks to a point behind the ball (as seen from the goal), going around the ball when the ball is
-in the way, then walks through the ball toward the goal. The dataset card's `generator` line names it.
+expert: it circles the ball until it is behind it (as seen from the goal), then walks through the ball
+toward the goal. The ant tends to step over the ball, so each pass moves the ball about a metre and the
+collector scores far less often than a dedicated dribbling expert would. The dataset card's `generator`
+line names the controller.
 
 `python -m envs.locomotion success DATASET [--episodes N] [--seed S]` replays the first N episodes of a
 `python -m envs.generate DATASET --seed S` run (same per-episode seeds, so bit-identical episodes) and

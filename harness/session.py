@@ -220,7 +220,8 @@ def _announce_eta(plan, bar, report, rate: float) -> None:
     import jax
     remaining = plan.steps - report.step
     eta = remaining / max(rate, 1e-9)
-    evals = (plan.steps // plan.eval_every if plan.eval_every else 0) + len(plan.final_betas)
+    periodic = len(range(plan.eval_every, plan.steps, plan.eval_every)) if plan.eval_every else 0
+    evals = periodic + len(plan.final_betas)
     bar.write(f'measured: compiled in {report.compile_seconds:.1f}s, {rate:,.0f} updates/s for {len(plan.seeds)} '
               f'seed(s) -> training ETA {_fmt_seconds(eta)} for {remaining:,} more updates '
               f'(+ {evals} evaluation(s) of {plan.eval_episodes} episodes per seed)')
