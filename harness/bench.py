@@ -57,9 +57,9 @@ class Sizes:
     gpu_full_run: bool          # figure 6: really run 1M updates (else extrapolate from chunks)
 
 
-QUICK = Sizes(train_chunk=3, train_rounds=3, dataset_size=100_000, sample_rounds=10, rollout_envs=10,
+QUICK = Sizes(train_chunk=3, train_rounds=3, dataset_size=100_000, sample_rounds=30, rollout_envs=10,
               rollout_steps=20, rollout_rounds=2, memory_updates=20, gpu_chunk=1000, gpu_full_run=False)
-FULL = Sizes(train_chunk=10, train_rounds=7, dataset_size=1_000_000, sample_rounds=30, rollout_envs=50,
+FULL = Sizes(train_chunk=10, train_rounds=7, dataset_size=1_000_000, sample_rounds=60, rollout_envs=50,
              rollout_steps=50, rollout_rounds=3, memory_updates=300, gpu_chunk=10_000, gpu_full_run=True)
 MEMORY_DATASET_SIZE = 1_000_000
 
@@ -463,6 +463,19 @@ def figure_memory(report: Report, sizes: Sizes) -> None:
                            values, note='child process; RSS includes the JAX runtime and compiled code'))
 
 
+def _peak_rss_bytes() -> int:
+    """This process's own high-water RSS. /proc's VmHWM belongs to the address space made at exec;
+    getrusage's ru_maxrss would also count the parent's RSS at fork time."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024   # Linux reports KiB
+
+
 def memory_child(spec: str, preset: str) -> int:
     """Body of the figure-7 child: build the dataset on the device, train, print peak RSS as JSON."""
     import psutil
@@ -486,7 +499,7 @@ def memory_child(spec: str, preset: str) -> int:
     device_stats = jax.devices()[0].memory_stats() or {}
     peak_device = device_stats.get('peak_bytes_in_use')
     result = {
-        'peak_rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,   # Linux: KiB
+        'peak_rss_mib': _peak_rss_bytes() / 2**20,
         'dataset_mib': sum(v.nbytes for v in data.values()) / 2**20,
         'updates': done,
         'rss_mib': {name: rss / 2**20 for name, rss in phases.items()},
