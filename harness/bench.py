@@ -11,6 +11,8 @@ the ratios are what we report.
 Figures (numbering follows the issue):
   1  training updates/s: QFQL (flow target), QFQL (one-step target), FQL; same networks and batch;
      synthetic batches with the task's observation/action sizes (read from the env itself)
+  1p profile: each building block of an update timed alone, the updates composed from them, and
+     the ratios that equal-size networks allow (where the time goes)
   2  N updates in one lax.scan with device-side sampling vs one jitted call per update with
      host-side (NumPy) sampling
   3  M seeds under jax.vmap in one call vs the same M seeds one after another (aggregate updates/s)
@@ -23,6 +25,7 @@ Figures (numbering follows the issue):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -57,7 +60,7 @@ class Sizes:
     gpu_full_run: bool          # figure 6: really run 1M updates (else extrapolate from chunks)
 
 
-QUICK = Sizes(train_chunk=3, train_rounds=3, dataset_size=100_000, sample_rounds=30, rollout_envs=10,
+QUICK = Sizes(train_chunk=5, train_rounds=7, dataset_size=100_000, sample_rounds=30, rollout_envs=10,
               rollout_steps=20, rollout_rounds=2, memory_updates=20, gpu_chunk=1000, gpu_full_run=False)
 FULL = Sizes(train_chunk=10, train_rounds=7, dataset_size=1_000_000, sample_rounds=60, rollout_envs=50,
              rollout_steps=50, rollout_rounds=3, memory_updates=300, gpu_chunk=10_000, gpu_full_run=True)
@@ -226,8 +229,17 @@ def figure_profile(report: Report, sizes: Sizes, data) -> None:
     }
     for fn, args in blocks.values():
         _block(fn(*args))
-    ms = {name: 1e3 * s for name, s in interleaved_medians(
-        {name: (lambda fn=fn, args=args: _block(fn(*args))) for name, (fn, args) in blocks.items()},
+    # Each block is a few ms: repeat it inside a round so that one burst of load from other
+    # processes does not decide its median.
+    repeats = 8
+
+    def repeated(fn, args):
+        for _ in range(repeats):
+            out = fn(*args)
+        _block(out)
+
+    ms = {name: 1e3 * s / repeats for name, s in interleaved_medians(
+        {name: (lambda fn=fn, args=args: repeated(fn, args)) for name, (fn, args) in blocks.items()},
         max(5, sizes.train_rounds)).items()}
     k = qfql.config.flow_steps
     fwd, bc, cf, ctd, cda = (ms['actor forward (1 net pass)'], ms['actor BC loss fwd+bwd'],
@@ -254,7 +266,7 @@ def figure_profile(report: Report, sizes: Sizes, data) -> None:
 def figure_scan(report: Report, sizes: Sizes, data) -> None:
     """Figure 2: one lax.scan over N updates (device sampling) vs N jitted calls (host sampling)."""
     from agents import make_agent
-    n = max(sizes.train_chunk, 10)
+    n = max(sizes.train_chunk, 10)   # per-call dispatch needs enough calls to show
     host = {k: np.asarray(v) for k, v in data.items()}
     rng = np.random.default_rng(0)
     scan = _scan_fn()
@@ -565,6 +577,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     task = resolve_task(args.task)
     sizes = QUICK if args.quick else FULL
     backend = jax.default_backend()
+    if backend != 'cpu':
+        # An accelerator update takes well under a millisecond: time long scans, or dispatch dominates.
+        sizes = dataclasses.replace(sizes, train_chunk=max(sizes.train_chunk, 200))
     obs_dim, act_dim = task_dims(task)
     report = Report(backend=backend, device=str(jax.devices()[0]), mode='quick' if args.quick else 'full',
                     preset=args.preset, task=task.name, obs_dim=obs_dim, act_dim=act_dim)
@@ -573,7 +588,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print('No GPU: figure 6 (GPU updates/s, 1M-update wall time, 8 seeds) is not measured.', flush=True)
     data = _block(synthetic_dataset(sizes.dataset_size, obs_dim, act_dim))
     steps = [('1', lambda: figure_training(report, sizes, data)),
-             ('1', lambda: figure_profile(report, sizes, data)),
+             ('1p', lambda: figure_profile(report, sizes, data)),
              ('2', lambda: figure_scan(report, sizes, data)),
              ('3', lambda: figure_seeds(report, sizes, data, 8 if backend == 'gpu' else 4)),
              ('4', lambda: figure_sampling(report, sizes, data)),
@@ -582,7 +597,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              ('7', lambda: figure_memory(report, sizes))]
     start = time.perf_counter()
     for number, run in steps:
-        if number in figures:
+        if number.rstrip('p') in figures:
             t = time.perf_counter()
             run()
             print(f'[figure {number} done in {time.perf_counter() - t:.0f} s]', flush=True)

@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--eval-episodes', type=positive_int, help='episodes per seed and β (paper 50)')
     p.add_argument('--eval-envs', type=positive_int, help='environments stepped in parallel')
     p.add_argument('--video-episodes', type=nonnegative_int, help='episodes recorded as mp4 (first seed, each β)')
-    p.add_argument('--frame-skip', type=positive_int, default=None, help='render every Nth env step (default: ~150 frames per episode)')
+    p.add_argument('--frame-skip', type=positive_int, default=None, help='render every Nth env step (default: about 100 frames per episode)')
     p.add_argument('--checkpoint-every', type=nonnegative_int, help='updates between checkpoints (one is always written at the end)')
     p.add_argument('--updates-per-call', type=positive_int, help='updates per jitted call')
     p.add_argument('--discount', type=float, help="override the task's discount")

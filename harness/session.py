@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 EVAL_KEY_SALT = 0xE7A1   # evaluation keys: fold_in(PRNGKey(seed), salt) -- the same noise for every β
-FRAMES_PER_VIDEO = 150
+FRAMES_PER_VIDEO = 100
 RENDER_SIZE = 256
 
 
