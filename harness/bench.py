@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import os
 import resource
@@ -60,8 +61,8 @@ class Sizes:
     gpu_full_run: bool          # figure 6: really run 1M updates (else extrapolate from chunks)
 
 
-QUICK = Sizes(train_chunk=5, train_rounds=7, dataset_size=100_000, sample_rounds=30, rollout_envs=10,
-              rollout_steps=20, rollout_rounds=2, memory_updates=20, gpu_chunk=1000, gpu_full_run=False)
+QUICK = Sizes(train_chunk=5, train_rounds=5, dataset_size=100_000, sample_rounds=30, rollout_envs=20,
+              rollout_steps=20, rollout_rounds=3, memory_updates=20, gpu_chunk=1000, gpu_full_run=False)
 FULL = Sizes(train_chunk=10, train_rounds=7, dataset_size=1_000_000, sample_rounds=60, rollout_envs=50,
              rollout_steps=50, rollout_rounds=3, memory_updates=300, gpu_chunk=10_000, gpu_full_run=True)
 MEMORY_DATASET_SIZE = 1_000_000
@@ -120,7 +121,10 @@ def synthetic_dataset(size: int, obs_dim: int, act_dim: int, seed: int = 0) -> d
     }
     data = {}
     for name in list(host):
-        data[name] = jax.device_put(host.pop(name))
+        data[name] = _block(jax.device_put(host.pop(name)))
+        # The transfer leaves the host array reachable only through a reference cycle: without a
+        # collection, every host copy outlives its transfer and the process holds the dataset twice.
+        gc.collect()
     return data
 
 
