@@ -12,8 +12,8 @@ This module is our own JAX/flax SAC with OGBench's published hyperparameters (OG
 defaults and `data_gen_scripts/commands.sh`): Adam 1e-4, batch 256, 2x256 GELU MLPs, two critics with the
 min target, tau 0.005, discount 0.99, auto-tuned temperature with target entropy -0.5*dim(A), tanh-squashed
 Gaussian actor with state-dependent log-std in [-5, 2] and a 0.01-scaled final layer, 10k random seed steps,
-one update per environment step. OGBench trains the ant for 400k steps; on this project's shared 2-core CPU
-the default is shorter (see `EXPERTS`), and the step count actually used is written to the expert's card.
+one update per environment step. OGBench trains the ant for 400k steps (the default here too, about an
+hour on a shared 2-core CPU); the shipped expert stopped at 240k, and its card records the steps used.
 
 CLI:
     python -m envs.experts train ant [--steps N] [--run-dir DIR]      # resumes from DIR/checkpoint.msgpack
