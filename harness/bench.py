@@ -61,7 +61,7 @@ class Sizes:
     gpu_full_run: bool          # figure 6: really run 1M updates (else extrapolate from chunks)
 
 
-QUICK = Sizes(train_chunk=5, train_rounds=5, dataset_size=100_000, sample_rounds=30, rollout_envs=20,
+QUICK = Sizes(train_chunk=2, train_rounds=12, dataset_size=100_000, sample_rounds=30, rollout_envs=20,
               rollout_steps=20, rollout_rounds=3, memory_updates=20, gpu_chunk=1000, gpu_full_run=False)
 FULL = Sizes(train_chunk=10, train_rounds=7, dataset_size=1_000_000, sample_rounds=60, rollout_envs=50,
              rollout_steps=50, rollout_rounds=3, memory_updates=300, gpu_chunk=10_000, gpu_full_run=True)
