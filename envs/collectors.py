@@ -23,18 +23,36 @@ PLAN_NOISE = 0.1  # generate_manipspace.py defaults for 'play' data
 PLAN_NOISE_SMOOTHING = 0.5
 
 
-def _seed_everything(env, episode_seed: int) -> None:
+def seed_everything(env, episode_seed: int) -> None:
     """OGBench mixes env.np_random, the action space RNG and the global NumPy RNG; seed all three."""
     np.random.seed(episode_seed)
     env.unwrapped.action_space.seed(episode_seed)
 
 
-def _stack_episode(rows: dict[str, list]) -> Episode:
-    return {k: np.asarray(v) for k, v in rows.items()}
+class EpisodeRows:
+    """Accumulates an episode's rows in OGBench's file layout: the observation the action was taken
+    in, the action, whether the episode ends on this row, and the simulator state (qpos, qvel and,
+    where the env has them, button states) *before* the step, as OGBench's scripts record it."""
+
+    def __init__(self, has_buttons: bool = False):
+        keys = ['observations', 'actions', 'terminals', 'qpos', 'qvel'] + (['button_states'] if has_buttons else [])
+        self.rows: dict[str, list] = {k: [] for k in keys}
+
+    def append(self, ob, action, done: bool, info: dict) -> None:
+        self.rows['observations'].append(ob)
+        self.rows['actions'].append(action)
+        self.rows['terminals'].append(done)
+        self.rows['qpos'].append(info['prev_qpos'])
+        self.rows['qvel'].append(info['prev_qvel'])
+        if 'button_states' in self.rows:
+            self.rows['button_states'].append(info['prev_button_states'])
+
+    def stack(self) -> Episode:
+        return {k: np.asarray(v) for k, v in self.rows.items()}
 
 
 # --------------------------------------------------------------------------------------- pointmaze
-def _maze_cells(maze_map: np.ndarray) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+def maze_cells(maze_map: np.ndarray) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """Free cells (start states) and free cells that are not straight corridor pieces (goals)."""
     free, goals = [], []
     for i in range(maze_map.shape[0]):
@@ -61,14 +79,14 @@ def make_pointmaze_navigate_collector(env_name: str, episode_steps: int) -> Call
 
     env = gymnasium.make(env_name, terminate_at_goal=False, max_episode_steps=episode_steps)
     maze = env.unwrapped
-    free_cells, goal_cells = _maze_cells(maze.maze_map)
+    free_cells, goal_cells = maze_cells(maze.maze_map)
 
     def collect_episode(episode_seed: int) -> Episode:
-        _seed_everything(env, episode_seed)
+        seed_everything(env, episode_seed)
         init_ij = free_cells[np.random.randint(len(free_cells))]
         goal_ij = goal_cells[np.random.randint(len(goal_cells))]
         ob, _ = env.reset(seed=episode_seed, options=dict(task_info=dict(init_ij=init_ij, goal_ij=goal_ij)))
-        rows = {k: [] for k in ('observations', 'actions', 'terminals', 'qpos', 'qvel')}
+        rows = EpisodeRows()
         done = False
         while not done:
             xy = maze.get_xy()
@@ -80,13 +98,9 @@ def make_pointmaze_navigate_collector(env_name: str, episode_steps: int) -> Call
             done = terminated or truncated
             if info['success']:
                 maze.set_goal(goal_cells[np.random.randint(len(goal_cells))])
-            rows['observations'].append(ob)
-            rows['actions'].append(action)
-            rows['terminals'].append(done)
-            rows['qpos'].append(info['prev_qpos'])
-            rows['qvel'].append(info['prev_qvel'])
+            rows.append(ob, action, done, info)
             ob = next_ob
-        return _stack_episode(rows)
+        return rows.stack()
 
     return collect_episode
 
@@ -152,14 +166,13 @@ def make_manipspace_play_collector(env_name: str, episode_steps: int) -> Callabl
     env = gymnasium.make(env_name, terminate_at_goal=False, mode='data_collection', max_episode_steps=episode_steps)
     oracles = _plan_oracles(env, env_name)
     has_buttons = hasattr(env.unwrapped, '_cur_button_states')
-    keys = ['observations', 'actions', 'terminals', 'qpos', 'qvel'] + (['button_states'] if has_buttons else [])
 
     def one_attempt(reset_kwargs: dict) -> Episode:
         ob, info = env.reset(**reset_kwargs)
         p_stack = _stacking_probability(env_name)
         oracle = oracles[info['privileged/target_task']]
         oracle.reset(ob, info)
-        rows = {k: [] for k in keys}
+        rows = EpisodeRows(has_buttons)
         done = False
         while not done:
             action = np.clip(np.asarray(oracle.select_action(ob, info)), -1, 1)
@@ -169,18 +182,12 @@ def make_manipspace_play_collector(env_name: str, episode_steps: int) -> Callabl
                 task_ob, task_info = env.unwrapped.set_new_target(p_stack=p_stack)
                 oracle = oracles[task_info['privileged/target_task']]
                 oracle.reset(task_ob, task_info)
-            rows['observations'].append(ob)
-            rows['actions'].append(action)
-            rows['terminals'].append(done)
-            rows['qpos'].append(info['prev_qpos'])
-            rows['qvel'].append(info['prev_qvel'])
-            if has_buttons:
-                rows['button_states'].append(info['prev_button_states'])
+            rows.append(ob, action, done, info)
             ob = next_ob
-        return _stack_episode(rows)
+        return rows.stack()
 
     def collect_episode(episode_seed: int) -> Episode:
-        _seed_everything(env, episode_seed)
+        seed_everything(env, episode_seed)
         episode = one_attempt(dict(seed=episode_seed))
         while env_name.startswith('scene') and not _scene_episode_is_healthy(episode['qpos']):
             episode = one_attempt({})  # retry, continuing the seeded RNG streams

@@ -35,6 +35,7 @@ from typing import Callable
 
 import numpy as np
 
+from envs.collectors import EpisodeRows, maze_cells, seed_everything
 from envs.datasets import DatasetError
 from envs.generate import DatasetSpec
 
@@ -95,43 +96,12 @@ def load_ant_actor() -> list[tuple[np.ndarray, np.ndarray]]:
 # -------------------------------------------------------------------------------------------- maze helpers
 
 
-def free_and_vertex_cells(maze_map: np.ndarray) -> tuple[list, list]:
-    """Free cells, and free cells that are not straight corridor pieces (OGBench's navigate goal cells)."""
-    free, vertex = [], []
-    for i, j in zip(*np.nonzero(maze_map == 0)):
-        free.append((int(i), int(j)))
-        vertical = maze_map[i - 1, j] == 0 and maze_map[i + 1, j] == 0 and maze_map[i, j - 1] == 1 and maze_map[i, j + 1] == 1
-        horizontal = maze_map[i, j - 1] == 0 and maze_map[i, j + 1] == 0 and maze_map[i - 1, j] == 1 and maze_map[i + 1, j] == 1
-        if not (vertical or horizontal):
-            vertex.append((int(i), int(j)))
-    return free, vertex
-
-
-def seed_everything(env, episode_seed: int) -> None:
-    """The maze env draws from env.np_random (reset), its action space (stabilising random steps) and the
-    global NumPy RNG (start/goal noise); the procedure itself uses the global NumPy RNG. Seed all three."""
-    np.random.seed(episode_seed)
-    env.unwrapped.action_space.seed(episode_seed)
-
-
 def make_env(env_id: str, episode_steps: int):
     import gymnasium
 
     import ogbench.locomaze  # noqa: F401  (registers the environments)
 
     return gymnasium.make(env_id, terminate_at_goal=False, max_episode_steps=episode_steps)
-
-
-def _rows() -> dict[str, list]:
-    return {k: [] for k in ('observations', 'actions', 'terminals', 'qpos', 'qvel')}
-
-
-def _append(rows: dict, ob, action, done, info) -> None:
-    rows['observations'].append(ob)
-    rows['actions'].append(action)
-    rows['terminals'].append(done)
-    rows['qpos'].append(info['prev_qpos'])
-    rows['qvel'].append(info['prev_qvel'])
 
 
 # ------------------------------------------------------------------------------------------------ antmaze
@@ -143,7 +113,7 @@ class AntmazeNavigateCollector:
     def __init__(self, env, actor: list, noise: float = ACTION_NOISE):
         self.env, self.actor, self.noise = env, actor, noise
         self.base = env.unwrapped
-        self.free_cells, self.vertex_cells = free_and_vertex_cells(self.base.maze_map)
+        self.free_cells, self.vertex_cells = maze_cells(self.base.maze_map)
         self.goals_reached = 0
 
     def __call__(self, episode_seed: int) -> Episode:
@@ -152,7 +122,7 @@ class AntmazeNavigateCollector:
         init_ij = self.free_cells[np.random.randint(len(self.free_cells))]
         goal_ij = self.vertex_cells[np.random.randint(len(self.vertex_cells))]
         ob, _ = env.reset(seed=episode_seed, options=dict(task_info=dict(init_ij=init_ij, goal_ij=goal_ij)))
-        rows, done, self.goals_reached = _rows(), False, 0
+        rows, done, self.goals_reached = EpisodeRows(), False, 0
         while not done:
             xy = base.get_xy()
             subgoal_xy, _ = base.get_oracle_subgoal(xy, base.cur_goal_xy)
@@ -164,9 +134,9 @@ class AntmazeNavigateCollector:
             if info['success']:
                 self.goals_reached += 1
                 base.set_goal(self.vertex_cells[np.random.randint(len(self.vertex_cells))])
-            _append(rows, ob, action, done, info)
+            rows.append(ob, action, done, info)
             ob = next_ob
-        return {k: np.asarray(v) for k, v in rows.items()}
+        return rows.stack()
 
 
 def make_antmaze_large_collector(episode_steps: int) -> Callable[[int], Episode]:
@@ -217,7 +187,7 @@ class AntsoccerNavigateCollector:
                  noise: float = ACTION_NOISE):
         self.env, self.actor, self.dribble, self.noise = env, actor, dribble, noise
         self.base = env.unwrapped
-        self.free_cells, _ = free_and_vertex_cells(self.base.maze_map)
+        self.free_cells, _ = maze_cells(self.base.maze_map)
         self.goals_reached = 0
 
     def walk_action(self, ob: np.ndarray, direction: np.ndarray) -> np.ndarray:
@@ -231,7 +201,7 @@ class AntsoccerNavigateCollector:
         task_info = dict(agent_init_ij=self.free_cells[agent_idx], ball_init_ij=self.free_cells[ball_idx],
                          goal_ij=self.free_cells[goal_idx])
         ob, _ = env.reset(seed=episode_seed, options=dict(task_info=task_info))
-        rows, done, self.goals_reached = _rows(), False, 0
+        rows, done, self.goals_reached = EpisodeRows(), False, 0
         recent_xy: deque = deque(maxlen=STUCK_WINDOW)
         virtual_goal = None
         step = 0
@@ -261,10 +231,10 @@ class AntsoccerNavigateCollector:
             ):
                 virtual_goal = np.array(base.ij_to_xy(self.free_cells[np.random.randint(len(self.free_cells))]))
             recent_xy.append(ob[:2])
-            _append(rows, ob, action, done, info)
+            rows.append(ob, action, done, info)
             ob = next_ob
             step += 1
-        return {k: np.asarray(v) for k, v in rows.items()}
+        return rows.stack()
 
 
 def make_antsoccer_arena_collector(episode_steps: int) -> Callable[[int], Episode]:
