@@ -24,7 +24,9 @@ def sample_batch(dataset, key, batch_size: int):
 
 def scan_updates(update_fn, agent, dataset, key, num_updates: int, batch_size: int):
     """Run `num_updates` calls of `update_fn(agent, batch) -> (agent, info)` inside lax.scan,
-    sampling each batch on the device; info is averaged over the scan."""
+    sampling each batch on the device; info is averaged over the scan. Every '*grad_norm' metric
+    also gets a '*grad_norm_max' over the scan: Appendix A reads single-update spikes (≈400) as the
+    warning sign, and an average over a chunk would dilute them."""
     missing = [k for k in BATCH_KEYS if k not in dataset]
     if missing:
         raise ValueError(f'dataset is missing keys {missing}; it needs {list(BATCH_KEYS)}')
@@ -34,7 +36,9 @@ def scan_updates(update_fn, agent, dataset, key, num_updates: int, batch_size: i
         return carry, info
 
     agent, infos = jax.lax.scan(body, agent, jax.random.split(key, num_updates))
-    return agent, jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0), infos)
+    info = {k: jnp.mean(v, axis=0) for k, v in infos.items()}
+    info.update({f'{k}_max': jnp.max(v, axis=0) for k, v in infos.items() if k.endswith('grad_norm')})
+    return agent, info
 
 
 def global_norm(tree) -> jax.Array:

@@ -14,7 +14,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-GRAD_NORM_WARNING = 100.0   # Appendix A: gradient norms above ~100 preceded the puzzle-3x3 failure
+from harness.train import GRAD_NORM_WARNING  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -87,7 +87,7 @@ def plot_training(metrics: Sequence[dict], path: Path, title: str = '') -> Path:
     for key in ('critic/q_min', 'critic/q_mean', 'critic/q_max'):
         axes[1].plot(steps, series(key), label=key)
     axes[1].set(xlabel='update')
-    for key in sorted({k for m in metrics for k in m if k.endswith('grad_norm')}):
+    for key in sorted({k for m in metrics for k in m if k.endswith(('grad_norm', 'grad_norm_max'))}):
         axes[2].plot(steps, series(key), label=key)
     axes[2].axhline(GRAD_NORM_WARNING, color='red', ls='--', lw=1, label=f'{GRAD_NORM_WARNING:g} (App. A warning)')
     axes[2].set(yscale='log', xlabel='update')

@@ -81,12 +81,17 @@ def test_update_many_equals_a_loop_of_updates_and_reports_metrics(agent_cls):
     agent = agent_cls.create(0, DATA['observations'][:2], DATA['actions'][:2], TINY)
     key = jax.random.PRNGKey(5)
     scanned, info = agent.update_many(DATA, key, 3)
-    looped = agent
+    looped, looped_infos = agent, []
     for step_key in jax.random.split(key, 3):
-        looped, _ = looped.update(sample_batch(DATA, step_key, TINY.batch_size))
+        looped, step_info = looped.update(sample_batch(DATA, step_key, TINY.batch_size))
+        looped_infos.append(step_info)
     for x, y in zip(jax.tree_util.tree_leaves(scanned.params), jax.tree_util.tree_leaves(looped.params)):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
     assert INFO_KEYS <= set(info)
+    for name in ('actor/grad_norm', 'critic/grad_norm'):   # the chunk's spike is kept, not only its mean
+        per_step = [float(i[name]) for i in looped_infos]
+        np.testing.assert_allclose(float(info[name + '_max']), max(per_step), rtol=1e-4)
+        np.testing.assert_allclose(float(info[name]), np.mean(per_step), rtol=1e-4)
     assert all(np.isfinite(float(v)) for v in info.values())
 
 

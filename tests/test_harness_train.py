@@ -65,7 +65,9 @@ def test_seeds_train_independently():
     assert {'actor/loss', 'critic/loss', 'critic/q_mean', 'actor/grad_norm', 'critic/grad_norm'} <= set(report.infos[0])
 
 
-def test_grad_norm_alarm_above_100():
-    alarms = grad_norm_alarms([{'actor/grad_norm': 5.0, 'critic/grad_norm': 400.0}, {'critic/grad_norm': float('nan')}],
+def test_grad_norm_alarm_reads_the_chunk_maximum_above_100():
+    alarms = grad_norm_alarms([{'actor/grad_norm': 50.0, 'actor/grad_norm_max': 90.0, 'critic/grad_norm': 60.0,
+                                'critic/grad_norm_max': 400.0},
+                               {'critic/grad_norm_max': float('nan')}],
                               [0, 1])
-    assert len(alarms) == 2 and 'critic/grad_norm' in alarms[0]
+    assert len(alarms) == 2 and 'critic/grad_norm_max' in alarms[0] and 'seed 1' in alarms[1]
