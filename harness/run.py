@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--alpha', type=float, help='FQL distillation weight (default: the task\'s from the FQL paper)')
     p.add_argument('--out', help='run folder (default artifacts/runs/<task>-<agent>-<preset>-<seeds>-<time>)')
     p.add_argument('--data-dir', help='dataset folder (default ~/.ogbench/data)')
+    p.add_argument('--download', action='store_true',
+                   help="fetch a missing dataset from OGBench's server (needs a network) instead of regenerating it offline")
     p.add_argument('--dataset-episodes', type=positive_int,
                    help='episodes to regenerate when the dataset is missing (small preset: 100; else 1000)')
     p.add_argument('--resume', nargs='?', const='latest', metavar='RUN_DIR',
@@ -167,6 +169,7 @@ class Plan:
     dataset_episodes: int | None
     checkpoint: Path | None    # what to restore (resume / evaluate)
     start_step: int = 0
+    download: bool = False     # fetch a missing dataset from OGBench's server instead of regenerating it
 
     def to_json(self) -> dict:
         return {
@@ -176,7 +179,7 @@ class Plan:
             'eval_envs': self.eval_envs, 'video_episodes': self.video_episodes, 'frame_skip': self.frame_skip,
             'checkpoint_every': self.checkpoint_every, 'updates_per_call': self.chunk, 'out': str(self.out),
             'data_dir': self.data_dir, 'dataset_episodes': self.dataset_episodes,
-            'checkpoint': None if self.checkpoint is None else str(self.checkpoint),
+            'checkpoint': None if self.checkpoint is None else str(self.checkpoint), 'download': self.download,
             'eval_seed_base': EVAL_SEED_BASE, 'command': ' '.join(sys.argv),
         }
 
@@ -264,7 +267,7 @@ def plan_run(args) -> Plan:
         return Plan('evaluate', task, meta['agent'], preset, config, list(meta['seeds']), int(meta['step']), beta,
                     betas, 0, eval_episodes, min(_pick(args.eval_envs, defaults['eval_envs']), eval_episodes),
                     _pick(args.video_episodes, defaults['video_episodes']), args.frame_skip, 0, 1, out,
-                    args.data_dir or _default_data_dir(), None, checkpoint, int(meta['step']))
+                    args.data_dir or _default_data_dir(), None, checkpoint, int(meta['step']), download=args.download)
 
     if args.resume:
         run_dir = _latest_run(args.task) if args.resume == 'latest' else Path(args.resume)
@@ -287,7 +290,7 @@ def plan_run(args) -> Plan:
         return Plan('resume', task, saved['agent'], saved['preset'], config, saved['seeds'], steps, saved['beta'],
                     args.betas or saved['final_betas'], saved['eval_every'], saved['eval_episodes'], saved['eval_envs'],
                     saved['video_episodes'], saved['frame_skip'], saved['checkpoint_every'], saved['updates_per_call'],
-                    run_dir, saved['data_dir'], saved['dataset_episodes'], checkpoint, step)
+                    run_dir, saved['data_dir'], saved['dataset_episodes'], checkpoint, step, download=args.download)
 
     if not args.task:
         raise UsageError('--task is required (e.g. --task pointmaze), unless --checkpoint or --resume is given')
@@ -312,7 +315,7 @@ def plan_run(args) -> Plan:
                 eval_episodes, min(_pick(args.eval_envs, defaults['eval_envs']), eval_episodes),
                 _pick(args.video_episodes, defaults['video_episodes']), args.frame_skip,
                 align(_pick(args.checkpoint_every, defaults['checkpoint_every']), chunk), chunk, out,
-                args.data_dir or _default_data_dir(), _pick(args.dataset_episodes, defaults['dataset_episodes']), None)
+                args.data_dir or _default_data_dir(), _pick(args.dataset_episodes, defaults['dataset_episodes']), None, download=args.download)
 
 
 def _default_data_dir() -> str:

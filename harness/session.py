@@ -64,8 +64,10 @@ def _load_dataset(plan, timer: Timer) -> dict:
     from envs.datasets import DatasetError, ensure_dataset, load_task_dataset
     start = time.perf_counter()
     try:
-        dataset = load_task_dataset(plan.task, plan.data_dir)
+        dataset = load_task_dataset(plan.task, plan.data_dir, download=plan.download)
     except DatasetError:
+        if plan.download:
+            raise
         # Regenerate offline (OGBench's procedure, envs/generate.py), then load.
         ensure_dataset(plan.task, plan.data_dir, episodes=plan.dataset_episodes)
         dataset = load_task_dataset(plan.task, plan.data_dir)
