@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import optax
 
 from agents.config import AgentConfig, resolve_config
-from agents.losses import polyak_update
-from agents.networks import QEnsemble
+from agents.losses import flow_matching_loss, polyak_update
+from agents.networks import QEnsemble, VectorField
 from agents.training import as_key, global_norm, make_optimizer, scan_updates
 
 
@@ -37,6 +37,12 @@ class FlowAgentBase(struct.PyTreeNode):
         c = self.config
         return QEnsemble(c.critic_hidden, c.num_critics, c.critic_layer_norm)
 
+    def velocity_fn(self, actor_params):
+        """v_θ(s, a_t, t) of the flow-matching actor, as the (obs, a, t) callable the sampler takes."""
+        c = self.config
+        net = VectorField(c.actor_hidden, self.action_dim, c.actor_layer_norm)
+        return lambda obs, a, t: net.apply({'params': actor_params}, obs, a, t)
+
     def critic_values(self, critic_params, observations, actions):
         """Q of every ensemble member, shape [num_critics, B]."""
         return self.critic_net.apply({'params': critic_params}, observations, actions)
@@ -44,6 +50,19 @@ class FlowAgentBase(struct.PyTreeNode):
     @classmethod
     def init_params(cls, key, example_observations, example_actions, config) -> dict:
         raise NotImplementedError
+
+    @staticmethod
+    def init_flow_actor(key, example_observations, example_actions, config) -> dict:
+        """Parameters of v_θ for the examples' shapes (t enters as one extra input column)."""
+        times = jnp.zeros((example_actions.shape[0], 1), jnp.float32)
+        net = VectorField(config.actor_hidden, example_actions.shape[-1], config.actor_layer_norm)
+        return net.init(key, example_observations, example_actions, times)['params']
+
+    @staticmethod
+    def init_critic(key, example_observations, example_actions, config) -> dict:
+        """Parameters of the Q ensemble (members initialised independently)."""
+        net = QEnsemble(config.critic_hidden, config.num_critics, config.critic_layer_norm)
+        return net.init(key, example_observations, example_actions)['params']
 
     # ---- construction ---------------------------------------------------------------------
     @classmethod
@@ -63,9 +82,27 @@ class FlowAgentBase(struct.PyTreeNode):
                    step=jnp.zeros((), jnp.int32), action_dim=int(example_actions.shape[-1]), config=config)
 
     # ---- training -------------------------------------------------------------------------
-    def total_loss(self, trainable, batch, rng):
-        """Returns (loss, info); `trainable` holds the sub-trees named in TRAINABLE."""
+    def actor_loss(self, params, batch, rng):
+        """Returns (loss, info) of every actor network in `params`."""
         raise NotImplementedError
+
+    def critic_loss(self, params, batch, rng):
+        """Returns (loss, info) of the critic ensemble in `params`."""
+        raise NotImplementedError
+
+    def behaviour_cloning_loss(self, actor_params, observations, actions, noise_key, time_key):
+        """Flow matching on dataset actions (eq. 2-3) with ε ~ N(0, I) and t ~ U(0, 1)."""
+        noise = jax.random.normal(noise_key, actions.shape, actions.dtype)
+        times = jax.random.uniform(time_key, (actions.shape[0], 1), actions.dtype)
+        return flow_matching_loss(self.velocity_fn(actor_params), observations, actions, noise, times)
+
+    def total_loss(self, trainable, batch, rng):
+        """Sum of the actor and critic losses (`trainable` holds the sub-trees named in TRAINABLE);
+        they share no gradient, so one backward pass updates both as two optimisers would."""
+        actor_key, critic_key = jax.random.split(rng)
+        actor_loss, actor_info = self.actor_loss(trainable, batch, actor_key)
+        critic_loss, critic_info = self.critic_loss(trainable, batch, critic_key)
+        return actor_loss + critic_loss, {**actor_info, **critic_info}
 
     def _update(self, batch):
         rng, loss_rng = jax.random.split(self.rng)

@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 
 from agents.base import FlowAgentBase
-from agents.losses import critic_td_loss, ensemble_target, flow_matching_loss, td_target
-from agents.networks import OneStepPolicy, QEnsemble, VectorField
+from agents.losses import critic_td_loss, ensemble_target, td_target
+from agents.networks import OneStepPolicy
 from agents.sampler import guided_flow_sample
 from agents.training import q_statistics
 
@@ -28,20 +28,11 @@ class FQLAgent(FlowAgentBase):
     @classmethod
     def init_params(cls, key, example_observations, example_actions, config):
         bc_key, onestep_key, critic_key = jax.random.split(key, 3)
-        action_dim = example_actions.shape[-1]
-        times = jnp.zeros((example_actions.shape[0], 1), jnp.float32)
-        actor_bc = VectorField(config.actor_hidden, action_dim, config.actor_layer_norm).init(
-            bc_key, example_observations, example_actions, times)['params']
-        actor_onestep = OneStepPolicy(config.actor_hidden, action_dim, config.actor_layer_norm).init(
+        actor_bc = cls.init_flow_actor(bc_key, example_observations, example_actions, config)
+        actor_onestep = OneStepPolicy(config.actor_hidden, example_actions.shape[-1], config.actor_layer_norm).init(
             onestep_key, example_observations, example_actions)['params']
-        critic = QEnsemble(config.critic_hidden, config.num_critics, config.critic_layer_norm).init(
-            critic_key, example_observations, example_actions)['params']
+        critic = cls.init_critic(critic_key, example_observations, example_actions, config)
         return {'actor_bc': actor_bc, 'actor_onestep': actor_onestep, 'critic': critic, 'target_critic': critic}
-
-    def velocity_fn(self, actor_params):
-        c = self.config
-        net = VectorField(c.actor_hidden, self.action_dim, c.actor_layer_norm)
-        return lambda obs, a, t: net.apply({'params': actor_params}, obs, a, t)
 
     def onestep_actions(self, onestep_params, observations, noise):
         c = self.config
@@ -63,9 +54,7 @@ class FQLAgent(FlowAgentBase):
         c = self.config
         bc_noise_key, time_key, noise_key = jax.random.split(rng, 3)
         observations, actions = batch['observations'], batch['actions']
-        bc_noise = jax.random.normal(bc_noise_key, actions.shape, actions.dtype)
-        times = jax.random.uniform(time_key, (actions.shape[0], 1), actions.dtype)
-        bc_flow_loss = flow_matching_loss(self.velocity_fn(params['actor_bc']), observations, actions, bc_noise, times)
+        bc_flow_loss = self.behaviour_cloning_loss(params['actor_bc'], observations, actions, bc_noise_key, time_key)
 
         noise = self._noise(noise_key, actions.shape[0])
         flow_target, _ = guided_flow_sample(
@@ -81,12 +70,6 @@ class FQLAgent(FlowAgentBase):
         loss = bc_flow_loss + c.alpha * distill_loss + q_loss
         return loss, {'actor/loss': loss, 'actor/flow_loss': bc_flow_loss, 'actor/distill_loss': distill_loss,
                       'actor/q_loss': q_loss, 'actor/q': q.mean()}
-
-    def total_loss(self, trainable, batch, rng):
-        actor_key, critic_key = jax.random.split(rng)
-        actor_loss, actor_info = self.actor_loss(trainable, batch, actor_key)
-        critic_loss, critic_info = self.critic_loss(trainable, batch, critic_key)
-        return actor_loss + critic_loss, {**actor_info, **critic_info}
 
     @jax.jit
     def _sample_onestep(self, observations, key):

@@ -11,8 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from agents.base import FlowAgentBase
-from agents.losses import critic_td_loss, ensemble_target, flow_matching_loss, td_target
-from agents.networks import QEnsemble, VectorField
+from agents.losses import critic_td_loss, ensemble_target, td_target
 from agents.sampler import guided_flow_sample, is_static_zero
 from agents.training import q_statistics
 
@@ -24,20 +23,9 @@ class QFQLAgent(FlowAgentBase):
     @classmethod
     def init_params(cls, key, example_observations, example_actions, config):
         actor_key, critic_key = jax.random.split(key)
-        times = jnp.zeros((example_actions.shape[0], 1), jnp.float32)
-        actor = VectorField(config.actor_hidden, example_actions.shape[-1], config.actor_layer_norm).init(
-            actor_key, example_observations, example_actions, times)['params']
-        critic = QEnsemble(config.critic_hidden, config.num_critics, config.critic_layer_norm).init(
-            critic_key, example_observations, example_actions)['params']
+        actor = cls.init_flow_actor(actor_key, example_observations, example_actions, config)
+        critic = cls.init_critic(critic_key, example_observations, example_actions, config)
         return {'actor': actor, 'critic': critic, 'target_critic': critic}
-
-    @property
-    def actor_net(self) -> VectorField:
-        c = self.config
-        return VectorField(c.actor_hidden, self.action_dim, c.actor_layer_norm)
-
-    def velocity_fn(self, actor_params):
-        return lambda obs, a, t: self.actor_net.apply({'params': actor_params}, obs, a, t)
 
     def q_fn(self, critic_params):
         return lambda obs, a: self.critic_values(critic_params, obs, a)
@@ -46,10 +34,7 @@ class QFQLAgent(FlowAgentBase):
     def actor_loss(self, params, batch, rng):
         """Flow matching on dataset actions only (eq. 2-3): behaviour cloning, no Q term."""
         noise_key, time_key = jax.random.split(rng)
-        actions = batch['actions']
-        noise = jax.random.normal(noise_key, actions.shape, actions.dtype)
-        times = jax.random.uniform(time_key, (actions.shape[0], 1), actions.dtype)
-        loss = flow_matching_loss(self.velocity_fn(params['actor']), batch['observations'], actions, noise, times)
+        loss = self.behaviour_cloning_loss(params['actor'], batch['observations'], batch['actions'], noise_key, time_key)
         return loss, {'actor/loss': loss, 'actor/flow_loss': loss}
 
     def target_actions(self, actor_params, next_observations, rng):
@@ -80,12 +65,6 @@ class QFQLAgent(FlowAgentBase):
         loss = critic_td_loss(q, target)
         info = {'critic/loss': loss, 'critic/target_q_mean': target.mean(), **q_statistics(q)}
         return loss, info
-
-    def total_loss(self, trainable, batch, rng):
-        actor_key, critic_key = jax.random.split(rng)
-        actor_loss, actor_info = self.actor_loss(trainable, batch, actor_key)
-        critic_loss, critic_info = self.critic_loss(trainable, batch, critic_key)
-        return actor_loss + critic_loss, {**actor_info, **critic_info}
 
     # ---- acting ---------------------------------------------------------------------------
     def sample_actions(self, observations, key, beta=0.0, *, num_steps=None, beta_schedule='constant',
