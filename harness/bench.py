@@ -543,11 +543,6 @@ def format_table(report: Report) -> str:
     return '\n'.join(lines)
 
 
-def write_json(report: Report, path: str) -> None:
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w') as f:
-        json.dump(asdict(report), f, indent=2)
-    os.replace(tmp, path)
 
 
 FIGURES = ('1', '2', '3', '4', '5', '6', '7')
@@ -608,7 +603,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(report))
     print(f'total bench time: {time.perf_counter() - start:.0f} s')
     if args.json:
-        write_json(report, args.json)
+        from harness.checkpoints import write_json_atomic
+        write_json_atomic(args.json, asdict(report))
     return 0
 
 

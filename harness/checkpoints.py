@@ -31,12 +31,16 @@ def leaf_shapes(tree: Any) -> dict[str, list[int]]:
     return {jax.tree_util.keystr(path): list(np.shape(leaf)) for path, leaf in flat}
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON under a temporary name, then rename, so readers never see half a file."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write under a temporary name, then rename, so readers never see half a file."""
     path = Path(path)
     tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + '\n')
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False) + '\n')
 
 
 def checkpoint_dir(root: Path, step: int) -> Path:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import sys
 import time
 from collections import defaultdict
@@ -43,12 +42,6 @@ def _append_jsonl(path: Path, rows) -> None:
     with open(path, 'a') as handle:
         handle.write(text)
         handle.flush()
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _fmt_seconds(seconds: float) -> str:
@@ -154,8 +147,8 @@ def _train(plan) -> int:
                               'Appendix A of the paper saw this before guidance failed')
             if n == 0:
                 _announce_eta(plan, bar, report, rate)
+            bar.set_postfix_str(f'{rate:,.0f} upd/s, last eval: {last_eval}', refresh=False)
             bar.update(count)
-            bar.set_postfix_str(f'{rate:,.0f} upd/s, last eval: {last_eval}')
             at_end = report.step == plan.steps
             if plan.checkpoint_every and report.step % plan.checkpoint_every == 0 or at_end:
                 start = time.perf_counter()
@@ -192,6 +185,7 @@ def _train(plan) -> int:
 def _truncate_logs_after(out: Path, step: int) -> None:
     """On resume, drop log lines written after the checkpoint (and the interrupted run's final
     evaluation, if it got that far), so that the logs read like one uninterrupted run."""
+    from harness.checkpoints import write_text_atomic
     keep = {'metrics.jsonl': lambda row: row['step'] <= step,
             'eval.jsonl': lambda row: row['step'] <= step and row['phase'] == 'periodic'}
     for name, wanted in keep.items():
@@ -199,7 +193,7 @@ def _truncate_logs_after(out: Path, step: int) -> None:
         if not path.exists():
             continue
         kept = [line for line in path.read_text().splitlines() if line.strip() and wanted(json.loads(line))]
-        _write_text_atomic(path, ''.join(line + '\n' for line in kept))
+        write_text_atomic(path, ''.join(line + '\n' for line in kept))
 
 
 def _periodic_points(out: Path) -> list:
@@ -375,7 +369,7 @@ def _print_result(plan, out: Path, results: list[dict], timer: Timer) -> None:
 
 # ---- evaluation of a checkpoint (β sweep) ---------------------------------------------------------------
 def _evaluate_checkpoint(plan) -> int:
-    from harness.checkpoints import read_meta, restore_checkpoint, write_json_atomic
+    from harness.checkpoints import read_meta, restore_checkpoint, write_json_atomic, write_text_atomic
     from harness.plots import plot_success_vs_beta
     from harness.report import sweep_csv, sweep_table
     from harness.train import create_agents
@@ -402,8 +396,8 @@ def _evaluate_checkpoint(plan) -> int:
                                 videos=plan.video_episodes > 0, bar=None)
     finally:
         envs.close()
-    _write_text_atomic(out / 'sweep.md', sweep_table(results))
-    _write_text_atomic(out / 'sweep.csv', sweep_csv(results))
+    write_text_atomic(out / 'sweep.md', sweep_table(results))
+    write_text_atomic(out / 'sweep.csv', sweep_csv(results))
     if len(results) > 1:
         plot_success_vs_beta(results, out / 'plots' / 'success_vs_beta.png',
                              f'{plan.task.env_id}, {plan.agent}, checkpoint step {plan.steps}')
