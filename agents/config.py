@@ -29,6 +29,11 @@ class AgentConfig:
                    the target critic for guidance, i.e. the critic evaluates the policy that is
                    actually deployed at test time.
     In every case ã' is computed under stop_gradient and clipped to [-1, 1].
+
+    target_flow_steps sets the Euler steps of the 'flow' and 'guided' target actions alone (None:
+    flow_steps, as acting uses). The K-step target is about half of a QFQL update's time at paper
+    scale (`python -m harness.bench` figure 1p), so fewer steps trade a coarser sample of the
+    behaviour policy in the TD target for speed; acting keeps flow_steps.
     """
 
     actor_hidden: tuple[int, ...] = (512, 512, 512, 512)
@@ -43,6 +48,7 @@ class AgentConfig:
     flow_steps: int = 10
     q_agg: str = 'mean'              # target-Q aggregation over the ensemble (TD target)
     target_action: str = 'flow'      # see class docstring
+    target_flow_steps: int | None = None  # Euler steps of the flow/guided target action (None: flow_steps)
     beta: float = 0.0                # guidance strength of the 'guided' target action
     guidance_q_agg: str = 'mean'     # ensemble aggregation of Q whose gradient guides sampling
     grad_clip: float | None = None   # per-sample clip of ‖∇_a Q‖ (sampler default)
@@ -63,6 +69,8 @@ class AgentConfig:
             (0.0 <= self.discount <= 1.0, f'discount must be in [0, 1], got {self.discount}'),
             (0.0 < self.tau <= 1.0, f'tau must be in (0, 1], got {self.tau}'),
             (self.flow_steps >= 1, f'flow_steps must be >= 1, got {self.flow_steps}'),
+            (self.target_flow_steps is None or self.target_flow_steps >= 1,
+             f'target_flow_steps must be >= 1 or None, got {self.target_flow_steps}'),
             (self.q_agg in Q_AGGREGATIONS, f'q_agg must be one of {Q_AGGREGATIONS}, got {self.q_agg!r}'),
             (self.guidance_q_agg in Q_AGGREGATIONS,
              f'guidance_q_agg must be one of {Q_AGGREGATIONS}, got {self.guidance_q_agg!r}'),

@@ -43,15 +43,16 @@ class QFQLAgent(FlowAgentBase):
         actor_params = jax.lax.stop_gradient(actor_params)
         noise = self._noise(rng, next_observations.shape[0])
         velocity = self.velocity_fn(actor_params)
+        steps = c.target_flow_steps or c.flow_steps
         if c.target_action == 'onestep':
             zeros = jnp.zeros((noise.shape[0], 1), noise.dtype)
             actions = jnp.clip(noise + velocity(next_observations, noise, zeros), -1.0, 1.0)
         elif c.target_action == 'flow':
-            actions, _ = guided_flow_sample(velocity, None, next_observations, noise, 0, c.flow_steps)
+            actions, _ = guided_flow_sample(velocity, None, next_observations, noise, 0, steps)
         else:
             target_q = self.q_fn(jax.lax.stop_gradient(self.params['target_critic']))
             actions, _ = guided_flow_sample(
-                velocity, target_q, next_observations, noise, c.beta, c.flow_steps,
+                velocity, target_q, next_observations, noise, c.beta, steps,
                 grad_clip=c.grad_clip, trust_ratio=c.trust_ratio, q_agg=c.guidance_q_agg)
         return jax.lax.stop_gradient(actions)
 

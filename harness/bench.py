@@ -10,7 +10,8 @@ the ratios are what we report.
 
 Figures (numbering follows the issue):
   1  training updates/s: QFQL (flow target), QFQL (one-step target), FQL; same networks and batch;
-     synthetic batches with the task's observation/action sizes (read from the env itself)
+     synthetic batches with the task's observation/action sizes (read from the env itself); 1c is
+     the opt-in next step for 1a, the flow target with fewer Euler steps (--target-flow-steps)
   1p profile: each building block of an update timed alone, the updates composed from them, and
      the ratios that equal-size networks allow (where the time goes)
   2  N updates in one lax.scan with device-side sampling vs one jitted call per update with
@@ -108,6 +109,23 @@ def interleaved_medians(calls: dict[str, Callable[[], object]], rounds: int) -> 
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
+def block_medians_ms(blocks: dict[str, tuple[Callable, tuple]], rounds: int, repeats: int = 8) -> dict[str, float]:
+    """Median milliseconds per call of each jitted block `fn(*args)`, compiled first, interleaved.
+    A block takes a few ms, so each round repeats it: one burst of load from other processes then
+    cannot decide its median."""
+    for fn, args in blocks.values():
+        _block(fn(*args))
+
+    def repeated(fn, args):
+        for _ in range(repeats):
+            out = fn(*args)
+        _block(out)
+
+    seconds = interleaved_medians(
+        {name: (lambda fn=fn, args=args: repeated(fn, args)) for name, (fn, args) in blocks.items()}, rounds)
+    return {name: 1e3 * s / repeats for name, s in seconds.items()}
+
+
 def synthetic_dataset(size: int, obs_dim: int, act_dim: int, seed: int = 0) -> dict[str, jax.Array]:
     """Random transitions (actions inside [-1, 1]) moved to the device the way a real run moves its
     loaded dataset: float32 host arrays, jax.device_put, host copies dropped."""
@@ -152,8 +170,11 @@ def _block(tree):
     return jax.block_until_ready(tree)
 
 
-# Figure 1's variants: same config (networks, batch, K) except the target action of QFQL.
+# Figure 1's variants: same config (networks, batch, K) except QFQL's target action. The last QFQL
+# variant is the opt-in next step for 1a: the flow target with half the Euler steps (acting keeps K).
+CHEAP_TARGET_STEPS = 5
 TRAIN_VARIANTS = {'QFQL flow target': ('qfql', {}), 'QFQL onestep target': ('qfql', {'target_action': 'onestep'}),
+                  f'QFQL flow target, {CHEAP_TARGET_STEPS} steps': ('qfql', {'target_flow_steps': CHEAP_TARGET_STEPS}),
                   'FQL': ('fql', {})}
 
 
@@ -165,7 +186,7 @@ def _scan_fn():
 # ---- figures ------------------------------------------------------------------------------------
 
 def figure_training(report: Report, sizes: Sizes, data) -> None:
-    """Figure 1: updates/s of the three agents, interleaved."""
+    """Figure 1: updates/s of FQL and of QFQL with each target action, interleaved."""
     from agents import make_agent
     ex_obs, ex_act = data['observations'][:2], data['actions'][:2]
     scan = _scan_fn()
@@ -180,14 +201,16 @@ def figure_training(report: Report, sizes: Sizes, data) -> None:
         run(name)
     seconds = interleaved_medians({name: (lambda n=name: run(n)) for name in agents}, sizes.train_rounds)
     ups = {name: sizes.train_chunk / s for name, s in seconds.items()}
-    values = {f'{name} updates/s': round(u, 2) for name, u in ups.items()}
-    flow_ratio = ups['QFQL flow target'] / ups['FQL']
-    onestep_ratio = ups['QFQL onestep target'] / ups['FQL']
-    report.rows.append(Row('1a', 'train updates/s, QFQL flow target vs FQL', values, flow_ratio, '>= 1.5x',
-                           flow_ratio >= 1.5 if report.backend == 'cpu' else None))
-    report.rows.append(Row('1b', 'train updates/s, QFQL onestep target vs FQL',
-                           {k: v for k, v in values.items() if 'flow' not in k}, onestep_ratio, '>= 3x',
-                           onestep_ratio >= 3.0 if report.backend == 'cpu' else None))
+    cheap, k = f'QFQL flow target, {CHEAP_TARGET_STEPS} steps', agents['FQL'].config.flow_steps
+    rows = [('1a', 'QFQL flow target', 'QFQL flow target (default) vs FQL', 1.5, '>= 1.5x', ''),
+            ('1b', 'QFQL onestep target', 'QFQL onestep target vs FQL', 3.0, '>= 3x', ''),
+            ('1c', cheap, f'QFQL flow target with {CHEAP_TARGET_STEPS} Euler steps vs FQL', 1.5, "1a's >= 1.5x",
+             f'opt-in: --target-flow-steps {CHEAP_TARGET_STEPS} (acting keeps K={k})')]
+    for figure, name, what, target, target_text, note in rows:
+        ratio = ups[name] / ups['FQL']
+        values = {f'{name} updates/s': round(ups[name], 2), 'FQL updates/s': round(ups['FQL'], 2)}
+        report.rows.append(Row(figure, f'train updates/s, {what}', values, ratio, target_text,
+                               ratio >= target if report.backend == 'cpu' else None, note=note))
 
 
 def figure_profile(report: Report, sizes: Sizes, data) -> None:
@@ -231,20 +254,7 @@ def figure_profile(report: Report, sizes: Sizes, data) -> None:
         'Adam+Polyak, QFQL params': (qfql_adam, qfql_adam_args),
         'Adam+Polyak, FQL params': (fql_adam, fql_adam_args),
     }
-    for fn, args in blocks.values():
-        _block(fn(*args))
-    # Each block is a few ms: repeat it inside a round so that one burst of load from other
-    # processes does not decide its median.
-    repeats = 8
-
-    def repeated(fn, args):
-        for _ in range(repeats):
-            out = fn(*args)
-        _block(out)
-
-    ms = {name: 1e3 * s / repeats for name, s in interleaved_medians(
-        {name: (lambda fn=fn, args=args: repeated(fn, args)) for name, (fn, args) in blocks.items()},
-        max(5, sizes.train_rounds)).items()}
+    ms = block_medians_ms(blocks, max(5, sizes.train_rounds))
     k = qfql.config.flow_steps
     fwd, bc, cf, ctd, cda = (ms['actor forward (1 net pass)'], ms['actor BC loss fwd+bwd'],
                              ms['critic ensemble forward'], ms['critic TD loss fwd+bwd'], ms['critic grad wrt action'])
@@ -262,6 +272,10 @@ def figure_profile(report: Report, sizes: Sizes, data) -> None:
     values['composed ratio FQL/QFQL onestep'] = round(composed['FQL'] / composed['QFQL onestep'], 2)
     values['critic share of QFQL onestep'] = round(critic_part / composed['QFQL onestep'], 2)
     values['K-step target share of FQL'] = round(k * fwd / composed['FQL'], 2)
+    values['K-step target share of QFQL flow'] = round(k * fwd / composed['QFQL flow'], 2)
+    # The next step for 1a: the most target Euler steps whose composed update is still 1.5x faster than FQL.
+    fixed = composed['QFQL flow'] - k * fwd
+    values['most target_flow_steps with composed ratio >= 1.5'] = int((composed['FQL'] / 1.5 - fixed) // fwd)
     report.rows.append(Row('1p', f'profile: update building blocks at {report.preset} scale (ms, interleaved)', values,
                            note='composed = sum of the blocks each update runs; the composed ratios bound '
                                 'figure 1 at equal network sizes'))
@@ -350,6 +364,34 @@ def figure_sampling(report: Report, sizes: Sizes, data, num_envs: int = 50) -> N
               'beta=0 ms/action batch': round(seconds['beta=0'] * 1e3, 3)}
     report.rows.append(Row('4', f'guided sampling, {num_envs} envs, K={agent.config.flow_steps}, beta=1 vs beta=0',
                            values, ratio, '<= 3x', ratio <= 3.0))
+    report.rows.append(_sampling_profile(agent, obs, sizes))
+
+
+def _sampling_profile(agent, obs, sizes: Sizes) -> Row:
+    """Figure 4p: one guided Euler step's blocks at the sampling batch size. Per step, β = 0 runs the
+    actor once; β > 0 adds ∇_a of the ensemble-mean Q (a forward and a backward pass per member)."""
+    from agents.networks import QEnsemble
+    c = agent.config
+    action = jnp.zeros((obs.shape[0], agent.action_dim), jnp.float32)
+    times = jnp.zeros((obs.shape[0], 1), jnp.float32)
+    one_member = QEnsemble(c.critic_hidden, 1, c.critic_layer_norm)
+    first_member = jax.tree_util.tree_map(lambda x: x[:1], agent.params['critic'])
+    blocks = {
+        'actor forward': (jax.jit(lambda p, a: agent.velocity_fn(p)(obs, a, times)), (agent.params['actor'], action)),
+        'critic ensemble forward': (jax.jit(lambda p, a: agent.critic_values(p, obs, a)),
+                                    (agent.params['critic'], action)),
+        'grad_a of ensemble-mean Q': (jax.jit(jax.grad(lambda a, p: agent.critic_values(p, obs, a).mean(0).sum())),
+                                      (action, agent.params['critic'])),
+        'grad_a of one member': (jax.jit(jax.grad(lambda a, p: one_member.apply({'params': p}, obs, a).sum())),
+                                 (action, first_member)),
+    }
+    ms = block_medians_ms(blocks, max(5, sizes.train_rounds))
+    values = {f'{name} ms': round(v, 3) for name, v in ms.items()}
+    actor = ms['actor forward']
+    values['composed ratio, ensemble-mean guidance'] = round(1 + ms['grad_a of ensemble-mean Q'] / actor, 2)
+    values['composed ratio, one-member guidance'] = round(1 + ms['grad_a of one member'] / actor, 2)
+    return Row('4p', f'profile: one guided Euler step, {obs.shape[0]} envs (ms, interleaved)', values,
+               note='composed = (actor + grad_a Q) / actor per step: the ceiling of figure 4 at these network sizes')
 
 
 def figure_rollouts(report: Report, sizes: Sizes, task, num_workers: int = 2) -> None:

@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--q-agg', choices=['mean', 'min'], help="override the task's target-Q aggregation")
     p.add_argument('--target-action', choices=['flow', 'onestep', 'guided'],
                    help="QFQL's target action ã' for the TD target (default flow; guided uses the run's β)")
+    p.add_argument('--target-flow-steps', type=positive_int,
+                   help="Euler steps of the flow/guided target action only (default: the preset's flow steps, 10)")
     p.add_argument('--alpha', type=float, help='FQL distillation weight (default: the task\'s from the FQL paper)')
     p.add_argument('--out', help='run folder (default artifacts/runs/<task>-<agent>-<preset>-<seeds>-<time>)')
     p.add_argument('--data-dir', help='dataset folder (default ~/.ogbench/data)')
@@ -214,6 +216,8 @@ def _config_for(task, agent: str, preset: str, beta: float, args) -> object:
                  'beta': beta}
     if args.target_action is not None:
         overrides['target_action'] = args.target_action
+    if args.target_flow_steps is not None:
+        overrides['target_flow_steps'] = args.target_flow_steps
     if agent == 'fql':
         overrides['alpha'] = args.alpha if args.alpha is not None else FQL_ALPHA.get(task.name, 10.0)
     try:

@@ -7,6 +7,7 @@ import pytest
 
 from agents import FQLAgent, QFQLAgent, make_agent
 from agents.config import AgentConfig, resolve_config
+from agents.sampler import guided_flow_sample
 from agents.qfql import _sample
 from agents.training import sample_batch
 
@@ -62,6 +63,26 @@ def test_actor_and_critic_losses_share_no_gradient(target_action):
     new_other, _ = other.update(BATCH)
     assert leaves_equal(new_agent.params['actor'], new_other.params['actor'])
     assert not leaves_equal(new_agent.params['critic'], new_other.params['critic'])
+
+
+@pytest.mark.parametrize('target_action', ['flow', 'guided'])
+def test_target_flow_steps_sets_the_euler_steps_of_the_target_action_only(target_action):
+    config = TINY.replace(target_action=target_action, beta=1.0, target_flow_steps=2)
+    agent = QFQLAgent.create(0, DATA['observations'][:2], DATA['actions'][:2], config)
+    obs, key = BATCH['next_observations'], jax.random.PRNGKey(5)
+    noise = agent._noise(key, obs.shape[0])
+    velocity = agent.velocity_fn(agent.params['actor'])
+    target_q = agent.q_fn(agent.params['target_critic']) if target_action == 'guided' else None
+    beta = 1.0 if target_action == 'guided' else 0
+
+    def sample(steps):
+        return guided_flow_sample(velocity, target_q, obs, noise, beta, steps)[0]
+
+    target = agent.target_actions(agent.params['actor'], obs, key)
+    np.testing.assert_allclose(target, sample(2), rtol=1e-6, atol=1e-6)
+    assert not np.allclose(target, sample(TINY.flow_steps), atol=1e-4)
+    # Acting keeps flow_steps.
+    assert agent.sample_actions(obs, key, 0.5)[1]['guidance_norm'].shape[0] == TINY.flow_steps
 
 
 def test_update_applies_polyak_average_to_target_critic():
@@ -152,7 +173,8 @@ def test_bad_names_give_one_line_errors():
                        (lambda: resolve_config('huge'), 'unknown preset'),
                        (lambda: resolve_config('small', hidden=3), 'unknown AgentConfig field'),
                        (lambda: TINY.replace(q_agg='max'), 'q_agg'),
-                       (lambda: TINY.replace(target_action='ddim'), 'target_action')]:
+                       (lambda: TINY.replace(target_action='ddim'), 'target_action'),
+                       (lambda: TINY.replace(target_flow_steps=0), 'target_flow_steps')]:
         with pytest.raises(ValueError, match=text) as err:
             call()
         assert '\n' not in str(err.value)

@@ -24,6 +24,7 @@ def _run(argv, capsys):
     (['--task', 'pointmaze', '--beta', 'abc'], 'β'),
     (['--task', 'pointmaze', '--betas', '0,nan'], 'β'),
     (['--task', 'pointmaze', '--steps', '0'], 'positive integer'),
+    (['--task', 'pointmaze', '--target-flow-steps', '0'], 'positive integer'),
     ([], '--task is required'),
 ])
 def test_bad_flags_are_one_line(argv, needle, capsys, tmp_path):
@@ -31,6 +32,14 @@ def test_bad_flags_are_one_line(argv, needle, capsys, tmp_path):
     assert status == 2
     assert err.startswith('error:') and err.count('\n') == 1 and needle in err
     assert not (tmp_path / 'run').exists()
+
+
+def test_agent_flags_reach_the_config(tmp_path):
+    from harness.run import build_parser, plan_run
+    args = build_parser().parse_args(['--task', 'pointmaze', '--preset', 'tiny', '--target-action', 'guided',
+                                      '--target-flow-steps', '3', '--out', str(tmp_path / 'run')])
+    config = plan_run(args).config
+    assert (config.target_action, config.target_flow_steps, config.flow_steps) == ('guided', 3, 10)
 
 
 def test_resume_without_checkpoint(capsys, tmp_path):
