@@ -590,6 +590,13 @@ def format_table(report: Report) -> str:
 FIGURES = ('1', '2', '3', '4', '5', '6', '7')
 
 
+def _dims(text: str) -> tuple[int, int]:
+    parts = text.split(',')
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected two positive integers OBS,ACT such as 37,5, got '{text}'")
+    return int(parts[0]), int(parts[1])
+
+
 def parse_args(argv):
     parser = OneLineArgumentParser(prog='python -m harness.bench', description=__doc__.splitlines()[0])
     parser.add_argument('--quick', action='store_true', help='few iterations; under 5 minutes on a 2-core CPU')
@@ -597,6 +604,9 @@ def parse_args(argv):
     parser.add_argument('--task', default='cube-double', help='task whose obs/action sizes and env are used')
     parser.add_argument('--preset', default='paper', help='agent preset (paper = 4x512, batch 256, 2 critics, K=10)')
     parser.add_argument('--figures', default=','.join(FIGURES), help='comma-separated subset of 1-7')
+    parser.add_argument('--dims', type=_dims, metavar='OBS,ACT',
+                        help="observation and action sizes instead of reading them from the task's env, e.g. 37,5 "
+                             '(for machines without mujoco/ogbench; figure 5 still needs the env)')
     parser.add_argument('--memory-child', help=argparse.SUPPRESS)   # internal: figure 7's child process
     return parser.parse_args(argv)
 
@@ -621,10 +631,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if backend != 'cpu':
         # An accelerator update takes well under a millisecond: time long scans, or dispatch dominates.
         sizes = dataclasses.replace(sizes, train_chunk=max(sizes.train_chunk, 200))
-    obs_dim, act_dim = task_dims(task)
+    obs_dim, act_dim = args.dims or task_dims(task)
     report = Report(backend=backend, device=str(jax.devices()[0]), mode='quick' if args.quick else 'full',
                     preset=args.preset, task=task.name, obs_dim=obs_dim, act_dim=act_dim)
     print(f'JAX backend: {backend} ({jax.devices()[0]}), {os.cpu_count()} CPU cores visible', flush=True)
+    if args.dims:
+        print(f'Sizes from --dims: obs {obs_dim}, act {act_dim} (not read from the {task.name} env).', flush=True)
     if backend == 'cpu':
         print('No GPU: figure 6 (GPU updates/s, 1M-update wall time, 8 seeds) is not measured.', flush=True)
     data = _block(synthetic_dataset(sizes.dataset_size, obs_dim, act_dim))

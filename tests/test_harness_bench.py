@@ -31,8 +31,13 @@ def test_cpu_report_says_figure_6_is_not_measured():
 
 @pytest.mark.parametrize('argv, needle', [(['--figures', '1,9'], 'unknown figure'),
                                           (['--preset', 'huge'], 'unknown preset'),
-                                          (['--json', '/no/such/folder/out.json'], 'does not exist')])
+                                          (['--json', '/no/such/folder/out.json'], 'does not exist'),
+                                          (['--dims', '37'], 'OBS,ACT')])
 def test_bad_arguments_are_one_line(argv, needle, capsys):
-    assert run_main(main, argv) == 2
+    try:
+        status = run_main(main, argv)
+    except SystemExit as exit_:          # argparse errors
+        status = exit_.code
+    assert status == 2
     err = capsys.readouterr().err
     assert err.startswith('error:') and err.count('\n') == 1 and needle in err
