@@ -214,6 +214,9 @@ def _config_for(task, agent: str, preset: str, beta: float, args) -> object:
     overrides = {'discount': task.discount if args.discount is None else args.discount,
                  'q_agg': task.q_agg if args.q_agg is None else args.q_agg,
                  'beta': beta}
+    if agent == 'fql' and (args.target_action is not None or args.target_flow_steps is not None):
+        raise UsageError("--target-action and --target-flow-steps are QFQL options (FQL's TD target action comes from "
+                         'its one-step policy); drop them or use --agent qfql')
     if args.target_action is not None:
         overrides['target_action'] = args.target_action
     if args.target_flow_steps is not None:

@@ -25,6 +25,7 @@ def _run(argv, capsys):
     (['--task', 'pointmaze', '--betas', '0,nan'], 'β'),
     (['--task', 'pointmaze', '--steps', '0'], 'positive integer'),
     (['--task', 'pointmaze', '--target-flow-steps', '0'], 'positive integer'),
+    (['--task', 'pointmaze', '--agent', 'fql', '--target-flow-steps', '5'], 'QFQL options'),
     ([], '--task is required'),
 ])
 def test_bad_flags_are_one_line(argv, needle, capsys, tmp_path):
