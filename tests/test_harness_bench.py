@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from harness.bench import QUICK, Report, figure_gpu, main, synthetic_dataset
-from harness.errors import run_main
+from tests.cli import run_cli
 
 
 def test_gpu_figure_code_path_reports_consistent_rows():
@@ -34,10 +34,6 @@ def test_cpu_report_says_figure_6_is_not_measured():
                                           (['--json', '/no/such/folder/out.json'], 'does not exist'),
                                           (['--dims', '37'], 'OBS,ACT')])
 def test_bad_arguments_are_one_line(argv, needle, capsys):
-    try:
-        status = run_main(main, argv)
-    except SystemExit as exit_:          # argparse errors
-        status = exit_.code
+    status, err = run_cli(main, argv, capsys)
     assert status == 2
-    err = capsys.readouterr().err
     assert err.startswith('error:') and err.count('\n') == 1 and needle in err

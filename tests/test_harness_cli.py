@@ -5,17 +5,8 @@ import sys
 import pytest
 
 from harness.checkpoints import save_checkpoint
-from harness.errors import run_main
 from harness.run import main
-
-
-def _run(argv, capsys):
-    try:
-        status = run_main(main, argv)
-    except SystemExit as exit_:          # argparse errors
-        status = exit_.code
-    err = capsys.readouterr().err
-    return status, err
+from tests.cli import run_cli
 
 
 @pytest.mark.parametrize('argv, needle', [
@@ -29,7 +20,7 @@ def _run(argv, capsys):
     ([], '--task is required'),
 ])
 def test_bad_flags_are_one_line(argv, needle, capsys, tmp_path):
-    status, err = _run(argv + ['--out', str(tmp_path / 'run')], capsys)
+    status, err = run_cli(main, argv + ['--out', str(tmp_path / 'run')], capsys)
     assert status == 2
     assert err.startswith('error:') and err.count('\n') == 1 and needle in err
     assert not (tmp_path / 'run').exists()
@@ -47,14 +38,14 @@ def test_resume_without_checkpoint(capsys, tmp_path):
     run = tmp_path / 'run'
     run.mkdir()
     (run / 'config.json').write_text('{}')
-    status, err = _run(['--resume', str(run)], capsys)
+    status, err = run_cli(main, ['--resume', str(run)], capsys)
     assert status == 2 and 'no checkpoint' in err and err.count('\n') == 1
 
 
 def test_unwritable_out(capsys, tmp_path):
     blocker = tmp_path / 'file'
     blocker.write_text('x')
-    status, err = _run(['--task', 'pointmaze', '--out', str(blocker / 'run')], capsys)
+    status, err = run_cli(main, ['--task', 'pointmaze', '--out', str(blocker / 'run')], capsys)
     assert status == 2 and 'not writable' in err
 
 
