@@ -14,9 +14,9 @@ import jax.numpy as jnp
 import optax
 
 from agents.config import AgentConfig, resolve_config
-from agents.losses import flow_matching_loss, polyak_update
+from agents.losses import critic_td_loss, ensemble_target, flow_matching_loss, polyak_update, td_target
 from agents.networks import QEnsemble, VectorField
-from agents.training import as_key, global_norm, make_optimizer, scan_updates
+from agents.training import as_key, global_norm, make_optimizer, q_statistics, scan_updates
 
 
 class FlowAgentBase(struct.PyTreeNode):
@@ -86,9 +86,20 @@ class FlowAgentBase(struct.PyTreeNode):
         """Returns (loss, info) of every actor network in `params`."""
         raise NotImplementedError
 
-    def critic_loss(self, params, batch, rng):
-        """Returns (loss, info) of the critic ensemble in `params`."""
+    def target_actions(self, params, next_observations, rng):
+        """ã' for the TD target from the actor network(s) in `params`, without gradient."""
         raise NotImplementedError
+
+    def critic_loss(self, params, batch, rng):
+        """TD loss (eq. 4): y = r + γ mask agg_e Q̄_e(s', ã'), squared error for every member; the
+        agents differ only in where ã' comes from (`target_actions`)."""
+        c = self.config
+        next_actions = self.target_actions(params, batch['next_observations'], rng)
+        next_qs = self.critic_values(self.params['target_critic'], batch['next_observations'], next_actions)
+        target = td_target(batch['rewards'], batch['masks'], ensemble_target(next_qs, c.q_agg), c.discount)
+        q = self.critic_values(params['critic'], batch['observations'], batch['actions'])
+        loss = critic_td_loss(q, target)
+        return loss, {'critic/loss': loss, 'critic/target_q_mean': target.mean(), **q_statistics(q)}
 
     def behaviour_cloning_loss(self, actor_params, observations, actions, noise_key, time_key):
         """Flow matching on dataset actions (eq. 2-3) with ε ~ N(0, I) and t ~ U(0, 1)."""

@@ -15,10 +15,8 @@ import jax
 import jax.numpy as jnp
 
 from agents.base import FlowAgentBase
-from agents.losses import critic_td_loss, ensemble_target, td_target
 from agents.networks import OneStepPolicy
 from agents.sampler import guided_flow_sample
-from agents.training import q_statistics
 
 
 class FQLAgent(FlowAgentBase):
@@ -39,16 +37,11 @@ class FQLAgent(FlowAgentBase):
         net = OneStepPolicy(c.actor_hidden, self.action_dim, c.actor_layer_norm)
         return net.apply({'params': onestep_params}, observations, noise)
 
-    def critic_loss(self, params, batch, rng):
-        c = self.config
-        noise = self._noise(rng, batch['next_observations'].shape[0])
+    def target_actions(self, params, next_observations, rng):
+        """ã' = clip(μ_ω(s', ε)): FQL's critic bootstraps on its one-step policy."""
+        noise = self._noise(rng, next_observations.shape[0])
         onestep = jax.lax.stop_gradient(params['actor_onestep'])
-        next_actions = jnp.clip(self.onestep_actions(onestep, batch['next_observations'], noise), -1.0, 1.0)
-        next_qs = self.critic_values(self.params['target_critic'], batch['next_observations'], next_actions)
-        target = td_target(batch['rewards'], batch['masks'], ensemble_target(next_qs, c.q_agg), c.discount)
-        q = self.critic_values(params['critic'], batch['observations'], batch['actions'])
-        loss = critic_td_loss(q, target)
-        return loss, {'critic/loss': loss, 'critic/target_q_mean': target.mean(), **q_statistics(q)}
+        return jnp.clip(self.onestep_actions(onestep, next_observations, noise), -1.0, 1.0)
 
     def actor_loss(self, params, batch, rng):
         c = self.config

@@ -11,9 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from agents.base import FlowAgentBase
-from agents.losses import critic_td_loss, ensemble_target, td_target
 from agents.sampler import guided_flow_sample, is_static_zero
-from agents.training import q_statistics
 
 
 class QFQLAgent(FlowAgentBase):
@@ -37,10 +35,10 @@ class QFQLAgent(FlowAgentBase):
         loss = self.behaviour_cloning_loss(params['actor'], batch['observations'], batch['actions'], noise_key, time_key)
         return loss, {'actor/loss': loss, 'actor/flow_loss': loss}
 
-    def target_actions(self, actor_params, next_observations, rng):
+    def target_actions(self, params, next_observations, rng):
         """ApproxDenoisedAction(s'; θ) per config.target_action (see AgentConfig), no gradient."""
         c = self.config
-        actor_params = jax.lax.stop_gradient(actor_params)
+        actor_params = jax.lax.stop_gradient(params['actor'])
         noise = self._noise(rng, next_observations.shape[0])
         velocity = self.velocity_fn(actor_params)
         steps = c.target_flow_steps or c.flow_steps
@@ -55,17 +53,6 @@ class QFQLAgent(FlowAgentBase):
                 velocity, target_q, next_observations, noise, c.beta, steps,
                 grad_clip=c.grad_clip, trust_ratio=c.trust_ratio, q_agg=c.guidance_q_agg)
         return jax.lax.stop_gradient(actions)
-
-    def critic_loss(self, params, batch, rng):
-        """TD loss (eq. 4): y = r + γ mask agg_e Q̄_e(s', ã'), squared error for every member."""
-        c = self.config
-        next_actions = self.target_actions(params['actor'], batch['next_observations'], rng)
-        next_qs = self.critic_values(self.params['target_critic'], batch['next_observations'], next_actions)
-        target = td_target(batch['rewards'], batch['masks'], ensemble_target(next_qs, c.q_agg), c.discount)
-        q = self.critic_values(params['critic'], batch['observations'], batch['actions'])
-        loss = critic_td_loss(q, target)
-        info = {'critic/loss': loss, 'critic/target_q_mean': target.mean(), **q_statistics(q)}
-        return loss, info
 
     # ---- acting ---------------------------------------------------------------------------
     def sample_actions(self, observations, key, beta=0.0, *, num_steps=None, beta_schedule='constant',

@@ -78,7 +78,7 @@ def test_target_flow_steps_sets_the_euler_steps_of_the_target_action_only(target
     def sample(steps):
         return guided_flow_sample(velocity, target_q, obs, noise, beta, steps)[0]
 
-    target = agent.target_actions(agent.params['actor'], obs, key)
+    target = agent.target_actions(agent.params, obs, key)
     np.testing.assert_allclose(target, sample(2), rtol=1e-6, atol=1e-6)
     assert not np.allclose(target, sample(TINY.flow_steps), atol=1e-4)
     # Acting keeps flow_steps.
