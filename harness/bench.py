@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from harness.errors import OneLineArgumentParser, UsageError, run_main
+from harness.train import create_agents, make_chunk_fn
 
 MEMORY_MARK = 'BENCH_MEMORY '
 
@@ -313,11 +314,10 @@ def figure_scan(report: Report, sizes: Sizes, data) -> None:
                            seconds['per-call'] / seconds['scan'], 'report (matters most on GPU)'))
 
 
-def _vmapped_agents(kind: str, preset: str, keys, ex_obs, ex_act):
-    from agents import AGENTS, resolve_config
-    config = resolve_config(preset)
-    cls = AGENTS[kind]
-    return jax.vmap(lambda k: cls.create(k, ex_obs, ex_act, config))(keys)
+def _seed_agents(preset: str, num_seeds: int, ex_obs, ex_act):
+    """QFQL agents for seeds 0..M-1 stacked along a leading axis, as harness.run builds them."""
+    from agents import QFQLAgent, resolve_config
+    return create_agents(QFQLAgent, range(num_seeds), ex_obs, ex_act, resolve_config(preset))
 
 
 def figure_seeds(report: Report, sizes: Sizes, data, num_seeds: int) -> None:
@@ -325,11 +325,10 @@ def figure_seeds(report: Report, sizes: Sizes, data, num_seeds: int) -> None:
     from agents import make_agent
     ex_obs, ex_act = data['observations'][:2], data['actions'][:2]
     n = sizes.train_chunk
-    seed_keys = jax.random.split(jax.random.PRNGKey(3), num_seeds)
-    vmapped = {'agents': _vmapped_agents('qfql', report.preset, seed_keys, ex_obs, ex_act)}
-    singles = [make_agent('qfql', seed_keys[i], ex_obs, ex_act, report.preset) for i in range(num_seeds)]
+    vmapped = {'agents': _seed_agents(report.preset, num_seeds, ex_obs, ex_act)}
+    singles = [make_agent('qfql', seed, ex_obs, ex_act, report.preset) for seed in range(num_seeds)]
     scan = _scan_fn()
-    vscan = jax.jit(jax.vmap(lambda agent, d, key: agent.update_many(d, key, n), in_axes=(0, None, 0)))
+    vscan = make_chunk_fn(n)
     keys = iter(jax.random.split(jax.random.PRNGKey(4), 10_000))
 
     def run_vmapped():
@@ -490,9 +489,8 @@ def figure_gpu(report: Report, sizes: Sizes, data) -> None:
     else:
         million_s, how = million / ups, 'extrapolated from chunks'
     seeds = 8
-    seed_keys = jax.random.split(jax.random.PRNGKey(8), seeds)
-    agents = _vmapped_agents('qfql', report.preset, seed_keys, ex_obs, ex_act)
-    vscan = jax.jit(jax.vmap(lambda a, d, key: a.update_many(d, key, n), in_axes=(0, None, 0)))
+    agents = _seed_agents(report.preset, seeds, ex_obs, ex_act)
+    vscan = make_chunk_fn(n)
     agents = _block(vscan(agents, data, jax.random.split(next(keys), seeds)))[0]
     start = time.perf_counter()
     agents = _block(vscan(agents, data, jax.random.split(next(keys), seeds)))[0]
