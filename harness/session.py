@@ -54,16 +54,12 @@ def _fmt_seconds(seconds: float) -> str:
 
 
 def _load_dataset(plan, timer: Timer) -> dict:
-    from envs.datasets import DatasetError, ensure_dataset, load_task_dataset
+    from envs.datasets import ensure_dataset, load_task_dataset
     start = time.perf_counter()
-    try:
-        dataset = load_task_dataset(plan.task, plan.data_dir, download=plan.download)
-    except DatasetError:
-        if plan.download:
-            raise
-        # Regenerate offline (OGBench's procedure, envs/generate.py), then load.
-        ensure_dataset(plan.task, plan.data_dir, episodes=plan.dataset_episodes)
-        dataset = load_task_dataset(plan.task, plan.data_dir)
+    # A missing dataset is downloaded (--download) or regenerated offline (OGBench's procedure,
+    # envs/generate.py); a present but broken one fails in the load with its one-line error.
+    ensure_dataset(plan.task, plan.data_dir, episodes=plan.dataset_episodes, download=plan.download)
+    dataset = load_task_dataset(plan.task, plan.data_dir)
     timer.add('dataset', time.perf_counter() - start)
     return dataset
 
@@ -118,7 +114,7 @@ def _train(plan) -> int:
         write_json_atomic(out / 'config.json', config)
         print(f'resuming {out} from update {plan.start_step} of {plan.steps}', flush=True)
 
-    trainer = Trainer(agents, dataset, plan.seeds, plan.chunk)
+    trainer = Trainer(agents, dataset, plan.seeds)
     # The trainer holds the dataset on the device; free the host copy now rather than at the next
     # garbage collection, or a 1M-transition run holds the dataset twice (harness.bench, figure 7).
     del dataset
@@ -174,11 +170,11 @@ def _train(plan) -> int:
         periodic.append((plan.steps, *next(([r['success_rate'], *r['ci95']] for r in final if r['beta'] == plan.beta),
                                             [final[0]['success_rate'], *final[0]['ci95']])))
     start = time.perf_counter()
-    _finish_plots(plan, out, final, periodic, timer)
+    _finish_plots(plan, out, final, periodic)
     timer.add('writing', time.perf_counter() - start)
     timer.add('total', time.perf_counter() - started)
     _write_summary(plan, out, final, timer, extra={'grad_norm_warnings': alarms_seen})
-    _print_result(plan, out, final, timer)
+    _print_result(out, final, timer)
     return 0
 
 
@@ -245,7 +241,8 @@ def _evaluate_all(plan, agents, envs, betas, step: int, phase: str, out: Path, t
     import jax
     from tqdm import tqdm
 
-    from harness.evaluate import make_sample_fn, per_step_profile
+    from harness.evaluate import evaluate, make_sample_fn, per_step_profile
+    from harness.run import EVAL_SEED_BASE
     from harness.report import summarize_beta
     from harness.train import select_seed
     from harness.video import write_video
@@ -262,9 +259,8 @@ def _evaluate_all(plan, agents, envs, betas, step: int, phase: str, out: Path, t
             for index, seed in enumerate(plan.seeds):
                 agent = select_seed(agents, index)
                 key = jax.random.fold_in(jax.random.PRNGKey(seed), EVAL_KEY_SALT)
-                from harness.evaluate import evaluate
                 result = evaluate(make_sample_fn(agent), envs, beta=beta, num_episodes=plan.eval_episodes, key=key,
-                                  env_seed_base=_eval_seed_base(), frame_skip=frame_skip,
+                                  env_seed_base=EVAL_SEED_BASE, frame_skip=frame_skip,
                                   video_episodes=plan.video_episodes if (videos and index == 0) else 0,
                                   progress=ebar.update)
                 timer.add('evaluation', result.timing['sampling_s'] + result.timing['env_step_s'])
@@ -272,8 +268,8 @@ def _evaluate_all(plan, agents, envs, betas, step: int, phase: str, out: Path, t
                 for episode in result.episodes:
                     rows.append({'phase': phase, 'step': step, 'beta': beta, 'seed': seed, **episode})
                 arrays = result.trace.arrays()
-                traces.append(arrays)
-                if phase != 'periodic':
+                if phase != 'periodic':     # periodic evaluations report success only
+                    traces.append(arrays)
                     np.savez_compressed(out / 'eval' / f'guidance-step{step}-beta{beta:g}-seed{seed}.npz', **arrays)
                 start = time.perf_counter()
                 for episode, frames in result.videos.items():
@@ -287,7 +283,8 @@ def _evaluate_all(plan, agents, envs, betas, step: int, phase: str, out: Path, t
             summary = summarize_beta(beta, rows)
             summary['step'] = step
             results.append(summary)
-            profiles[beta] = per_step_profile(_concat_traces(traces))
+            if traces:
+                profiles[beta] = per_step_profile(_concat_traces(traces))
     finally:
         ebar.close()
     if phase != 'periodic':
@@ -297,11 +294,6 @@ def _evaluate_all(plan, agents, envs, betas, step: int, phase: str, out: Path, t
                             f'{plan.task.env_id}, {plan.agent}, update {step}: guided sampler norms')
         timer.add('writing', time.perf_counter() - start)
     return results
-
-
-def _eval_seed_base() -> int:
-    from harness.run import EVAL_SEED_BASE
-    return EVAL_SEED_BASE
 
 
 def _concat_traces(traces: list[dict]) -> dict:
@@ -318,7 +310,7 @@ def _episode_profile(arrays: dict, episode: int) -> dict[str, np.ndarray]:
 
 
 # ---- outputs ------------------------------------------------------------------------------------------
-def _finish_plots(plan, out: Path, final: list[dict], periodic: list, timer: Timer) -> None:
+def _finish_plots(plan, out: Path, final: list[dict], periodic: list) -> None:
     from harness.plots import plot_success_over_training, plot_success_vs_beta, plot_training
     metrics_path = out / 'metrics.jsonl'
     if metrics_path.exists():
@@ -351,7 +343,7 @@ def _write_summary(plan, out: Path, results: list[dict], timer: Timer, extra: di
     write_json_atomic(out / 'summary.json', summary)
 
 
-def _print_result(plan, out: Path, results: list[dict], timer: Timer) -> None:
+def _print_result(out: Path, results: list[dict], timer: Timer) -> None:
     from harness.report import sweep_table
     print(sweep_table(results), end='')
     t = timer
@@ -403,6 +395,6 @@ def _evaluate_checkpoint(plan) -> int:
                              f'{plan.task.env_id}, {plan.agent}, checkpoint step {plan.steps}')
     timer.add('total', time.perf_counter() - started)
     _write_summary(plan, out, results, timer)
-    _print_result(plan, out, results, timer)
+    _print_result(out, results, timer)
     print(f'table: {out}/sweep.md, plot: {out}/plots/success_vs_beta.png')
     return 0

@@ -76,11 +76,10 @@ class ChunkReport:
 class Trainer:
     """Runs chunks of updates for stacked agents; callers decide when to evaluate and checkpoint."""
 
-    def __init__(self, agents: Any, dataset: dict, seeds: Sequence[int], chunk: int):
+    def __init__(self, agents: Any, dataset: dict, seeds: Sequence[int]):
         self.agents = agents
         self.dataset = {k: jnp.asarray(v) for k, v in dataset.items()}
         self.seeds = list(seeds)
-        self.chunk = chunk
         self._compiled: dict[int, Any] = {}
 
     def _compiled_for(self, num_updates: int, keys) -> tuple[Any, float]:

@@ -38,14 +38,14 @@ def test_chunks_cover_the_range_and_end_on_multiples(start, length, chunk):
 
 def test_resumed_run_reaches_the_same_parameters(tmp_path):
     dataset = _dataset()
-    straight = Trainer(_fresh(dataset), dataset, SEEDS, CHUNK)
+    straight = Trainer(_fresh(dataset), dataset, SEEDS)
     _train(straight, 0, 2 * CHUNK)
 
-    first_half = Trainer(_fresh(dataset), dataset, SEEDS, CHUNK)
+    first_half = Trainer(_fresh(dataset), dataset, SEEDS)
     _train(first_half, 0, CHUNK)
     save_checkpoint(tmp_path, CHUNK, first_half.agents, {'task': {'env_id': 'random'}})
     restored = restore_checkpoint(find_checkpoint(tmp_path), _fresh(dataset), 'random')
-    second_half = Trainer(restored, dataset, SEEDS, CHUNK)
+    second_half = Trainer(restored, dataset, SEEDS)
     _train(second_half, CHUNK, 2 * CHUNK)
 
     same = jax.tree.map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)), straight.agents, second_half.agents)
@@ -54,10 +54,10 @@ def test_resumed_run_reaches_the_same_parameters(tmp_path):
 
 def test_seeds_train_independently():
     dataset = _dataset()
-    both = Trainer(_fresh(dataset), dataset, SEEDS, CHUNK)
+    both = Trainer(_fresh(dataset), dataset, SEEDS)
     both.run_chunk(0, CHUNK)
     alone = Trainer(create_agents(QFQLAgent, SEEDS[1:], dataset['observations'][:1], dataset['actions'][:1],
-                                  PRESETS['tiny']), dataset, SEEDS[1:], CHUNK)
+                                  PRESETS['tiny']), dataset, SEEDS[1:])
     report = alone.run_chunk(0, CHUNK)
     a = jax.tree.leaves(select_seed(both.agents, 1).params)
     b = jax.tree.leaves(select_seed(alone.agents, 0).params)
