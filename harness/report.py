@@ -55,12 +55,19 @@ def iqm_bootstrap_ci(per_seed: np.ndarray, reps: int = BOOTSTRAP_REPS, seed: int
     return _percentile_interval(stats)
 
 
-def summarize_beta(beta: float, episodes: Sequence[dict]) -> dict:
-    """Summary of one β from its per-episode records (each with seed, success, return, length)."""
+def success_matrix(episodes: Sequence[dict]) -> tuple[list, np.ndarray]:
+    """(sorted seeds, [seed, episode] success matrix) from per-episode records; every seed is cut to
+    the smallest episode count so that the bootstrap sees a rectangular design."""
     seeds = sorted({e['seed'] for e in episodes})
     by_seed = [[e for e in episodes if e['seed'] == s] for s in seeds]
     width = min(len(rows) for rows in by_seed)
-    successes = np.array([[float(e['success']) for e in rows[:width]] for rows in by_seed])
+    return seeds, np.array([[float(e['success']) for e in rows[:width]] for rows in by_seed])
+
+
+def summarize_beta(beta: float, episodes: Sequence[dict]) -> dict:
+    """Summary of one β from its per-episode records (each with seed, success, return, length)."""
+    seeds, successes = success_matrix(episodes)
+    width = successes.shape[1]
     per_seed = successes.mean(axis=1)
     finite = [e['mean_guidance_norm'] for e in episodes if math.isfinite(e.get('mean_guidance_norm', math.nan))]
     return {

@@ -197,16 +197,15 @@ def _periodic_points(out: Path) -> list:
     path = out / 'eval.jsonl'
     if not path.exists():
         return []
-    from harness.report import hierarchical_bootstrap_ci
-    groups = defaultdict(lambda: defaultdict(list))
+    from harness.report import hierarchical_bootstrap_ci, success_matrix
+    by_step = defaultdict(list)
     for line in path.read_text().splitlines():
         row = json.loads(line)
         if row['phase'] == 'periodic':
-            groups[row['step']][row['seed']].append(float(row['success']))
+            by_step[row['step']].append(row)
     points = []
-    for step, by_seed in sorted(groups.items()):
-        width = min(len(v) for v in by_seed.values())
-        matrix = np.array([v[:width] for v in by_seed.values()])
+    for step, rows in sorted(by_step.items()):
+        _, matrix = success_matrix(rows)
         points.append((step, float(matrix.mean()), *hierarchical_bootstrap_ci(matrix)))
     return points
 
