@@ -12,8 +12,9 @@ import json
 import os
 import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 import numpy as np
@@ -31,12 +32,19 @@ def leaf_shapes(tree: Any) -> dict[str, list[int]]:
     return {jax.tree_util.keystr(path): list(np.shape(leaf)) for path, leaf in flat}
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write under a temporary name, then rename, so readers never see half a file."""
+@contextmanager
+def atomic_target(path: Path) -> Iterator[Path]:
+    """A temporary name beside `path` (same suffix, so writers that pick a format by it still do)
+    to write to; renamed onto `path` when the block succeeds, so readers never see half a file."""
     path = Path(path)
-    tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
-    tmp.write_text(text)
+    tmp = path.with_name(f'.{path.stem}.tmp-{os.getpid()}{path.suffix}')
+    yield tmp
     os.replace(tmp, path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_target(path) as tmp:
+        tmp.write_text(text)
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:

@@ -4,7 +4,6 @@ Every function writes one PNG atomically and returns its path; none shows a wind
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -14,16 +13,16 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from harness.checkpoints import atomic_target  # noqa: E402
 from harness.train import GRAD_NORM_WARNING  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.stem}.tmp-{os.getpid()}{path.suffix}')
-    fig.savefig(tmp, dpi=110, bbox_inches='tight')
+    with atomic_target(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches='tight')
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

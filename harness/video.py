@@ -6,12 +6,12 @@ where in the episode the critic pushed the actions away from behaviour cloning.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from harness.checkpoints import atomic_target
 from harness.plots import render_strip
 
 STRIP_HEIGHT = 96
@@ -51,10 +51,8 @@ def write_video(path: Path, frames: Sequence[np.ndarray], frame_steps: Sequence[
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     video = compose_frames(frames, frame_steps, norms, beta)
-    tmp = path.with_name(f'.{path.stem}.tmp-{os.getpid()}{path.suffix}')
-    with imageio.get_writer(tmp, fps=fps, codec='libx264', quality=7, macro_block_size=16,
-                            ffmpeg_log_level='error') as writer:
+    with atomic_target(path) as tmp, imageio.get_writer(tmp, fps=fps, codec='libx264', quality=7,
+                                                         macro_block_size=16, ffmpeg_log_level='error') as writer:
         for frame in video:
             writer.append_data(frame)
-    os.replace(tmp, path)
     return path
