@@ -71,38 +71,61 @@ def maze_cells(maze_map: np.ndarray) -> tuple[list[tuple[int, int]], list[tuple[
     return free, goals
 
 
-def make_pointmaze_navigate_collector(env_name: str, episode_steps: int) -> Callable[[int], Episode]:
-    """'navigate' data: a BFS direction oracle plus N(0, 0.5²) action noise, new goal on every success."""
+def unit(v: np.ndarray) -> np.ndarray:
+    """v / ‖v‖ with OGBench's 1e-6 guard."""
+    return v / (np.linalg.norm(v) + 1e-6)
+
+
+def make_locomaze_env(env_id: str, episode_steps: int):
+    """A point/ant maze or arena env that keeps going after reaching its goal, as the data needs."""
     import gymnasium
 
     import ogbench.locomaze  # noqa: F401  (registers the environments)
 
-    env = gymnasium.make(env_name, terminate_at_goal=False, max_episode_steps=episode_steps)
-    maze = env.unwrapped
-    free_cells, goal_cells = maze_cells(maze.maze_map)
+    return gymnasium.make(env_id, terminate_at_goal=False, max_episode_steps=episode_steps)
 
-    def collect_episode(episode_seed: int) -> Episode:
+
+class MazeNavigateCollector:
+    """'navigate' data on a point or ant maze, one episode per call: start in a random free cell, goal
+    in a random goal cell, `act(maze, direction)` towards the BFS oracle's subgoal plus N(0, noise²)
+    action noise, a new goal on every success. `goals_reached` holds the latest episode's count."""
+
+    def __init__(self, env, act: Callable[[object, np.ndarray], np.ndarray], noise: float):
+        self.env, self.act, self.noise = env, act, noise
+        self.maze = env.unwrapped
+        self.free_cells, self.goal_cells = maze_cells(self.maze.maze_map)
+        self.goals_reached = 0
+
+    def __call__(self, episode_seed: int) -> Episode:
+        env, maze = self.env, self.maze
         seed_everything(env, episode_seed)
-        init_ij = free_cells[np.random.randint(len(free_cells))]
-        goal_ij = goal_cells[np.random.randint(len(goal_cells))]
+        init_ij = self.free_cells[np.random.randint(len(self.free_cells))]
+        goal_ij = self.goal_cells[np.random.randint(len(self.goal_cells))]
         ob, _ = env.reset(seed=episode_seed, options=dict(task_info=dict(init_ij=init_ij, goal_ij=goal_ij)))
-        rows = EpisodeRows()
-        done = False
+        rows, done, self.goals_reached = EpisodeRows(), False, 0
         while not done:
             xy = maze.get_xy()
             subgoal_xy, _ = maze.get_oracle_subgoal(xy, maze.cur_goal_xy)
-            direction = subgoal_xy - xy
-            direction = direction / (np.linalg.norm(direction) + 1e-6)
-            action = np.clip(direction + np.random.normal(0.0, POINTMAZE_ACTION_NOISE, direction.shape), -1, 1)
+            action = self.act(maze, unit(subgoal_xy - xy))
+            action = np.clip(action + np.random.normal(0.0, self.noise, action.shape), -1, 1)
             next_ob, _, terminated, truncated, info = env.step(action)
             done = terminated or truncated
             if info['success']:
-                maze.set_goal(goal_cells[np.random.randint(len(goal_cells))])
+                self.goals_reached += 1
+                maze.set_goal(self.goal_cells[np.random.randint(len(self.goal_cells))])
             rows.append(ob, action, done, info)
             ob = next_ob
         return rows.stack()
 
-    return collect_episode
+
+def _point_act(maze, direction: np.ndarray) -> np.ndarray:
+    """The point mass is commanded with the oracle direction itself."""
+    return direction
+
+
+def make_pointmaze_navigate_collector(env_name: str, episode_steps: int) -> Callable[[int], Episode]:
+    """'navigate' data: the BFS direction oracle plus N(0, 0.5²) action noise, new goal on every success."""
+    return MazeNavigateCollector(make_locomaze_env(env_name, episode_steps), _point_act, POINTMAZE_ACTION_NOISE)
 
 
 def make_pointmaze_medium_collector(episode_steps: int) -> Callable[[int], Episode]:

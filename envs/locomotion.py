@@ -35,7 +35,7 @@ from typing import Callable
 
 import numpy as np
 
-from envs.collectors import EpisodeRows, maze_cells, seed_everything
+from envs.collectors import EpisodeRows, MazeNavigateCollector, make_locomaze_env, maze_cells, seed_everything, unit
 from envs.datasets import DatasetError
 from envs.generate import DatasetSpec
 
@@ -78,11 +78,6 @@ def actor_mean_action(layers: list[tuple[np.ndarray, np.ndarray]], obs: np.ndarr
     return np.tanh(x @ kernel + bias)
 
 
-def unit(v: np.ndarray) -> np.ndarray:
-    """v / ‖v‖ with OGBench's 1e-6 guard."""
-    return v / (np.linalg.norm(v) + 1e-6)
-
-
 def load_ant_actor() -> list[tuple[np.ndarray, np.ndarray]]:
     """The shipped ant expert's actor layers (see `numpy_actor`), or a DatasetError naming how to get them."""
     from envs import experts
@@ -93,54 +88,18 @@ def load_ant_actor() -> list[tuple[np.ndarray, np.ndarray]]:
         raise DatasetError(str(err)) from None
 
 
-# -------------------------------------------------------------------------------------------- maze helpers
-
-
-def make_env(env_id: str, episode_steps: int):
-    import gymnasium
-
-    import ogbench.locomaze  # noqa: F401  (registers the environments)
-
-    return gymnasium.make(env_id, terminate_at_goal=False, max_episode_steps=episode_steps)
-
-
 # ------------------------------------------------------------------------------------------------ antmaze
 
 
-class AntmazeNavigateCollector:
-    """One 'navigate' episode per call; `goals_reached` holds the count of the latest episode."""
-
-    def __init__(self, env, actor: list, noise: float = ACTION_NOISE):
-        self.env, self.actor, self.noise = env, actor, noise
-        self.base = env.unwrapped
-        self.free_cells, self.vertex_cells = maze_cells(self.base.maze_map)
-        self.goals_reached = 0
-
-    def __call__(self, episode_seed: int) -> Episode:
-        env, base = self.env, self.base
-        seed_everything(env, episode_seed)
-        init_ij = self.free_cells[np.random.randint(len(self.free_cells))]
-        goal_ij = self.vertex_cells[np.random.randint(len(self.vertex_cells))]
-        ob, _ = env.reset(seed=episode_seed, options=dict(task_info=dict(init_ij=init_ij, goal_ij=goal_ij)))
-        rows, done, self.goals_reached = EpisodeRows(), False, 0
-        while not done:
-            xy = base.get_xy()
-            subgoal_xy, _ = base.get_oracle_subgoal(xy, base.cur_goal_xy)
-            agent_ob = np.concatenate([base.get_ob(ob_type='states')[2:], unit(subgoal_xy - xy)])
-            action = actor_mean_action(self.actor, agent_ob)
-            action = np.clip(action + np.random.normal(0, self.noise, action.shape), -1, 1)
-            next_ob, _, terminated, truncated, info = env.step(action)
-            done = terminated or truncated
-            if info['success']:
-                self.goals_reached += 1
-                base.set_goal(self.vertex_cells[np.random.randint(len(self.vertex_cells))])
-            rows.append(ob, action, done, info)
-            ob = next_ob
-        return rows.stack()
+def ant_act(actor: list) -> Callable[[object, np.ndarray], np.ndarray]:
+    """The ant expert's mean action for walking in `direction` (the oracle's unit subgoal direction)."""
+    def act(maze, direction: np.ndarray) -> np.ndarray:
+        return actor_mean_action(actor, np.concatenate([maze.get_ob(ob_type='states')[2:], direction]))
+    return act
 
 
 def make_antmaze_large_collector(episode_steps: int) -> Callable[[int], Episode]:
-    return AntmazeNavigateCollector(make_env(ANTMAZE_ENV, episode_steps), load_ant_actor())
+    return MazeNavigateCollector(make_locomaze_env(ANTMAZE_ENV, episode_steps), ant_act(load_ant_actor()), ACTION_NOISE)
 
 
 # ---------------------------------------------------------------------------------------------- antsoccer
@@ -238,7 +197,7 @@ class AntsoccerNavigateCollector:
 
 
 def make_antsoccer_arena_collector(episode_steps: int) -> Callable[[int], Episode]:
-    return AntsoccerNavigateCollector(make_env(ANTSOCCER_ENV, episode_steps), load_ant_actor())
+    return AntsoccerNavigateCollector(make_locomaze_env(ANTSOCCER_ENV, episode_steps), load_ant_actor())
 
 
 # --------------------------------------------------------------------------------------------- registry
