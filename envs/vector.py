@@ -29,21 +29,23 @@ class StepResult:
     just_finished: np.ndarray  # [N] bool: episode ended at this step
 
 
-def _worker(conn, env_id: str, count: int, render_size: int, mujoco_gl: str | None) -> None:
-    """Own `count` envs; answer (command, payload) messages until 'close'."""
-    if mujoco_gl:
-        os.environ['MUJOCO_GL'] = mujoco_gl  # must precede the first MuJoCo import in this process
-        os.environ.setdefault('PYOPENGL_PLATFORM', mujoco_gl)
+def make_task_env(env_id: str, render_size: int | None = None):
+    """One OGBench single-task env as evaluation makes it (render_size: square frames; None keeps
+    OGBench's default). Call `envs.rendering.choose_mujoco_gl()` first in the process that renders."""
     import warnings
 
     warnings.filterwarnings('ignore', message='.*precision lowered by casting')
-    try:
-        import ogbench
+    import ogbench
 
-        envs = [
-            ogbench.make_env_and_datasets(env_id, env_only=True, width=render_size, height=render_size)
-            for _ in range(count)
-        ]
+    size = {} if render_size is None else dict(width=render_size, height=render_size)
+    return ogbench.make_env_and_datasets(env_id, env_only=True, **size)
+
+
+def _worker(conn, env_id: str, count: int, render_size: int) -> None:
+    """Own `count` envs; answer (command, payload) messages until 'close'. MUJOCO_GL comes from the
+    parent's environment, which a spawned process inherits."""
+    try:
+        envs = [make_task_env(env_id, render_size) for _ in range(count)]
         env = envs[0]
         conn.send(('ok', (env.observation_space.shape[0], env.action_space.shape[0], env.spec.max_episode_steps)))
     except Exception:
@@ -62,7 +64,7 @@ def _worker(conn, env_id: str, count: int, render_size: int, mujoco_gl: str | No
                         (np.asarray(ob, np.float32), float(reward), bool(terminated or truncated), bool(info['success']))
                     )
             elif command == 'render':
-                result = [np.asarray(envs[i].render(), np.uint8) for i in payload]
+                result = [np.asarray(envs[i].render(), np.uint8) for i, _ in payload]
             elif command == 'close':
                 for env in envs:
                     env.close()
@@ -85,7 +87,7 @@ class EvalEnvs:
             raise ValueError('num_envs must be >= 1')
         self.num_envs = num_envs
         num_workers = min(num_envs, num_workers or os.cpu_count() or 1)
-        mujoco_gl = choose_mujoco_gl()
+        choose_mujoco_gl()  # sets MUJOCO_GL before the workers start, so they inherit it
         # Contiguous slices: worker w owns envs [bounds[w], bounds[w+1]).
         self._bounds = np.linspace(0, num_envs, num_workers + 1).round().astype(int)
         ctx = mp.get_context('spawn')
@@ -93,7 +95,7 @@ class EvalEnvs:
         for w in range(num_workers):
             parent, child = ctx.Pipe()
             count = int(self._bounds[w + 1] - self._bounds[w])
-            proc = ctx.Process(target=_worker, args=(child, task.env_id, count, render_size, mujoco_gl), daemon=True)
+            proc = ctx.Process(target=_worker, args=(child, task.env_id, count, render_size), daemon=True)
             proc.start()
             child.close()
             self._conns.append(parent)
@@ -122,7 +124,7 @@ class EvalEnvs:
             worker, local = self._owner(index)
             per_worker.setdefault(worker, []).append((index, local, item))
         for worker, entries in per_worker.items():
-            payload = [local if command == 'render' else (local, item) for _, local, item in entries]
+            payload = [(local, item) for _, local, item in entries]
             self._conns[worker].send((command, payload))
         out = {}
         for worker, entries in per_worker.items():

@@ -158,13 +158,10 @@ def task_dims(task) -> tuple[int, int]:
 
 def _make_single_env(task):
     """One in-process env, made the way envs.vector's workers make theirs (headless GL first)."""
-    import warnings
-
     from envs.rendering import choose_mujoco_gl
+    from envs.vector import make_task_env
     choose_mujoco_gl()
-    warnings.filterwarnings('ignore', message='.*precision lowered by casting')
-    import ogbench
-    return ogbench.make_env_and_datasets(task.env_id, env_only=True)
+    return make_task_env(task.env_id)
 
 
 def _block(tree):
