@@ -43,6 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from envs.datasets import TRANSITION_KEYS
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXPERTS_DIR = REPO_ROOT / 'artifacts' / 'experts'
 DEFAULT_RUNS_DIR = REPO_ROOT / 'artifacts' / 'runs' / 'experts'
@@ -290,7 +292,7 @@ def make_online_env(spec: ExpertSpec):
 class ReplayBuffer:
     """Fixed-size numpy ring buffer; saved with the checkpoint so training resumes exactly where it stopped."""
 
-    KEYS = ('observations', 'actions', 'rewards', 'masks', 'next_observations')
+    KEYS = TRANSITION_KEYS
 
     def __init__(self, capacity: int, obs_dim: int, action_dim: int):
         self.capacity, self.size, self.pointer = capacity, 0, 0

@@ -241,9 +241,9 @@ def generate_dataset(
     start_time = time.time()
     bar = tqdm(total=total, initial=done_episodes, unit='ep', desc=name, disable=not progress, smoothing=0.1)
     cpu_seconds = []
+    choose_mujoco_gl()  # no GLFW probing on display-less machines; pool workers inherit MUJOCO_GL
     try:
         if workers == 1:
-            choose_mujoco_gl()  # no GLFW probing on display-less machines
             _init_worker(spec.make_collector, episode_steps)
             for path, idx in todo.items():
                 cpu_seconds.append(_record(bar, _collect_shard(path, seed, idx, episode_steps)))
@@ -297,7 +297,6 @@ def _record(bar: tqdm, shard_result: tuple[int, float]) -> float:
 def _run_pool(
     spec: DatasetSpec, todo: dict, seed: int, episode_steps: int, workers: int, bar: tqdm, cpu_seconds: list
 ) -> None:
-    choose_mujoco_gl()  # workers inherit MUJOCO_GL; no GLFW probing on display-less machines
     with ProcessPoolExecutor(
         max_workers=min(workers, len(todo)) or 1,
         mp_context=get_context('spawn'),
