@@ -133,12 +133,14 @@ class EvalEnvs:
         return out
 
     def reset(self, seeds: Sequence[int]) -> np.ndarray:
-        """Start one episode in every env, env i seeded with seeds[i]."""
-        if len(seeds) != self.num_envs:
-            raise ValueError(f'need {self.num_envs} seeds, got {len(seeds)}')
+        """Start one episode in each of the first len(seeds) envs, env i seeded with seeds[i]; the
+        other envs count as done (never stepped) until the next reset, so a last, partial batch
+        of episodes costs no env steps beyond its own."""
+        if not 1 <= len(seeds) <= self.num_envs:
+            raise ValueError(f'need 1 to {self.num_envs} seeds, got {len(seeds)}')
         for index, ob in self._scatter(dict(enumerate(seeds)), 'reset').items():
             self._obs[index] = ob
-        self._done[:] = False
+        self._done[:] = np.arange(self.num_envs) >= len(seeds)
         self._success[:] = False
         return self._obs.copy()
 

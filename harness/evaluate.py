@@ -76,9 +76,9 @@ def evaluate(sample_fn: SampleFn, envs: Any, *, beta: float, num_episodes: int, 
     for first in range(0, num_episodes, num_envs):
         count = min(num_envs, num_episodes - first)
         episode_ids = np.arange(first, first + num_envs)
-        observations = envs.reset([int(env_seed_base + i) for i in episode_ids])
-        in_use = np.arange(num_envs) < count        # envs beyond `count` run but are not scored
-        done = ~in_use
+        # Envs beyond `count` are not reset and never stepped; the policy batch keeps its fixed shape.
+        observations = envs.reset([int(env_seed_base + i) for i in episode_ids[:count]])
+        done = np.arange(num_envs) >= count
         returns = np.zeros(num_envs)
         lengths = np.zeros(num_envs, np.int64)
         success = np.zeros(num_envs, bool)

@@ -52,3 +52,15 @@ def test_wrong_action_shape_is_refused(envs):
     envs.reset([0, 1, 2])
     with pytest.raises(ValueError, match='actions must have shape'):
         envs.step(np.zeros((2, envs.action_dim)))
+
+
+def test_a_partial_reset_leaves_the_other_envs_done_and_unstepped(envs):
+    before = envs.reset([0, 1, 2])
+    partial = envs.reset([7])
+    np.testing.assert_array_equal(partial[1:], before[1:])
+    result = envs.step(np.zeros((3, envs.action_dim)))
+    assert result.done.tolist() == [False, True, True] and not result.just_finished[1:].any()
+    np.testing.assert_array_equal(result.observations[1:], before[1:])
+    assert (result.rewards[1:] == 0).all()
+    with pytest.raises(ValueError, match='need 1 to 3 seeds'):
+        envs.reset([0, 1, 2, 3])

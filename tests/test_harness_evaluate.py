@@ -11,7 +11,8 @@ K = 4  # flow steps of the fake sampler
 
 class LineEnvs:
     """Env i of a wave walks +action per step; its episode ends after `lengths[seed % len]` steps;
-    success iff the seed is even. Finished envs are frozen, as envs.vector promises."""
+    success iff the seed is even. Finished envs, and envs a reset gave no seed, are frozen, as
+    envs.vector promises."""
 
     def __init__(self, num_envs, lengths=(3, 5, 2, 7), max_steps=10):
         self.num_envs, self.observation_dim, self.action_dim = num_envs, 1, 1
@@ -20,9 +21,10 @@ class LineEnvs:
         self.renders = []
 
     def reset(self, seeds):
-        self.seeds = np.asarray(seeds)
+        self.seeds = np.zeros(self.num_envs, int)
+        self.seeds[:len(seeds)] = seeds
         self.t = np.zeros(self.num_envs, int)
-        self.done = np.zeros(self.num_envs, bool)
+        self.done = np.arange(self.num_envs) >= len(seeds)
         self.obs = np.zeros((self.num_envs, 1), np.float32)
         return self.obs.copy()
 
@@ -60,7 +62,7 @@ def test_one_batched_call_per_env_step_and_correct_episode_records():
     envs, sampler = LineEnvs(num_envs=3), CountingSampler()
     result = evaluate(sampler, envs, beta=2.0, num_episodes=5, key=jax.random.PRNGKey(0), env_seed_base=0)
     lengths = [3, 5, 2, 7, 3]       # env seeds 0..4
-    # Wave 1 (episodes 0-2) lasts max(3,5,2) steps; wave 2 (episodes 3-4, third env unscored) max(7,3,...).
+    # Wave 1 (episodes 0-2) lasts max(3,5,2) steps; wave 2 (episodes 3-4, third env not reset) max(7,3).
     assert sampler.calls == 5 + 7
     assert set(sampler.batch_sizes) == {3}
     assert [e['length'] for e in result.episodes] == lengths
