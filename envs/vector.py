@@ -19,6 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
+from envs.collectors import seed_everything
+
 
 @dataclass(frozen=True)
 class StepResult:
@@ -55,7 +57,11 @@ def _worker(conn, env_id: str, count: int, render_size: int) -> None:
         command, payload = conn.recv()
         try:
             if command == 'reset':
-                result = [np.asarray(envs[i].reset(seed=int(s))[0], np.float32) for i, s in payload]
+                result = []
+                for i, seed in payload:
+                    # OGBench's mazes draw start noise from the global NumPy RNG, not from the env's.
+                    seed_everything(envs[i], int(seed))
+                    result.append(np.asarray(envs[i].reset(seed=int(seed))[0], np.float32))
             elif command == 'step':
                 result = []
                 for i, action in payload:
