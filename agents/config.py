@@ -13,6 +13,11 @@ Q_AGGREGATIONS = ('mean', 'min')
 TARGET_ACTIONS = ('flow', 'onestep', 'guided')
 BETA_SCHEDULES = ('constant', 'linear', 'cosine')
 TIME_GRIDS = ('uniform', 'cosine')
+# Where ∇Q is taken: at the noisy point a_t (eq. 5), at the one-Euler-step clean estimate
+# â = clip(a_t + (1 - t) v) (QGF, Zhou et al. 2026), or at â with the chain rule through v.
+GUIDANCE_POINTS = ('noisy', 'denoised', 'denoised-jacobian')
+# How β scales the guidance: β∇Q (eq. 5), or β‖v‖ ∇Q/‖∇Q‖, which no rescaling of Q can change.
+GUIDANCE_SCALES = ('absolute', 'relative')
 
 
 @dataclass(frozen=True)

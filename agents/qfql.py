@@ -56,12 +56,14 @@ class QFQLAgent(FlowAgentBase):
 
     # ---- acting ---------------------------------------------------------------------------
     def sample_actions(self, observations, key, beta=0.0, *, num_steps=None, beta_schedule='constant',
-                       grad_clip=None, trust_ratio=None, q_agg=None, grid='uniform', clip_actions=True):
+                       grad_clip=None, trust_ratio=None, q_agg=None, grid='uniform', clip_actions=True,
+                       guidance_at='noisy', guidance_scale='absolute'):
         """Guided flow sampling (eq. 5) with the online critic; returns (actions, diag).
 
         `beta` may change between calls without recompiling; a Python 0 compiles a path that has no
         ∇Q at all. grad_clip / trust_ratio / q_agg default to the config's values (None = none).
-        A single observation [obs_dim] gives a single action [action_dim]."""
+        A single observation [obs_dim] gives a single action [action_dim]. `guidance_at` and
+        `guidance_scale` are the sampler's opt-in departures from eq. 5 (agents/sampler.py)."""
         c = self.config
         observations = jnp.asarray(observations, jnp.float32)
         single = observations.ndim == 1
@@ -73,16 +75,18 @@ class QFQLAgent(FlowAgentBase):
             static_zero=static_zero, num_steps=num_steps or c.flow_steps, beta_schedule=beta_schedule,
             grad_clip=c.grad_clip if grad_clip is None else grad_clip,
             trust_ratio=c.trust_ratio if trust_ratio is None else trust_ratio,
-            q_agg=q_agg or c.guidance_q_agg, grid=grid, clip_actions=clip_actions)
+            q_agg=q_agg or c.guidance_q_agg, grid=grid, clip_actions=clip_actions, guidance_at=guidance_at,
+            guidance_scale=guidance_scale)
         return (actions[0] if single else actions), diag
 
 
 @partial(jax.jit, static_argnames=('static_zero', 'num_steps', 'beta_schedule', 'grad_clip', 'trust_ratio',
-                                   'q_agg', 'grid', 'clip_actions'))
+                                   'q_agg', 'grid', 'clip_actions', 'guidance_at', 'guidance_scale'))
 def _sample(agent, observations, key, beta, *, static_zero, num_steps, beta_schedule, grad_clip, trust_ratio,
-            q_agg, grid, clip_actions):
+            q_agg, grid, clip_actions, guidance_at, guidance_scale):
     noise = agent._noise(key, observations.shape[0])
     return guided_flow_sample(
         agent.velocity_fn(agent.params['actor']), agent.q_fn(agent.params['critic']), observations, noise,
         0 if static_zero else beta, num_steps, beta_schedule=beta_schedule, grad_clip=grad_clip,
-        trust_ratio=trust_ratio, clip_actions=clip_actions, q_agg=q_agg, grid=grid)
+        trust_ratio=trust_ratio, clip_actions=clip_actions, q_agg=q_agg, grid=grid, guidance_at=guidance_at,
+        guidance_scale=guidance_scale)

@@ -3,8 +3,21 @@
     a^{k+1} = a^k + Δt_k (v(s, a^k, t_k) + g_k),   g_k = β_k ∇_a Q(s, a^k)  (after the guards)
 
 It knows nothing about networks: `velocity_fn(obs, a, t)` and `q_fn(obs, a)` are any batched
-callables, so the invariants in DESIGN.md are tested with analytic fields. Guards, in order:
-  1. grad_clip c: ∇Q is rescaled per sample so that ‖∇Q‖ ≤ c (so ‖g‖ ≤ β_k c);
+callables, so the invariants in DESIGN.md are tested with analytic fields.
+
+Two opt-in departures from eq. 5, each a keyword whose default is the paper's:
+  * guidance_at -- where ∇Q is taken. 'noisy' (eq. 5) queries the critic at a^k, a point that is
+    off the data at small t, where the critic was never trained. 'denoised' queries it at the
+    one-Euler-step clean estimate â = clip(a^k + (1 - t_k) v, box) with v held fixed (QGF, Zhou
+    et al. 2026); 'denoised-jacobian' differentiates Q(s, â(a^k)) through v as well, so the
+    guidance is (∂â/∂a^k)ᵀ ∇Q(s, â), at the price of one more actor backward pass per step.
+  * guidance_scale -- 'absolute' adds β_k ∇Q (eq. 5), whose size follows |Q| and the reward
+    scale, so the same β can swamp the flow on one task and do nothing on another. 'relative'
+    adds β_k ‖v‖ ∇Q/‖∇Q‖: β is the size of the guidance as a fraction of the flow's own step,
+    unchanged by any positive rescaling of Q.
+
+Guards, in order:
+  1. grad_clip c: ∇Q is rescaled per sample so that ‖∇Q‖ ≤ c (so ‖g‖ ≤ β_k c when absolute);
   2. trust_ratio ρ: g is rescaled per sample so that ‖g‖ ≤ ρ ‖v‖ (the adaptive guard Appendix A
      asks for: guidance can never dominate the behaviour flow by more than ρ);
   3. non-finite guard: a sample whose g has a NaN/inf takes the unguided step; it is counted.
@@ -20,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agents.config import BETA_SCHEDULES, Q_AGGREGATIONS, TIME_GRIDS
+from agents.config import BETA_SCHEDULES, GUIDANCE_POINTS, GUIDANCE_SCALES, Q_AGGREGATIONS, TIME_GRIDS
 
 VelocityFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 QFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -71,16 +84,32 @@ def _row_norm(x: jax.Array) -> jax.Array:
     return jnp.sqrt(jnp.sum(jnp.square(x), axis=-1))
 
 
-def _guidance(q_fn: QFn, obs, actions, velocity_norm, beta_k, grad_clip, trust_ratio, q_agg):
-    """β_k ∇_a Q after the clip / trust-ratio / non-finite guards; also ‖∇Q‖ and the bad-row mask."""
-    grad_q = jax.grad(lambda a: jnp.sum(aggregate_q(q_fn(obs, a), q_agg)))(actions)
+def _grad_q(q_fn: QFn, velocity_fn: VelocityFn, obs, actions, velocity, times, q_agg, guidance_at, low, high):
+    """∇Q per sample at the point `guidance_at` names (see the module docstring)."""
+    def total_q(a):
+        return jnp.sum(aggregate_q(q_fn(obs, a), q_agg))
+
+    if guidance_at == 'noisy':
+        return jax.grad(total_q)(actions)
+    remaining = 1.0 - times
+    if guidance_at == 'denoised':
+        return jax.grad(total_q)(jnp.clip(actions + remaining * jax.lax.stop_gradient(velocity), low, high))
+    return jax.grad(lambda a: total_q(jnp.clip(a + remaining * velocity_fn(obs, a, times), low, high)))(actions)
+
+
+def _guidance(grad_q, velocity_norm, beta_k, grad_clip, trust_ratio, guidance_scale):
+    """β_k-scaled guidance after the clip / trust-ratio / non-finite guards; also ‖∇Q‖ and the bad-row mask."""
     grad_norm = _row_norm(grad_q)
     if grad_clip is not None:
         # NaN norms compare False and keep their NaN; inf norms give inf * 0 = NaN: both are
         # caught by the finiteness check below.
         scale = jnp.where(grad_norm > grad_clip, grad_clip / grad_norm, 1.0)
         grad_q = grad_q * scale[:, None]
-    guidance = beta_k * grad_q
+    if guidance_scale == 'relative':
+        norm = _row_norm(grad_q)
+        guidance = beta_k * (velocity_norm / jnp.where(norm > 0, norm, 1.0))[:, None] * grad_q
+    else:
+        guidance = beta_k * grad_q
     if trust_ratio is not None:
         limit = trust_ratio * velocity_norm
         norm = _row_norm(guidance)
@@ -108,6 +137,8 @@ def guided_flow_sample(
     action_low: float = -1.0,
     action_high: float = 1.0,
     return_path: bool = False,
+    guidance_at: str = 'noisy',
+    guidance_scale: str = 'absolute',
 ):
     """Integrate the (guided) flow from a⁰ = `noise` [B, A] in `num_steps` Euler steps.
 
@@ -116,6 +147,8 @@ def guided_flow_sample(
     Returns (actions [B, A], diag) with diag['velocity_norm'|'grad_q_norm'|'guidance_norm'] of
     shape [K, B] (grad_q_norm is before clipping; 0 where no gradient was taken) and
     diag['nonfinite_fallbacks'], the int32 count of (step, sample) pairs that fell back.
+    `guidance_at` ('noisy' | 'denoised' | 'denoised-jacobian') and `guidance_scale` ('absolute' |
+    'relative') are explained in the module docstring.
     With return_path, diag['path'] [K+1, B, A] holds a⁰ … a^K (before the final clip).
     """
     # Numbers are checked here; traced values (allowed, so sweeps need not recompile) cannot be.
@@ -123,6 +156,10 @@ def guided_flow_sample(
         raise ValueError(f'grad_clip must be > 0 or None, got {grad_clip}')
     if isinstance(trust_ratio, (int, float)) and not trust_ratio >= 0:
         raise ValueError(f'trust_ratio must be >= 0 or None, got {trust_ratio}')
+    if guidance_at not in GUIDANCE_POINTS:
+        raise ValueError(f'guidance_at must be one of {GUIDANCE_POINTS}, got {guidance_at!r}')
+    if guidance_scale not in GUIDANCE_SCALES:
+        raise ValueError(f'guidance_scale must be one of {GUIDANCE_SCALES}, got {guidance_scale!r}')
     skip_guidance = is_static_zero(beta)
     if q_fn is None and not skip_guidance:
         raise ValueError('q_fn is required unless beta is the Python number 0')
@@ -134,14 +171,17 @@ def guided_flow_sample(
 
     def step(actions, xs):
         t, dt, beta_k = xs
-        velocity = velocity_fn(obs, actions, jnp.full((batch, 1), t, actions.dtype))
+        t_column = jnp.full((batch, 1), t, actions.dtype)
+        velocity = velocity_fn(obs, actions, t_column)
         velocity_norm = _row_norm(velocity)
         if skip_guidance:
             guidance, grad_norm, bad = jnp.zeros_like(actions), zeros_b, jnp.zeros((batch,), bool)
         else:
             guidance, grad_norm, bad = jax.lax.cond(
                 beta_k != 0.0,
-                lambda a: _guidance(q_fn, obs, a, velocity_norm, beta_k, grad_clip, trust_ratio, q_agg),
+                lambda a: _guidance(
+                    _grad_q(q_fn, velocity_fn, obs, a, velocity, t_column, q_agg, guidance_at, action_low, action_high),
+                    velocity_norm, beta_k, grad_clip, trust_ratio, guidance_scale),
                 lambda a: (jnp.zeros_like(a), zeros_b, jnp.zeros((batch,), bool)),
                 actions,
             )

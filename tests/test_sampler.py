@@ -22,6 +22,8 @@ seeds = st.integers(0, 2**31 - 1)
 clips = st.floats(0.01, 3.0)
 schedules = st.sampled_from(['constant', 'linear', 'cosine'])
 grids = st.sampled_from(['uniform', 'cosine'])
+points = st.sampled_from(['noisy', 'denoised', 'denoised-jacobian'])
+scales = st.sampled_from(['absolute', 'relative'])
 
 W = jnp.array([0.5, -1.0, 2.0])
 CENTER = jnp.array([0.3, -0.2, 0.1])
@@ -56,18 +58,20 @@ def scaled_linear_q(obs, a):
 
 
 FIELDS = {'linear': linear_velocity, 'zero': zero_velocity}
-QS = {'linear': linear_q, 'steep': steep_quadratic_q, 'concave': concave_quadratic_q, 'scaled': scaled_linear_q}
+QS = {'linear': linear_q, 'steep': steep_quadratic_q, 'concave': concave_quadratic_q, 'scaled': scaled_linear_q,
+      'steep_x1000': lambda obs, a: 1000.0 * steep_quadratic_q(obs, a)}
 
 
 @partial(jax.jit, static_argnames=('velocity', 'q', 'num_steps', 'schedule', 'grid', 'clip_actions',
-                                   'use_clip', 'use_trust', 'return_path'))
+                                   'use_clip', 'use_trust', 'return_path', 'at', 'scale', 'box'))
 def sample(obs, noise, beta, grad_clip=1.0, trust_ratio=1.0, *, velocity='linear', q='linear', num_steps=3,
            schedule='constant', grid='uniform', clip_actions=False, use_clip=False, use_trust=False,
-           return_path=False):
+           return_path=False, at='noisy', scale='absolute', box=1.0):
     return guided_flow_sample(FIELDS[velocity], QS[q], obs, noise, beta, num_steps, beta_schedule=schedule,
                               grad_clip=grad_clip if use_clip else None,
                               trust_ratio=trust_ratio if use_trust else None,
-                              clip_actions=clip_actions, grid=grid, return_path=return_path)
+                              clip_actions=clip_actions, grid=grid, return_path=return_path,
+                              guidance_at=at, guidance_scale=scale, action_low=-box, action_high=box)
 
 
 def inputs(seed, batch):
@@ -86,12 +90,13 @@ def euler_reference(obs, noise, num_steps):
 
 # ---- β = 0 ------------------------------------------------------------------------------------
 @SETTINGS
-@given(num_steps=step_counts, batch=batch_sizes, seed=seeds)
-def test_beta_zero_equals_unguided_euler(num_steps, batch, seed):
+@given(num_steps=step_counts, batch=batch_sizes, seed=seeds, at=points, scale=scales)
+def test_beta_zero_equals_unguided_euler(num_steps, batch, seed, at, scale):
     obs, noise = inputs(seed, batch)
     expected = euler_reference(obs, noise, num_steps)
-    static, _ = guided_flow_sample(linear_velocity, linear_q, obs, noise, 0, num_steps, clip_actions=False)
-    traced, diag = sample(obs, noise, jnp.float32(0.0), num_steps=num_steps)
+    static, _ = guided_flow_sample(linear_velocity, linear_q, obs, noise, 0, num_steps, clip_actions=False,
+                                   guidance_at=at, guidance_scale=scale)
+    traced, diag = sample(obs, noise, jnp.float32(0.0), num_steps=num_steps, at=at, scale=scale)
     np.testing.assert_allclose(static, expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(traced, expected, rtol=1e-5, atol=1e-5)
     assert float(jnp.max(diag['guidance_norm'])) == 0.0
@@ -132,12 +137,12 @@ def test_beta_zero_never_evaluates_grad_q_at_run_time():
 
 
 @SETTINGS
-@given(num_steps=step_counts, batch=batch_sizes, seed=seeds)
-def test_beta_zero_ignores_nan_q_gradient(num_steps, batch, seed):
+@given(num_steps=step_counts, batch=batch_sizes, seed=seeds, at=points)
+def test_beta_zero_ignores_nan_q_gradient(num_steps, batch, seed, at):
     """If ∇Q were evaluated at β = 0 its NaNs would be counted as fallbacks: none are."""
     obs, noise = inputs(seed, batch)
     nan_obs = obs.at[:, 1].set(jnp.nan)
-    actions, diag = sample(nan_obs, noise, jnp.float32(0.0), q='scaled', num_steps=num_steps)
+    actions, diag = sample(nan_obs, noise, jnp.float32(0.0), q='scaled', num_steps=num_steps, at=at)
     assert int(diag['nonfinite_fallbacks']) == 0
     np.testing.assert_allclose(actions, euler_reference(nan_obs, noise, num_steps), rtol=1e-5, atol=1e-5)
 
@@ -173,30 +178,32 @@ def test_time_grid_is_a_partition_of_unit_interval(kind, num_steps):
 
 
 @SETTINGS
-@given(beta=betas, clip=clips, num_steps=step_counts, batch=batch_sizes, seed=seeds)
-def test_grad_clip_bounds_applied_guidance(beta, clip, num_steps, batch, seed):
+@given(beta=betas, clip=clips, num_steps=step_counts, batch=batch_sizes, seed=seeds, at=points)
+def test_grad_clip_bounds_applied_guidance(beta, clip, num_steps, batch, seed, at):
     obs, noise = inputs(seed, batch)
-    _, diag = sample(obs, noise, beta, clip, q='steep', num_steps=num_steps, use_clip=True)
+    _, diag = sample(obs, noise, beta, clip, q='steep', num_steps=num_steps, use_clip=True, at=at)
     assert np.all(np.asarray(diag['guidance_norm']) <= beta * clip * (1 + 1e-5) + 1e-6)
     # grad_q_norm is reported before clipping, so it is where the clip shows.
     assert np.all(np.asarray(diag['grad_q_norm']) >= np.asarray(diag['guidance_norm']) / beta * (1 - 1e-5) - 1e-6)
 
 
 @SETTINGS
-@given(beta=betas, ratio=st.floats(0.0, 2.0), num_steps=step_counts, batch=batch_sizes, seed=seeds)
-def test_trust_ratio_bounds_guidance_by_velocity(beta, ratio, num_steps, batch, seed):
+@given(beta=betas, ratio=st.floats(0.0, 2.0), num_steps=step_counts, batch=batch_sizes, seed=seeds, at=points,
+       scale=scales)
+def test_trust_ratio_bounds_guidance_by_velocity(beta, ratio, num_steps, batch, seed, at, scale):
     obs, noise = inputs(seed, batch)
-    _, diag = sample(obs, noise, beta, 1.0, ratio, q='steep', num_steps=num_steps, use_trust=True)
+    _, diag = sample(obs, noise, beta, 1.0, ratio, q='steep', num_steps=num_steps, use_trust=True, at=at,
+                     scale=scale)
     assert np.all(np.asarray(diag['guidance_norm'])
                   <= ratio * np.asarray(diag['velocity_norm']) * (1 + 1e-5) + 1e-6)
 
 
 @SETTINGS
 @given(beta=st.floats(0.0, 5.0), num_steps=step_counts, seed=seeds, use_clip=st.booleans(),
-       use_trust=st.booleans())
-def test_rows_are_independent(beta, num_steps, seed, use_clip, use_trust):
+       use_trust=st.booleans(), at=points, scale=scales)
+def test_rows_are_independent(beta, num_steps, seed, use_clip, use_trust, at, scale):
     obs, noise = inputs(seed, 4)
-    kwargs = dict(q='steep', num_steps=num_steps, use_clip=use_clip, use_trust=use_trust)
+    kwargs = dict(q='steep', num_steps=num_steps, use_clip=use_clip, use_trust=use_trust, at=at, scale=scale)
     batched, batched_diag = sample(obs, noise, beta, 0.5, 0.7, **kwargs)
     for i in range(4):
         row, row_diag = sample(obs[i:i + 1], noise[i:i + 1], beta, 0.5, 0.7, **kwargs)
@@ -220,14 +227,14 @@ def test_same_key_same_output_finite_and_in_box(beta, num_steps, batch, seed):
 
 @SETTINGS
 @given(beta=betas, num_steps=step_counts, seed=seeds, bad=st.sampled_from([np.nan, np.inf, -np.inf]),
-       use_clip=st.booleans(), use_trust=st.booleans())
+       use_clip=st.booleans(), use_trust=st.booleans(), at=points, scale=scales)
 def test_nonfinite_guidance_falls_back_to_unguided_and_is_counted(beta, num_steps, seed, bad, use_clip,
-                                                                  use_trust):
+                                                                  use_trust, at, scale):
     obs, noise = inputs(seed, 6)
     obs = obs.at[:, 1].set(1.0)
     bad_rows = np.array([True, False, True, False, False, True])
     obs = obs.at[bad_rows, 1].set(bad)
-    kwargs = dict(q='scaled', num_steps=num_steps, use_clip=use_clip, use_trust=use_trust)
+    kwargs = dict(q='scaled', num_steps=num_steps, use_clip=use_clip, use_trust=use_trust, at=at, scale=scale)
     actions, diag = sample(obs, noise, beta, 0.5, 0.7, **kwargs)
     unguided, _ = sample(obs, noise, jnp.float32(0.0), **kwargs)
     good_obs = obs.at[:, 1].set(1.0)
@@ -248,6 +255,61 @@ def test_small_guided_steps_do_not_decrease_concave_q(beta, num_steps, batch, se
     assert np.all(np.diff(q_along_path, axis=0) >= -1e-6)
 
 
+# ---- where ∇Q is taken, and scale-free guidance -------------------------------------------------
+@SETTINGS
+@given(beta=st.floats(0.01, 0.5), num_steps=step_counts, batch=batch_sizes, seed=seeds)
+def test_guidance_points_agree_when_the_flow_is_still(beta, num_steps, batch, seed):
+    """v ≡ 0 makes the denoised estimate â = a (inside a box wide enough not to clip), and its
+    Jacobian the identity: all three points give the same path for a curved Q."""
+    obs, noise = inputs(seed, batch)
+    runs = [sample(obs, noise, beta, velocity='zero', q='concave', num_steps=num_steps, at=at, box=100.0)
+            for at in ('noisy', 'denoised', 'denoised-jacobian')]
+    for actions, diag in runs[1:]:
+        np.testing.assert_allclose(actions, runs[0][0], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(diag['guidance_norm'], runs[0][1]['guidance_norm'], rtol=1e-5, atol=1e-5)
+
+
+@SETTINGS
+@given(beta=betas, num_steps=step_counts, batch=batch_sizes, seed=seeds)
+def test_noisy_and_denoised_agree_for_a_linear_q(beta, num_steps, batch, seed):
+    """∇(w·a) = w wherever it is taken, even where â is clipped to the box."""
+    obs, noise = inputs(seed, batch)
+    noisy, _ = sample(obs, 3.0 * noise, beta, num_steps=num_steps, at='noisy')
+    denoised, _ = sample(obs, 3.0 * noise, beta, num_steps=num_steps, at='denoised')
+    np.testing.assert_allclose(denoised, noisy, rtol=1e-5, atol=1e-5)
+
+
+@SETTINGS
+@given(beta=betas, num_steps=step_counts, batch=batch_sizes, seed=seeds)
+def test_jacobian_mode_scales_guidance_by_the_affine_flow_factor(beta, num_steps, batch, seed):
+    """v = -a + t + s₀ gives â = a + (1 - t) v, so ∂â/∂a = t·I: with Q = w·a the Jacobian mode
+    applies β t_k w at step k, where the plain denoised mode applies β w."""
+    obs, noise = inputs(seed, batch)
+    _, plain = sample(obs, noise, beta, num_steps=num_steps, at='denoised', box=100.0)
+    _, chained = sample(obs, noise, beta, num_steps=num_steps, at='denoised-jacobian', box=100.0)
+    t = np.arange(num_steps) / num_steps
+    w_norm = float(jnp.linalg.norm(W))
+    np.testing.assert_allclose(plain['guidance_norm'], np.full((num_steps, batch), beta * w_norm), rtol=1e-4)
+    np.testing.assert_allclose(chained['guidance_norm'], beta * w_norm * np.repeat(t[:, None], batch, 1),
+                               rtol=1e-4, atol=1e-5)
+
+
+@SETTINGS
+@given(beta=betas, num_steps=step_counts, batch=batch_sizes, seed=seeds, at=points)
+def test_relative_guidance_is_beta_times_the_flow_and_ignores_the_scale_of_q(beta, num_steps, batch, seed, at):
+    obs, noise = inputs(seed, batch)
+    actions, diag = sample(obs, noise, beta, q='steep', num_steps=num_steps, at=at, scale='relative', box=100.0)
+    scaled, _ = sample(obs, noise, beta, q='steep_x1000', num_steps=num_steps, at=at, scale='relative', box=100.0)
+    np.testing.assert_allclose(scaled, actions, rtol=1e-4, atol=1e-4)
+    pushed = np.asarray(diag['grad_q_norm']) > 0
+    np.testing.assert_allclose(np.asarray(diag['guidance_norm'])[pushed],
+                               beta * np.asarray(diag['velocity_norm'])[pushed], rtol=1e-4, atol=1e-6)
+    # The paper's absolute guidance does follow the scale of Q.
+    absolute, _ = sample(obs, noise, beta, q='steep', num_steps=num_steps, box=100.0)
+    absolute_scaled, _ = sample(obs, noise, beta, q='steep_x1000', num_steps=num_steps, box=100.0)
+    assert not np.allclose(absolute, absolute_scaled, atol=1e-3)
+
+
 def test_ensemble_q_aggregation_for_guidance():
     """An ensemble q_fn [E, B] is reduced by mean (default) or min before taking ∇_a."""
     def ensemble_q(obs, a):
@@ -263,7 +325,8 @@ def test_ensemble_q_aggregation_for_guidance():
 def test_bad_options_give_one_line_errors():
     obs, noise = inputs(0, 2)
     for kwargs, text in [(dict(beta_schedule='exp'), 'beta_schedule'), (dict(grad_clip=0.0), 'grad_clip'),
-                         (dict(trust_ratio=-1.0), 'trust_ratio'), (dict(grid='log'), 'time_grid')]:
+                         (dict(trust_ratio=-1.0), 'trust_ratio'), (dict(grid='log'), 'time_grid'),
+                         (dict(guidance_at='clean'), 'guidance_at'), (dict(guidance_scale='unit'), 'guidance_scale')]:
         with pytest.raises(ValueError, match=text) as err:
             guided_flow_sample(linear_velocity, linear_q, obs, noise, 1.0, 2, **kwargs)
         assert '\n' not in str(err.value)
