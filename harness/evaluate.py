@@ -9,8 +9,10 @@ sampler's per-flow-step diagnostics ‖v‖, ‖∇Q‖, ‖applied guidance‖ 
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Sequence
 
 import jax
@@ -23,16 +25,38 @@ DIAG_KEYS = ('velocity_norm', 'grad_q_norm', 'guidance_norm')
 SampleFn = Callable[[np.ndarray, jax.Array, Any], tuple[jax.Array, dict]]
 
 
-@jax.jit
-def _sample(agent, observations, key, beta):
-    return agent.sample_actions(observations, key, beta)
+@dataclass(frozen=True)
+class SamplerSettings:
+    """The guided sampler's test-time knobs (agents/sampler.py), all but β: they never touch training,
+    so a checkpoint can be evaluated under any of them. Defaults are eq. 5 as the paper runs it.
+    `flow_steps` None acts with the agent's trained step count; FQL ignores all of them."""
+    beta_schedule: str = 'constant'
+    grad_clip: float | None = None
+    trust_ratio: float | None = None
+    flow_steps: int | None = None
+    guidance_q_agg: str = 'mean'
+    guidance_at: str = 'noisy'
+    guidance_scale: str = 'absolute'
+
+    def sample_kwargs(self) -> dict:
+        return dict(num_steps=self.flow_steps, beta_schedule=self.beta_schedule, grad_clip=self.grad_clip,
+                    trust_ratio=self.trust_ratio, q_agg=self.guidance_q_agg, guidance_at=self.guidance_at,
+                    guidance_scale=self.guidance_scale)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
 
 
-def make_sample_fn(agent: Any) -> SampleFn:
+@partial(jax.jit, static_argnames=('settings',))
+def _sample(agent, observations, key, beta, settings: SamplerSettings):
+    return agent.sample_actions(observations, key, beta, **settings.sample_kwargs())
+
+
+def make_sample_fn(agent: Any, settings: SamplerSettings = SamplerSettings()) -> SampleFn:
     """The agent's guided sampler as one jitted call; β is traced, so every β and every seed's agent
     (same structure) share one compilation."""
     return lambda observations, key, beta: _sample(agent, jnp.asarray(observations, jnp.float32), key,
-                                                   jnp.asarray(beta, jnp.float32))
+                                                   jnp.asarray(beta, jnp.float32), settings)
 
 
 @dataclass

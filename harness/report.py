@@ -86,28 +86,54 @@ def summarize_beta(beta: float, episodes: Sequence[dict]) -> dict:
     }
 
 
-def best_beta(results: Sequence[dict]) -> float:
-    """The β with the highest success rate (ties: the smallest β, i.e. the least guidance)."""
-    return min(results, key=lambda r: (-r['success_rate'], r['beta']))['beta']
+def best_beta(results: Sequence[dict]) -> float | None:
+    """The β chosen on the selection episodes: the highest `selection_success_rate` (ties: the
+    smallest β, i.e. the least guidance). A single β is its own choice; several βs evaluated
+    without selection episodes have no honest best, so None."""
+    if len(results) == 1:
+        return results[0]['beta']
+    if any('selection_success_rate' not in r for r in results):
+        return None
+    return min(results, key=lambda r: (-r['selection_success_rate'], r['beta']))['beta']
+
+
+def max_over_betas(results: Sequence[dict]) -> dict:
+    """The largest held-out success over β, labelled: it is optimistic, because the β that
+    reaches it was picked on the very episodes it is reported on."""
+    top = min(results, key=lambda r: (-r['success_rate'], r['beta']))
+    return {'beta': top['beta'], 'success_rate': top['success_rate'], 'ci95': top['ci95'],
+            'note': 'max over β of the held-out success rate: optimistic (chosen on the episodes it reports)'}
 
 
 def sweep_table(results: Sequence[dict]) -> str:
-    """Markdown table of a β sweep (one row per β)."""
-    lines = ['| β | success | 95% CI (seeds × episodes) | IQM over seeds [95% CI] | return | length | mean ‖β∇Q‖ | fallbacks |',
-             '|---|---|---|---|---|---|---|---|']
+    """Markdown table of a β sweep (one row per β). With selection episodes, the selection column
+    is what chose β (marked 'selected'); every other column is held-out."""
+    selected = best_beta(results)
+    with_selection = all('selection_success_rate' in r for r in results) and len(results) > 1
+    head = '| β | held-out success | 95% CI (seeds × episodes) | IQM over seeds [95% CI] |'
+    rule = '|---|---|---|---|'
+    if with_selection:
+        head, rule = head + ' selection success |', rule + '---|'
+    lines = [head + ' return | length | mean ‖β∇Q‖ | fallbacks |', rule + '---|---|---|---|']
     for r in sorted(results, key=lambda r: r['beta']):
         g = '—' if r['mean_guidance_norm'] is None else f"{r['mean_guidance_norm']:.3g}"
+        mark = ' (selected)' if with_selection and r['beta'] == selected else ''
+        selection = f" {r['selection_success_rate']:.3f} |" if with_selection else ''
         lines.append(
-            f"| {r['beta']:g} | {r['success_rate']:.3f} | [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] | "
-            f"{r['iqm']:.3f} [{r['iqm_ci95'][0]:.3f}, {r['iqm_ci95'][1]:.3f}] | {r['mean_return']:.1f} | "
+            f"| {r['beta']:g}{mark} | {r['success_rate']:.3f} | [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] | "
+            f"{r['iqm']:.3f} [{r['iqm_ci95'][0]:.3f}, {r['iqm_ci95'][1]:.3f}] |{selection} {r['mean_return']:.1f} | "
             f"{r['mean_length']:.0f} | {g} | {r['fallbacks']} |")
     return '\n'.join(lines) + '\n'
 
 
 def sweep_csv(results: Sequence[dict]) -> str:
-    rows = ['beta,success_rate,ci95_low,ci95_high,iqm,iqm_ci95_low,iqm_ci95_high,mean_return,mean_length,mean_guidance_norm,fallbacks']
+    """CSV of a sweep; success columns are held-out, selection_success_rate is empty without selection."""
+    rows = ['beta,success_rate,ci95_low,ci95_high,iqm,iqm_ci95_low,iqm_ci95_high,selection_success_rate,mean_return,'
+            'mean_length,mean_guidance_norm,fallbacks']
     for r in sorted(results, key=lambda r: r['beta']):
         g = '' if r['mean_guidance_norm'] is None else f"{r['mean_guidance_norm']:.6g}"
+        sel = f"{r['selection_success_rate']:.6f}" if 'selection_success_rate' in r else ''
         rows.append(f"{r['beta']:g},{r['success_rate']:.6f},{r['ci95'][0]:.6f},{r['ci95'][1]:.6f},{r['iqm']:.6f},"
-                    f"{r['iqm_ci95'][0]:.6f},{r['iqm_ci95'][1]:.6f},{r['mean_return']:.6g},{r['mean_length']:.6g},{g},{r['fallbacks']}")
+                    f"{r['iqm_ci95'][0]:.6f},{r['iqm_ci95'][1]:.6f},{sel},{r['mean_return']:.6g},{r['mean_length']:.6g},"
+                    f"{g},{r['fallbacks']}")
     return '\n'.join(rows) + '\n'

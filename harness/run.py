@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from agents.config import BETA_SCHEDULES, GUIDANCE_POINTS, GUIDANCE_SCALES
 from harness.errors import OneLineArgumentParser, UsageError, run_main
+from harness.evaluate import SamplerSettings
 
 # Defaults that depend on the preset; an explicit flag always wins. Why these numbers:
 #   paper -- the paper's protocol (1M updates, 50 evaluation episodes; evaluation every 100k).
@@ -47,7 +49,8 @@ FQL_ALPHA = {'antmaze': 10.0, 'antsoccer': 10.0, 'cube-double': 300.0, 'scene': 
              'antmaze-umaze-diverse': 10.0, 'antmaze-medium-diverse': 10.0, 'antmaze-large-diverse': 3.0}
 DEFAULT_OUT_ROOT = Path('artifacts/runs')
 DEFAULT_SWEEP_ROOT = Path('artifacts/sweeps')
-EVAL_SEED_BASE = 1_000_000      # evaluation episode i starts from env seed EVAL_SEED_BASE + i
+EVAL_SEED_BASE = 1_000_000      # held-out evaluation episode i starts from env seed EVAL_SEED_BASE + i
+SELECTION_SEED_BASE = 2_000_000  # β-selection episode i starts from env seed SELECTION_SEED_BASE + i (disjoint)
 LONG_RUN_SECONDS = 3600.0
 
 
@@ -84,6 +87,26 @@ def seed_list(text: str) -> list[int]:
     if not values or any(v < 0 for v in values):
         raise argparse.ArgumentTypeError(f"seeds must be non-negative integers, got '{text}'")
     return list(dict.fromkeys(values))
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got '{text}'") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got '{text}'")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got '{text}'") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got '{text}'")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -135,6 +158,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--target-flow-steps', type=positive_int,
                    help="Euler steps of the flow/guided target action only (default: the preset's flow steps, 10)")
     p.add_argument('--alpha', type=float, help='FQL distillation weight (default: the task\'s from the FQL paper)')
+    sampler = p.add_argument_group('guided sampler (test time only: may differ between --checkpoint sweeps and on --resume)')
+    sampler.add_argument('--guidance-at', choices=list(GUIDANCE_POINTS),
+                         help='where ∇Q is taken: noisy (default, eq. 5), denoised (at the one-step clean estimate), '
+                              'denoised-jacobian (also through v)')
+    sampler.add_argument('--guidance-scale', choices=list(GUIDANCE_SCALES),
+                         help='absolute (default): β∇Q as eq. 5; relative: β‖v‖∇Q/‖∇Q‖, the same β on every task')
+    sampler.add_argument('--beta-schedule', choices=list(BETA_SCHEDULES), help='β over the flow steps (default constant)')
+    sampler.add_argument('--grad-clip', type=positive_float, help='clip ‖∇Q‖ per sample to this (default: none)')
+    sampler.add_argument('--trust-ratio', type=nonnegative_float, help='cap ‖guidance‖ at this times ‖v‖ (default: none)')
+    sampler.add_argument('--flow-steps', type=positive_int, help='Euler steps when acting (default: the trained K, 10)')
+    sampler.add_argument('--guidance-q-agg', choices=['mean', 'min'], help='ensemble Q whose gradient guides (default mean)')
+    p.add_argument('--selection-episodes', type=nonnegative_int,
+                   help='with several βs: episodes per seed on separate start states that choose the best β, which '
+                        'is then reported on the held-out --eval-episodes (default: as many as --eval-episodes; '
+                        '0: no selection, only the labelled max over β)')
     p.add_argument('--out', help='run folder (default artifacts/runs/<task>-<agent>-<preset>-<seeds>-<time>)')
     p.add_argument('--data-dir', help='dataset folder (default ~/.ogbench/data)')
     p.add_argument('--download', action='store_true',
@@ -172,6 +210,8 @@ class Plan:
     checkpoint: Path | None    # what to restore (resume / evaluate)
     start_step: int = 0
     download: bool = False     # fetch a missing dataset from OGBench's server instead of regenerating it
+    sampler: SamplerSettings = SamplerSettings()
+    selection_episodes: int = 0   # per seed and β, on SELECTION_SEED_BASE starts; 0 = no β selection
 
     def to_json(self) -> dict:
         return {
@@ -182,7 +222,9 @@ class Plan:
             'checkpoint_every': self.checkpoint_every, 'updates_per_call': self.chunk, 'out': str(self.out),
             'data_dir': self.data_dir, 'dataset_episodes': self.dataset_episodes,
             'checkpoint': None if self.checkpoint is None else str(self.checkpoint), 'download': self.download,
-            'eval_seed_base': EVAL_SEED_BASE, 'command': ' '.join(sys.argv),
+            'eval_seed_base': EVAL_SEED_BASE, 'sampler': self.sampler.to_json(),
+            'selection_episodes': self.selection_episodes, 'selection_seed_base': SELECTION_SEED_BASE,
+            'command': ' '.join(sys.argv),
         }
 
 
@@ -217,6 +259,11 @@ def _config_for(task, agent: str, preset: str, beta: float, args) -> object:
     if agent == 'fql' and (args.target_action is not None or args.target_flow_steps is not None):
         raise UsageError("--target-action and --target-flow-steps are QFQL options (FQL's TD target action comes from "
                          'its one-step policy); drop them or use --agent qfql')
+    # The guided TD target (--target-action guided) runs the sampler too, with these guards.
+    for field, value in (('grad_clip', args.grad_clip), ('trust_ratio', args.trust_ratio),
+                         ('guidance_q_agg', args.guidance_q_agg)):
+        if value is not None:
+            overrides[field] = value
     if args.target_action is not None:
         overrides['target_action'] = args.target_action
     if args.target_flow_steps is not None:
@@ -231,6 +278,25 @@ def _config_for(task, agent: str, preset: str, beta: float, args) -> object:
 
 def _pick(explicit, default):
     return default if explicit is None else explicit
+
+
+def _sampler_settings(args, saved: dict | None, config) -> SamplerSettings:
+    """Flags win; then what the run recorded (resume); then the agent config's sampler defaults."""
+    base = SamplerSettings(grad_clip=config.grad_clip, trust_ratio=config.trust_ratio,
+                           guidance_q_agg=config.guidance_q_agg)
+    if saved:
+        base = SamplerSettings(**saved)
+    flags = {'beta_schedule': args.beta_schedule, 'grad_clip': args.grad_clip, 'trust_ratio': args.trust_ratio,
+             'flow_steps': args.flow_steps, 'guidance_q_agg': args.guidance_q_agg, 'guidance_at': args.guidance_at,
+             'guidance_scale': args.guidance_scale}
+    return dataclasses.replace(base, **{k: v for k, v in flags.items() if v is not None})
+
+
+def _selection_episodes(args, betas: list[float], eval_episodes: int, saved: int | None = None) -> int:
+    """β selection needs more than one β; by default it gets as many episodes as the held-out set."""
+    if len(betas) < 2:
+        return 0
+    return _pick(args.selection_episodes, _pick(saved, eval_episodes))
 
 
 def _latest_run(task_name: str | None) -> Path:
@@ -274,7 +340,9 @@ def plan_run(args) -> Plan:
         return Plan('evaluate', task, meta['agent'], preset, config, list(meta['seeds']), int(meta['step']), beta,
                     betas, 0, eval_episodes, min(_pick(args.eval_envs, defaults['eval_envs']), eval_episodes),
                     _pick(args.video_episodes, defaults['video_episodes']), args.frame_skip, 0, 1, out,
-                    args.data_dir or _default_data_dir(), None, checkpoint, int(meta['step']), download=args.download)
+                    args.data_dir or _default_data_dir(), None, checkpoint, int(meta['step']), download=args.download,
+                    sampler=_sampler_settings(args, None, config),
+                    selection_episodes=_selection_episodes(args, betas, eval_episodes))
 
     if args.resume:
         run_dir = _latest_run(args.task) if args.resume == 'latest' else Path(args.resume)
@@ -294,10 +362,14 @@ def plan_run(args) -> Plan:
         steps = _pick(args.steps, saved['steps'])
         if step >= steps:
             raise UsageError(f'--resume {run_dir}: already trained {step} of {steps} updates; pass a larger --steps')
+        betas = args.betas or saved['final_betas']
         return Plan('resume', task, saved['agent'], saved['preset'], config, saved['seeds'], steps, saved['beta'],
-                    args.betas or saved['final_betas'], saved['eval_every'], saved['eval_episodes'], saved['eval_envs'],
+                    betas, saved['eval_every'], saved['eval_episodes'], saved['eval_envs'],
                     saved['video_episodes'], saved['frame_skip'], saved['checkpoint_every'], saved['updates_per_call'],
-                    run_dir, saved['data_dir'], saved['dataset_episodes'], checkpoint, step, download=args.download)
+                    run_dir, saved['data_dir'], saved['dataset_episodes'], checkpoint, step, download=args.download,
+                    sampler=_sampler_settings(args, saved.get('sampler'), config),
+                    selection_episodes=_selection_episodes(args, betas, saved['eval_episodes'],
+                                                           saved.get('selection_episodes')))
 
     if not args.task:
         raise UsageError('--task is required (e.g. --task pointmaze), unless --checkpoint or --resume is given')
@@ -318,11 +390,14 @@ def plan_run(args) -> Plan:
     check_writable(out)
     if out.exists() and any(out.iterdir()):
         raise UsageError(f'--out {out} already holds files; continue it with --resume {out} or choose a new folder')
-    return Plan('train', task, agent, preset, config, seeds, steps, beta, args.betas or [beta], eval_every,
+    betas = args.betas or [beta]
+    return Plan('train', task, agent, preset, config, seeds, steps, beta, betas, eval_every,
                 eval_episodes, min(_pick(args.eval_envs, defaults['eval_envs']), eval_episodes),
                 _pick(args.video_episodes, defaults['video_episodes']), args.frame_skip,
                 align(_pick(args.checkpoint_every, defaults['checkpoint_every']), chunk), chunk, out,
-                args.data_dir or _default_data_dir(), _pick(args.dataset_episodes, defaults['dataset_episodes']), None, download=args.download)
+                args.data_dir or _default_data_dir(), _pick(args.dataset_episodes, defaults['dataset_episodes']), None,
+                download=args.download, sampler=_sampler_settings(args, None, config),
+                selection_episodes=_selection_episodes(args, betas, eval_episodes))
 
 
 def _default_data_dir() -> str:

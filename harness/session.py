@@ -3,7 +3,7 @@
 Run folder (documented in the README, "Run folder"):
     config.json        every resolved setting (task, agent config, seeds, βs, intervals, command line)
     metrics.jsonl      one line per seed and chunk of updates: step, losses, Q statistics, grad norms
-    eval.jsonl         one line per evaluation episode: phase, step, beta, seed, success, return, length, ...
+    eval.jsonl         one line per evaluation episode: phase (periodic/selection/final/sweep), step, beta, seed, success, ...
     summary.json       final success per β with intervals over seeds and episodes; timing; paths
     checkpoints/       step_<N>/ (orbax state + meta.json)
     eval/              guidance-*.npz: per env step and flow step ‖v‖, ‖∇Q‖, ‖β∇Q‖ (float16) and fallbacks
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 EVAL_KEY_SALT = 0xE7A1   # evaluation keys: fold_in(PRNGKey(seed), salt) -- the same noise for every β
+SELECTION_KEY_SALT = 0x5E1E   # β-selection episodes draw other sampler noise too
 FRAMES_PER_VIDEO = 100
 RENDER_SIZE = 256
 
@@ -236,20 +237,44 @@ def _make_envs(plan, timer: Timer):
 
 # ---- evaluation ---------------------------------------------------------------------------------------
 def _evaluate_all(plan, agents, envs, betas, step: int, phase: str, out: Path, timer: Timer, videos: bool, bar):
-    """Evaluate every seed's agent at every β; write eval.jsonl rows, traces and videos; return summaries."""
+    """Evaluate every seed's agent at every β; write eval.jsonl rows, traces and videos; return summaries.
+
+    With several final βs and selection episodes, every β is first scored on the selection start
+    states (phase 'selection'), whose success picks the best β (`report.best_beta`), and then on the
+    held-out start states that every reported rate comes from; each summary carries both."""
+    from harness.run import EVAL_SEED_BASE, SELECTION_SEED_BASE
+    selection = {}
+    if phase != 'periodic' and plan.selection_episodes and len(betas) > 1:
+        for r in _score_betas(plan, agents, envs, betas, step, 'selection', out, timer, False, bar,
+                              plan.selection_episodes, SELECTION_SEED_BASE, SELECTION_KEY_SALT):
+            selection[r['beta']] = r
+    results = _score_betas(plan, agents, envs, betas, step, phase, out, timer, videos, bar,
+                           plan.eval_episodes, EVAL_SEED_BASE, EVAL_KEY_SALT)
+    for r in results:
+        if r['beta'] in selection:
+            r['selection_success_rate'] = selection[r['beta']]['success_rate']
+            r['selection_ci95'] = selection[r['beta']]['ci95']
+    return results
+
+
+def _score_betas(plan, agents, envs, betas, step: int, phase: str, out: Path, timer: Timer, videos: bool, bar,
+                 episodes: int, env_seed_base: int, key_salt: int):
+    """`episodes` per seed and β from env seeds env_seed_base + i; traces, videos and the guidance
+    plot only for the reported (final / sweep) phase."""
     import jax
     from tqdm import tqdm
 
     from harness.evaluate import evaluate, make_sample_fn, per_step_profile
-    from harness.run import EVAL_SEED_BASE
     from harness.report import summarize_beta
     from harness.train import select_seed
     from harness.video import write_video
 
+    reported = phase not in ('periodic', 'selection')
     results, profiles = [], {}
     frame_skip = plan.frame_skip or max(1, round(envs.max_episode_steps / FRAMES_PER_VIDEO))
-    total = len(betas) * len(plan.seeds) * plan.eval_episodes
-    ebar = tqdm(total=total, unit='ep', desc=f'eval @ {step}', leave=bar is None, dynamic_ncols=True,
+    total = len(betas) * len(plan.seeds) * episodes
+    label = 'select' if phase == 'selection' else 'eval'
+    ebar = tqdm(total=total, unit='ep', desc=f'{label} @ {step}', leave=bar is None, dynamic_ncols=True,
                 file=sys.stdout, mininterval=1.0)
     try:
         for beta in betas:
@@ -257,9 +282,9 @@ def _evaluate_all(plan, agents, envs, betas, step: int, phase: str, out: Path, t
             traces = []
             for index, seed in enumerate(plan.seeds):
                 agent = select_seed(agents, index)
-                key = jax.random.fold_in(jax.random.PRNGKey(seed), EVAL_KEY_SALT)
-                result = evaluate(make_sample_fn(agent), envs, beta=beta, num_episodes=plan.eval_episodes, key=key,
-                                  env_seed_base=EVAL_SEED_BASE, frame_skip=frame_skip,
+                key = jax.random.fold_in(jax.random.PRNGKey(seed), key_salt)
+                result = evaluate(make_sample_fn(agent, plan.sampler), envs, beta=beta, num_episodes=episodes, key=key,
+                                  env_seed_base=env_seed_base, frame_skip=frame_skip,
                                   video_episodes=plan.video_episodes if (videos and index == 0) else 0,
                                   progress=ebar.update)
                 timer.add('evaluation', result.timing['sampling_s'] + result.timing['env_step_s'])
@@ -267,7 +292,7 @@ def _evaluate_all(plan, agents, envs, betas, step: int, phase: str, out: Path, t
                 for episode in result.episodes:
                     rows.append({'phase': phase, 'step': step, 'beta': beta, 'seed': seed, **episode})
                 arrays = result.trace.arrays()
-                if phase != 'periodic':     # periodic evaluations report success only
+                if reported:
                     traces.append(arrays)
                     np.savez_compressed(out / 'eval' / f'guidance-step{step}-beta{beta:g}-seed{seed}.npz', **arrays)
                 start = time.perf_counter()
@@ -286,7 +311,7 @@ def _evaluate_all(plan, agents, envs, betas, step: int, phase: str, out: Path, t
                 profiles[beta] = per_step_profile(_concat_traces(traces))
     finally:
         ebar.close()
-    if phase != 'periodic':
+    if reported:
         from harness.plots import plot_guidance_norms
         start = time.perf_counter()
         plot_guidance_norms(profiles, out / 'plots' / 'guidance_norms.png',
@@ -325,11 +350,20 @@ def _finish_plots(plan, out: Path, final: list[dict], periodic: list) -> None:
 
 def _write_summary(plan, out: Path, results: list[dict], timer: Timer, extra: dict | None = None) -> None:
     from harness.checkpoints import write_json_atomic
-    from harness.report import best_beta
+    from harness.report import best_beta, max_over_betas
+    from harness.run import EVAL_SEED_BASE, SELECTION_SEED_BASE
+    chosen = best_beta(results)
     summary = {
         'task': plan.task.name, 'env_id': plan.task.env_id, 'agent': plan.agent, 'preset': plan.preset,
         'mode': plan.mode, 'steps': plan.steps, 'seeds': plan.seeds, 'eval_episodes_per_seed': plan.eval_episodes,
-        'beta': plan.beta, 'best_beta': best_beta(results),
+        'beta': plan.beta, 'sampler': plan.sampler.to_json(),
+        'best_beta': chosen,
+        'best_beta_selection': (
+            'the only β evaluated' if len(results) == 1 else
+            f'highest success on {plan.selection_episodes} selection episodes per seed (env seeds '
+            f'{SELECTION_SEED_BASE}+i), reported on {plan.eval_episodes} held-out ones (env seeds {EVAL_SEED_BASE}+i)'
+            if chosen is not None else 'none: several βs but no selection episodes (--selection-episodes 0)'),
+        'max_over_betas': max_over_betas(results),
         'results': sorted(results, key=lambda r: r['beta']),
         'interval_method': '95% percentile bootstrap over seeds then episodes (ci95); IQM of per-seed success '
                            'with a stratified bootstrap over seeds (iqm_ci95)',
@@ -351,10 +385,13 @@ def _print_result(out: Path, results: list[dict], timer: Timer) -> None:
           f"training {_fmt_seconds(t['training'])}, "
           f"evaluation {_fmt_seconds(t['evaluation'])}, rendering {_fmt_seconds(t['rendering'])}, "
           f"checkpoints+plots {_fmt_seconds(t['checkpointing'] + t['writing'])}")
+    from harness.report import best_beta
+    chosen = best_beta(results) if len(results) > 1 else None
     for r in results:
         lo, hi = r['ci95']
+        mark = ' <- best β, chosen on the selection episodes' if r['beta'] == chosen else ''
         print(f"success rate at β={r['beta']:g}: {r['success_rate']:.3f} (95% CI {lo:.3f}-{hi:.3f}, "
-              f"{len(r['seeds'])} seed(s) x {r['episodes_per_seed']} episodes)")
+              f"{len(r['seeds'])} seed(s) x {r['episodes_per_seed']} held-out episodes){mark}")
     print(f'run folder: {out}  (summary.json, videos/, plots/guidance_norms.png)')
 
 

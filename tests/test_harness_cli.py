@@ -17,6 +17,11 @@ from tests.cli import run_cli
     (['--task', 'pointmaze', '--steps', '0'], 'positive integer'),
     (['--task', 'pointmaze', '--target-flow-steps', '0'], 'positive integer'),
     (['--task', 'pointmaze', '--agent', 'fql', '--target-flow-steps', '5'], 'QFQL options'),
+    (['--task', 'pointmaze', '--grad-clip', '0'], 'number > 0'),
+    (['--task', 'pointmaze', '--trust-ratio', 'inf'], 'finite number >= 0'),
+    (['--task', 'pointmaze', '--guidance-at', 'clean'], 'guidance-at'),
+    (['--task', 'pointmaze', '--flow-steps', '0'], 'positive integer'),
+    (['--task', 'pointmaze', '--selection-episodes', '-1'], 'integer >= 0'),
     ([], '--task is required'),
 ])
 def test_bad_flags_are_one_line(argv, needle, capsys, tmp_path):

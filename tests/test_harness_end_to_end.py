@@ -36,10 +36,29 @@ def test_train_then_sweep_writes_the_documented_files(data_dir, tmp_path):
 
     sweep = tmp_path / 'sweep'
     assert run_main(main, ['--checkpoint', str(run), '--betas', '0,1', '--eval-episodes', '2', '--eval-envs', '2',
-                           '--video-episodes', '0', '--out', str(sweep)]) == 0
+                           '--video-episodes', '0', '--guidance-at', 'denoised', '--guidance-scale', 'relative',
+                           '--grad-clip', '5', '--flow-steps', '4', '--out', str(sweep)]) == 0
     assert (sweep / 'sweep.md').read_text().count('\n') == 4
     assert (sweep / 'plots' / 'success_vs_beta.png').is_file()
-    assert [r['beta'] for r in json.loads((sweep / 'summary.json').read_text())['results']] == [0.0, 1.0]
+    summary = json.loads((sweep / 'summary.json').read_text())
+    assert [r['beta'] for r in summary['results']] == [0.0, 1.0]
+    # Every sampler knob is recorded, and acting used the requested number of flow steps.
+    sampler = {'guidance_at': 'denoised', 'guidance_scale': 'relative', 'grad_clip': 5.0, 'flow_steps': 4,
+               'beta_schedule': 'constant', 'trust_ratio': None, 'guidance_q_agg': 'mean'}
+    assert summary['sampler'] == sampler
+    assert json.loads((sweep / 'config.json').read_text())['sampler'] == sampler
+    assert np.load(sweep / 'eval' / 'guidance-step300-beta1-seed0.npz')['guidance_norm'].shape[1] == 4
+    # β is chosen on selection episodes whose start states are disjoint from the held-out ones.
+    rows = [json.loads(line) for line in (sweep / 'eval.jsonl').read_text().splitlines()]
+    selection = [r for r in rows if r['phase'] == 'selection']
+    held_out = [r for r in rows if r['phase'] == 'sweep']
+    assert len(selection) == len(held_out) == 4
+    assert not {r['env_seed'] for r in selection} & {r['env_seed'] for r in held_out}
+    by_beta = {r['beta']: r for r in summary['results']}
+    for beta in (0.0, 1.0):
+        assert by_beta[beta]['selection_success_rate'] == np.mean([r['success'] for r in selection if r['beta'] == beta])
+        assert by_beta[beta]['success_rate'] == np.mean([r['success'] for r in held_out if r['beta'] == beta])
+    assert summary['best_beta'] == max((0.0, 1.0), key=lambda b: (by_beta[b]['selection_success_rate'], -b))
 
 
 def test_resume_from_the_command_line_matches_an_uninterrupted_run(data_dir, tmp_path):

@@ -2,7 +2,8 @@
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from harness.report import best_beta, hierarchical_bootstrap_ci, iqm, summarize_beta, sweep_csv, sweep_table
+from harness.report import (best_beta, hierarchical_bootstrap_ci, iqm, max_over_betas, summarize_beta, sweep_csv,
+                            sweep_table)
 
 
 def _episodes(successes_by_seed):
@@ -37,8 +38,25 @@ def test_interval_widens_with_disagreeing_seeds():
     assert width(disagree) > width(agree)
 
 
-def test_best_beta_prefers_less_guidance_on_ties_and_tables_have_a_row_per_beta():
-    results = [summarize_beta(b, _episodes([[x] * 4])) for b, x in ((0.0, 1), (1.0, 1), (3.0, 0))]
-    assert best_beta(results) == 0.0
-    assert sweep_table(results).count('\n') == 2 + 3
+def _with_selection(beta, held_out, selection):
+    summary = summarize_beta(beta, _episodes([[held_out] * 4]))
+    summary['selection_success_rate'] = float(selection)
+    return summary
+
+
+def test_best_beta_is_chosen_on_selection_episodes_and_prefers_less_guidance_on_ties():
+    # β = 3 is best on held-out episodes, but the selection episodes chose β = 1 (tied with 10).
+    results = [_with_selection(b, h, s) for b, h, s in ((0.0, 0, 0.2), (1.0, 0, 0.6), (3.0, 1, 0.4), (10.0, 0, 0.6))]
+    assert best_beta(results) == 1.0
+    assert max_over_betas(results)['beta'] == 3.0 and 'optimistic' in max_over_betas(results)['note']
+    table = sweep_table(results)
+    assert table.count('\n') == 2 + 4 and '| 1 (selected) |' in table and 'selection success' in table
     assert sweep_csv(results).splitlines()[0].startswith('beta,success_rate')
+    assert sweep_csv(results).splitlines()[2].split(',')[7] == '0.600000'
+
+
+def test_no_best_beta_without_selection_unless_only_one_beta():
+    results = [summarize_beta(b, _episodes([[x] * 4])) for b, x in ((0.0, 1), (1.0, 0))]
+    assert best_beta(results) is None
+    assert best_beta(results[1:]) == 1.0
+    assert '(selected)' not in sweep_table(results) and sweep_table(results).count('\n') == 2 + 2
