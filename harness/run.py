@@ -44,9 +44,18 @@ PRESET_DEFAULTS = {
 # β for tasks where the paper gives none (pointmaze, cube-single, puzzle-3x3, ids outside the table):
 # 0.3, the value the paper chose for five of its eight tasks.
 DEFAULT_BETA = 0.3
-# FQL's distillation weight α per task (FQL paper, as listed in DESIGN.md / Table 2); others: 10.
-FQL_ALPHA = {'antmaze': 10.0, 'antsoccer': 10.0, 'cube-double': 300.0, 'scene': 300.0, 'puzzle-3x3': 1000.0,
-             'antmaze-umaze-diverse': 10.0, 'antmaze-medium-diverse': 10.0, 'antmaze-large-diverse': 3.0}
+# FQL's distillation weight α by OGBench task family, from its official README (cube-* and scene 300,
+# puzzle-* 1000, humanoidmaze 30, antmaze and antsoccer 10); the D4RL antmaze tasks take theirs from
+# the FQL paper's table. A family not listed (pointmaze) gets 10.
+FQL_ALPHA_BY_FAMILY = {'cube': 300.0, 'scene': 300.0, 'puzzle': 1000.0, 'humanoidmaze': 30.0, 'antmaze': 10.0,
+                       'antsoccer': 10.0}
+FQL_ALPHA_D4RL = {'antmaze-umaze-diverse-v2': 10.0, 'antmaze-medium-diverse-v2': 10.0, 'antmaze-large-diverse-v2': 3.0}
+
+
+def fql_alpha(task) -> float:
+    if task.source == 'd4rl':
+        return FQL_ALPHA_D4RL.get(task.env_id, 10.0)
+    return FQL_ALPHA_BY_FAMILY.get(task.env_id.removeprefix('visual-').split('-')[0], 10.0)
 DEFAULT_OUT_ROOT = Path('artifacts/runs')
 DEFAULT_SWEEP_ROOT = Path('artifacts/sweeps')
 EVAL_SEED_BASE = 1_000_000      # held-out evaluation episode i starts from env seed EVAL_SEED_BASE + i
@@ -269,7 +278,7 @@ def _config_for(task, agent: str, preset: str, beta: float, args) -> object:
     if args.target_flow_steps is not None:
         overrides['target_flow_steps'] = args.target_flow_steps
     if agent == 'fql':
-        overrides['alpha'] = args.alpha if args.alpha is not None else FQL_ALPHA.get(task.name, 10.0)
+        overrides['alpha'] = args.alpha if args.alpha is not None else fql_alpha(task)
     try:
         return resolve_config(preset, **overrides)
     except ValueError as error:
@@ -290,6 +299,13 @@ def _sampler_settings(args, saved: dict | None, config) -> SamplerSettings:
              'flow_steps': args.flow_steps, 'guidance_q_agg': args.guidance_q_agg, 'guidance_at': args.guidance_at,
              'guidance_scale': args.guidance_scale}
     return dataclasses.replace(base, **{k: v for k, v in flags.items() if v is not None})
+
+
+def _refuse_beta_for_fql(agent: str, args) -> None:
+    """FQL acts with its distilled one-step policy, so a β would only mislabel its results."""
+    if agent == 'fql' and (args.beta is not None or args.betas):
+        raise UsageError('FQL acts with its one-step policy and has no β; drop --beta/--betas '
+                         '(its runs are reported at β = 0, i.e. no guidance)')
 
 
 def _selection_episodes(args, betas: list[float], eval_episodes: int, saved: int | None = None) -> int:
@@ -328,7 +344,8 @@ def plan_run(args) -> Plan:
         config = AgentConfig(**meta['config'])
         preset = meta['preset']
         defaults = PRESET_DEFAULTS.get(preset, PRESET_DEFAULTS['paper'])
-        beta = _pick(args.beta, meta.get('beta', DEFAULT_BETA))
+        _refuse_beta_for_fql(meta['agent'], args)
+        beta = 0.0 if meta['agent'] == 'fql' else _pick(args.beta, meta.get('beta', DEFAULT_BETA))
         betas = args.betas or [beta]
         out = Path(args.out) if args.out else DEFAULT_SWEEP_ROOT / (
             f"{Path(checkpoint).parent.parent.name or 'checkpoint'}-step{meta['step']}-betas-"
@@ -362,6 +379,7 @@ def plan_run(args) -> Plan:
         steps = _pick(args.steps, saved['steps'])
         if step >= steps:
             raise UsageError(f'--resume {run_dir}: already trained {step} of {steps} updates; pass a larger --steps')
+        _refuse_beta_for_fql(saved['agent'], args)
         betas = args.betas or saved['final_betas']
         return Plan('resume', task, saved['agent'], saved['preset'], config, saved['seeds'], steps, saved['beta'],
                     betas, saved['eval_every'], saved['eval_episodes'], saved['eval_envs'],
@@ -377,7 +395,8 @@ def plan_run(args) -> Plan:
     agent = args.agent or 'qfql'
     preset = args.preset or 'paper'
     defaults = PRESET_DEFAULTS[preset]
-    beta = _pick(args.beta, task.beta if task.beta is not None else DEFAULT_BETA)
+    _refuse_beta_for_fql(agent, args)
+    beta = 0.0 if agent == 'fql' else _pick(args.beta, task.beta if task.beta is not None else DEFAULT_BETA)
     config = _config_for(task, agent, preset, beta, args)
     seeds = args.seeds or [_pick(args.seed, 0)]
     chunk = _pick(args.updates_per_call, defaults['chunk'])

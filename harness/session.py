@@ -357,6 +357,8 @@ def _write_summary(plan, out: Path, results: list[dict], timer: Timer, extra: di
         'task': plan.task.name, 'env_id': plan.task.env_id, 'agent': plan.agent, 'preset': plan.preset,
         'mode': plan.mode, 'steps': plan.steps, 'seeds': plan.seeds, 'eval_episodes_per_seed': plan.eval_episodes,
         'beta': plan.beta, 'sampler': plan.sampler.to_json(),
+        'acting': ('one-step policy μ_ω(s, ε): β and the sampler settings do not apply' if plan.agent == 'fql' else
+                   'guided flow sampler (eq. 5 unless the sampler settings depart from it)'),
         'best_beta': chosen,
         'best_beta_selection': (
             'the only β evaluated' if len(results) == 1 else

@@ -17,6 +17,7 @@ from tests.cli import run_cli
     (['--task', 'pointmaze', '--steps', '0'], 'positive integer'),
     (['--task', 'pointmaze', '--target-flow-steps', '0'], 'positive integer'),
     (['--task', 'pointmaze', '--agent', 'fql', '--target-flow-steps', '5'], 'QFQL options'),
+    (['--task', 'pointmaze', '--agent', 'fql', '--betas', '0,1'], 'FQL acts with its one-step policy'),
     (['--task', 'pointmaze', '--grad-clip', '0'], 'number > 0'),
     (['--task', 'pointmaze', '--trust-ratio', 'inf'], 'finite number >= 0'),
     (['--task', 'pointmaze', '--guidance-at', 'clean'], 'guidance-at'),
@@ -37,6 +38,15 @@ def test_agent_flags_reach_the_config(tmp_path):
                                       '--target-flow-steps', '3', '--out', str(tmp_path / 'run')])
     config = plan_run(args).config
     assert (config.target_action, config.target_flow_steps, config.flow_steps) == ('guided', 3, 10)
+
+
+@pytest.mark.parametrize('task, alpha', [('cube-single', 300.0), ('cube-double-play-singletask-task1-v0', 300.0),
+                                         ('scene', 300.0), ('puzzle-3x3-play-singletask-task1-v0', 1000.0),
+                                         ('antsoccer', 10.0), ('antmaze-large-diverse', 3.0), ('pointmaze', 10.0)])
+def test_fql_alpha_follows_the_task_family(task, alpha, tmp_path):
+    from harness.run import build_parser, plan_run
+    args = build_parser().parse_args(['--task', task, '--agent', 'fql', '--out', str(tmp_path / 'run')])
+    assert plan_run(args).config.alpha == alpha
 
 
 def test_resume_without_checkpoint(capsys, tmp_path):
