@@ -15,7 +15,7 @@ import optax
 
 from agents.config import AgentConfig, resolve_config
 from agents.losses import critic_td_loss, ensemble_target, flow_matching_loss, polyak_update, td_target
-from agents.networks import QEnsemble, VectorField
+from agents.networks import MLP, QEnsemble, VectorField
 from agents.training import as_key, global_norm, make_optimizer, q_statistics, scan_updates
 
 
@@ -30,6 +30,15 @@ class FlowAgentBase(struct.PyTreeNode):
     # Names of the trainable sub-trees of `params`, and how they are grouped for grad-norm metrics.
     TRAINABLE = ()
     GRAD_GROUPS = {}
+
+    @classmethod
+    def trainable_names(cls, config: AgentConfig) -> tuple[str, ...]:
+        """The sub-trees of `params` the optimiser updates (a config may add networks)."""
+        return cls.TRAINABLE
+
+    @classmethod
+    def grad_groups(cls, config: AgentConfig) -> dict[str, tuple[str, ...]]:
+        return cls.GRAD_GROUPS
 
     # ---- networks -------------------------------------------------------------------------
     @property
@@ -47,6 +56,15 @@ class FlowAgentBase(struct.PyTreeNode):
         """Q of every ensemble member, shape [num_critics, B]."""
         return self.critic_net.apply({'params': critic_params}, observations, actions)
 
+    @property
+    def value_net(self) -> MLP:
+        c = self.config
+        return MLP(c.critic_hidden, 1, c.critic_layer_norm)
+
+    def state_values(self, value_params, observations):
+        """V(s) of the expectile critic, shape [B]."""
+        return self.value_net.apply({'params': value_params}, observations)[..., 0]
+
     @classmethod
     def init_params(cls, key, example_observations, example_actions, config) -> dict:
         raise NotImplementedError
@@ -57,6 +75,11 @@ class FlowAgentBase(struct.PyTreeNode):
         times = jnp.zeros((example_actions.shape[0], 1), jnp.float32)
         net = VectorField(config.actor_hidden, example_actions.shape[-1], config.actor_layer_norm)
         return net.init(key, example_observations, example_actions, times)['params']
+
+    @staticmethod
+    def init_value(key, example_observations, config) -> dict:
+        """Parameters of V(s) for the expectile critic (the critic's widths and layer norm)."""
+        return MLP(config.critic_hidden, 1, config.critic_layer_norm).init(key, example_observations)['params']
 
     @staticmethod
     def init_critic(key, example_observations, example_actions, config) -> dict:
@@ -77,7 +100,7 @@ class FlowAgentBase(struct.PyTreeNode):
                              f'got shapes {example_observations.shape} and {example_actions.shape}')
         rng, init_key = jax.random.split(as_key(seed_or_key))
         params = cls.init_params(init_key, example_observations, example_actions, config)
-        trainable = {k: params[k] for k in cls.TRAINABLE}
+        trainable = {k: params[k] for k in cls.trainable_names(config)}
         return cls(rng=rng, params=params, opt_state=make_optimizer(config).init(trainable),
                    step=jnp.zeros((), jnp.int32), action_dim=int(example_actions.shape[-1]), config=config)
 
@@ -108,7 +131,7 @@ class FlowAgentBase(struct.PyTreeNode):
         return flow_matching_loss(self.velocity_fn(actor_params), observations, actions, noise, times)
 
     def total_loss(self, trainable, batch, rng):
-        """Sum of the actor and critic losses (`trainable` holds the sub-trees named in TRAINABLE);
+        """Sum of the actor and critic losses (`trainable` holds the sub-trees of `trainable_names`);
         they share no gradient, so one backward pass updates both as two optimisers would."""
         actor_key, critic_key = jax.random.split(rng)
         actor_loss, actor_info = self.actor_loss(trainable, batch, actor_key)
@@ -117,13 +140,13 @@ class FlowAgentBase(struct.PyTreeNode):
 
     def _update(self, batch):
         rng, loss_rng = jax.random.split(self.rng)
-        trainable = {k: self.params[k] for k in self.TRAINABLE}
+        trainable = {k: self.params[k] for k in self.trainable_names(self.config)}
         grads, info = jax.grad(self.total_loss, has_aux=True)(trainable, batch, loss_rng)
         updates, opt_state = make_optimizer(self.config).update(grads, self.opt_state, trainable)
         trainable = optax.apply_updates(trainable, updates)
         params = dict(trainable)
         params['target_critic'] = polyak_update(self.params['target_critic'], trainable['critic'], self.config.tau)
-        for group, names in self.GRAD_GROUPS.items():
+        for group, names in self.grad_groups(self.config).items():
             info[f'{group}/grad_norm'] = global_norm([grads[n] for n in names])
         return self.replace(rng=rng, params=params, opt_state=opt_state, step=self.step + 1), info
 

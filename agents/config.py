@@ -18,6 +18,7 @@ TIME_GRIDS = ('uniform', 'cosine')
 GUIDANCE_POINTS = ('noisy', 'denoised', 'denoised-jacobian')
 # How β scales the guidance: β∇Q (eq. 5), or β‖v‖ ∇Q/‖∇Q‖, which no rescaling of Q can change.
 GUIDANCE_SCALES = ('absolute', 'relative')
+CRITICS = ('td', 'expectile')
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,14 @@ class AgentConfig:
                    the target critic for guidance, i.e. the critic evaluates the policy that is
                    actually deployed at test time.
     In every case ã' is computed under stop_gradient and clipped to [-1, 1].
+
+    critic chooses how QFQL's critic learns (FQL keeps its own TD critic):
+      'td'        -- eq. 4 with the target action above (the paper);
+      'expectile' -- in-sample, as IQL: Q(s, a) regresses to r + γ mask V(s'), and V(s) regresses to
+                     the target critic's Q(s, a) at dataset actions with the asymmetric weight
+                     |τ - 1(Q - V < 0)|, τ = `expectile` (0.9 leans V towards the best dataset
+                     actions). It never queries the actor, so the critic never sees an action the
+                     data does not contain, and an update draws no actor samples.
 
     target_flow_steps sets the Euler steps of the 'flow' and 'guided' target actions alone (None:
     flow_steps, as acting uses). The K-step target is about half of a QFQL update's time at paper
@@ -58,6 +67,8 @@ class AgentConfig:
     guidance_q_agg: str = 'mean'     # ensemble aggregation of Q whose gradient guides sampling
     grad_clip: float | None = None   # per-sample clip of ‖∇_a Q‖ (sampler default)
     trust_ratio: float | None = None  # ‖β∇Q‖ ≤ ρ‖v‖ guard (sampler default)
+    critic: str = 'td'               # QFQL's critic: 'td' (eq. 4) or 'expectile' (see class docstring)
+    expectile: float = 0.9           # τ of the expectile critic's value regression
     alpha: float = 10.0              # FQL only: distillation weight
     normalize_q_loss: bool = False   # FQL only: divide the Q loss by stop_grad(mean |Q|)
 
@@ -82,6 +93,8 @@ class AgentConfig:
             (self.target_action in TARGET_ACTIONS,
              f'target_action must be one of {TARGET_ACTIONS}, got {self.target_action!r}'),
             (self.beta >= 0.0, f'beta must be >= 0, got {self.beta}'),
+            (self.critic in CRITICS, f'critic must be one of {CRITICS}, got {self.critic!r}'),
+            (0.0 < self.expectile < 1.0, f'expectile must be in (0, 1), got {self.expectile}'),
             (self.grad_clip is None or self.grad_clip > 0, f'grad_clip must be > 0 or None, got {self.grad_clip}'),
             (self.trust_ratio is None or self.trust_ratio >= 0,
              f'trust_ratio must be >= 0 or None, got {self.trust_ratio}'),

@@ -40,3 +40,10 @@ def ensemble_target(next_qs, how):
 def polyak_update(target_params, online_params, tau):
     """φ̄ ← τ φ + (1 - τ) φ̄, leaf by leaf."""
     return jax.tree_util.tree_map(lambda t, o: tau * o + (1.0 - tau) * t, target_params, online_params)
+
+
+def expectile_loss(diff, expectile):
+    """IQL's asymmetric squared loss |τ - 1(diff < 0)| diff², diff = target - prediction: with τ > 0.5
+    under-predictions cost more, so the fit leans towards the upper expectile of the targets."""
+    weight = jnp.where(diff < 0, 1.0 - expectile, expectile)
+    return jnp.mean(weight * jnp.square(diff))

@@ -1,5 +1,6 @@
 """QFQL (Algorithm 1a/1b): a flow-matching actor trained by pure behaviour cloning, an ensemble
-critic trained by TD with a Polyak target, and Q-guided flow sampling at test time.
+critic trained by TD with a Polyak target (or, opt-in, an in-sample expectile critic), and
+Q-guided flow sampling at test time.
 
 The actor loss (eq. 2-3) never sees φ, and the critic loss (eq. 4) only sees θ through the target
 action ã', computed under stop_gradient; tests/test_agents.py proves no gradient crosses."""
@@ -11,7 +12,9 @@ import jax
 import jax.numpy as jnp
 
 from agents.base import FlowAgentBase
+from agents.losses import critic_td_loss, ensemble_target, expectile_loss, td_target
 from agents.sampler import guided_flow_sample, is_static_zero
+from agents.training import q_statistics
 
 
 class QFQLAgent(FlowAgentBase):
@@ -19,11 +22,22 @@ class QFQLAgent(FlowAgentBase):
     GRAD_GROUPS = {'actor': ('actor',), 'critic': ('critic',)}
 
     @classmethod
+    def trainable_names(cls, config):
+        return cls.TRAINABLE + (('value',) if config.critic == 'expectile' else ())
+
+    @classmethod
+    def grad_groups(cls, config):
+        return {**cls.GRAD_GROUPS, **({'value': ('value',)} if config.critic == 'expectile' else {})}
+
+    @classmethod
     def init_params(cls, key, example_observations, example_actions, config):
-        actor_key, critic_key = jax.random.split(key)
+        actor_key, critic_key, value_key = jax.random.split(key, 3)
         actor = cls.init_flow_actor(actor_key, example_observations, example_actions, config)
         critic = cls.init_critic(critic_key, example_observations, example_actions, config)
-        return {'actor': actor, 'critic': critic, 'target_critic': critic}
+        params = {'actor': actor, 'critic': critic, 'target_critic': critic}
+        if config.critic == 'expectile':
+            params['value'] = cls.init_value(value_key, example_observations, config)
+        return params
 
     def q_fn(self, critic_params):
         return lambda obs, a: self.critic_values(critic_params, obs, a)
@@ -34,6 +48,24 @@ class QFQLAgent(FlowAgentBase):
         noise_key, time_key = jax.random.split(rng)
         loss = self.behaviour_cloning_loss(params['actor'], batch['observations'], batch['actions'], noise_key, time_key)
         return loss, {'actor/loss': loss, 'actor/flow_loss': loss}
+
+    def critic_loss(self, params, batch, rng):
+        """'td': eq. 4 (FlowAgentBase). 'expectile': Q(s, a) → r + γ mask V(s') and V(s) → the target
+        critic's Q(s, a) by expectile regression, both at dataset actions only; the two terms share no
+        gradient (V(s') is held fixed in the Q target, and the V target comes from the target critic)."""
+        c = self.config
+        if c.critic == 'td':
+            return super().critic_loss(params, batch, rng)
+        next_v = jax.lax.stop_gradient(self.state_values(params['value'], batch['next_observations']))
+        target = td_target(batch['rewards'], batch['masks'], next_v, c.discount)
+        q = self.critic_values(params['critic'], batch['observations'], batch['actions'])
+        q_loss = critic_td_loss(q, target)
+        dataset_q = ensemble_target(
+            self.critic_values(self.params['target_critic'], batch['observations'], batch['actions']), c.q_agg)
+        v = self.state_values(params['value'], batch['observations'])
+        v_loss = expectile_loss(jax.lax.stop_gradient(dataset_q) - v, c.expectile)
+        return q_loss + v_loss, {'critic/loss': q_loss, 'critic/target_q_mean': target.mean(), 'value/loss': v_loss,
+                                 'value/v_mean': v.mean(), **q_statistics(q)}
 
     def target_actions(self, params, next_observations, rng):
         """ApproxDenoisedAction(s'; θ) per config.target_action (see AgentConfig), no gradient."""

@@ -230,7 +230,7 @@ def figure_profile(report: Report, sizes: Sizes, data) -> None:
     key = jax.random.PRNGKey(10)
 
     def adam_step(agent):
-        trainable = {k: agent.params[k] for k in agent.TRAINABLE}
+        trainable = {k: agent.params[k] for k in agent.trainable_names(agent.config)}
         optimizer = make_optimizer(agent.config)
         state = optimizer.init(trainable)
 

@@ -166,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="QFQL's target action ã' for the TD target (default flow; guided uses the run's β)")
     p.add_argument('--target-flow-steps', type=positive_int,
                    help="Euler steps of the flow/guided target action only (default: the preset's flow steps, 10)")
+    p.add_argument('--critic', choices=['td', 'expectile'],
+                   help="QFQL's critic: td (default, eq. 4) or expectile (in-sample, IQL-style; no actor samples)")
+    p.add_argument('--expectile', type=float, help='τ of the expectile critic (default 0.9)')
     p.add_argument('--alpha', type=float, help='FQL distillation weight (default: the task\'s from the FQL paper)')
     sampler = p.add_argument_group('guided sampler (test time only: may differ between --checkpoint sweeps and on --resume)')
     sampler.add_argument('--guidance-at', choices=list(GUIDANCE_POINTS),
@@ -265,9 +268,15 @@ def _config_for(task, agent: str, preset: str, beta: float, args) -> object:
     overrides = {'discount': task.discount if args.discount is None else args.discount,
                  'q_agg': task.q_agg if args.q_agg is None else args.q_agg,
                  'beta': beta}
-    if agent == 'fql' and (args.target_action is not None or args.target_flow_steps is not None):
-        raise UsageError("--target-action and --target-flow-steps are QFQL options (FQL's TD target action comes from "
-                         'its one-step policy); drop them or use --agent qfql')
+    qfql_only = {'--target-action': args.target_action, '--target-flow-steps': args.target_flow_steps,
+                 '--critic': args.critic, '--expectile': args.expectile}
+    if agent == 'fql' and any(v is not None for v in qfql_only.values()):
+        raise UsageError(f"{', '.join(k for k, v in qfql_only.items() if v is not None)}: QFQL options (FQL trains its "
+                         'own TD critic with its one-step policy); drop them or use --agent qfql')
+    if args.critic is not None:
+        overrides['critic'] = args.critic
+    if args.expectile is not None:
+        overrides['expectile'] = args.expectile
     # The guided TD target (--target-action guided) runs the sampler too, with these guards.
     for field, value in (('grad_clip', args.grad_clip), ('trust_ratio', args.trust_ratio),
                          ('guidance_q_agg', args.guidance_q_agg)):

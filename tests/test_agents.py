@@ -65,6 +65,46 @@ def test_actor_and_critic_losses_share_no_gradient(target_action):
     assert not leaves_equal(new_agent.params['critic'], new_other.params['critic'])
 
 
+def test_expectile_critic_shares_no_gradient_and_never_queries_the_actor():
+    agent = QFQLAgent.create(0, DATA['observations'][:2], DATA['actions'][:2], TINY.replace(critic='expectile'))
+    key = jax.random.PRNGKey(3)
+    trainable = {k: agent.params[k] for k in ('actor', 'critic', 'value')}
+    actor_grads = jax.grad(lambda p: agent.actor_loss(p, BATCH, key)[0])(trainable)
+    critic_grads = jax.grad(lambda p: agent.critic_loss(p, BATCH, key)[1]['critic/loss'])(trainable)
+    value_grads = jax.grad(lambda p: agent.critic_loss(p, BATCH, key)[1]['value/loss'])(trainable)
+    assert all_zero(actor_grads['critic']) and all_zero(actor_grads['value'])
+    assert all_zero(critic_grads['actor']) and all_zero(critic_grads['value']), 'Q loss moved θ or V'
+    assert all_zero(value_grads['actor']) and all_zero(value_grads['critic']), 'V loss moved θ or φ'
+    assert not all_zero(critic_grads['critic']) and not all_zero(value_grads['value'])
+    # No actor sample enters the critic: NaN actor parameters leave the critic losses finite (the TD
+    # critic, whose target action comes from the actor, turns NaN).
+    nan_actor = jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), agent.params['actor'])
+    _, info = agent.critic_loss({**trainable, 'actor': nan_actor}, BATCH, key)
+    assert np.isfinite(float(info['critic/loss'])) and np.isfinite(float(info['value/loss']))
+    td = QFQLAgent.create(0, DATA['observations'][:2], DATA['actions'][:2], TINY)
+    _, td_info = td.critic_loss({'actor': nan_actor, 'critic': td.params['critic']}, BATCH, key)
+    assert not np.isfinite(float(td_info['critic/loss']))
+
+
+def test_expectile_critic_loss_values():
+    """Q regresses to r + γ mask V(s'), V to the target critic's aggregated Q at dataset actions."""
+    config = TINY.replace(critic='expectile', expectile=0.8, q_agg='min', discount=0.9)
+    agent = QFQLAgent.create(0, DATA['observations'][:2], DATA['actions'][:2], config)
+    agent = agent.replace(params={**agent.params, 'target_critic': perturbed(agent.params['critic'], 5)})
+    p = agent.params
+    q = np.asarray(agent.critic_values(p['critic'], BATCH['observations'], BATCH['actions']))
+    next_v = np.asarray(agent.state_values(p['value'], BATCH['next_observations']))
+    y = np.asarray(BATCH['rewards']) + 0.9 * np.asarray(BATCH['masks']) * next_v
+    target_q = np.asarray(agent.critic_values(p['target_critic'], BATCH['observations'], BATCH['actions'])).min(0)
+    diff = target_q - np.asarray(agent.state_values(p['value'], BATCH['observations']))
+    _, info = agent.critic_loss(p, BATCH, jax.random.PRNGKey(0))
+    np.testing.assert_allclose(info['critic/loss'], np.mean((q - y) ** 2), rtol=1e-5)
+    np.testing.assert_allclose(info['value/loss'], np.mean(np.where(diff < 0, 0.2, 0.8) * diff ** 2), rtol=1e-5)
+    new_agent, update_info = agent.update(BATCH)
+    assert 'value/grad_norm' in update_info
+    assert not leaves_equal(new_agent.params['value'], agent.params['value'])
+
+
 @pytest.mark.parametrize('target_action', ['flow', 'guided'])
 def test_target_flow_steps_sets_the_euler_steps_of_the_target_action_only(target_action):
     config = TINY.replace(target_action=target_action, beta=1.0, target_flow_steps=2)

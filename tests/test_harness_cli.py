@@ -18,6 +18,8 @@ from tests.cli import run_cli
     (['--task', 'pointmaze', '--target-flow-steps', '0'], 'positive integer'),
     (['--task', 'pointmaze', '--agent', 'fql', '--target-flow-steps', '5'], 'QFQL options'),
     (['--task', 'pointmaze', '--agent', 'fql', '--betas', '0,1'], 'FQL acts with its one-step policy'),
+    (['--task', 'pointmaze', '--agent', 'fql', '--critic', 'expectile'], 'QFQL options'),
+    (['--task', 'pointmaze', '--expectile', '1.5'], 'expectile must be in (0, 1)'),
     (['--task', 'pointmaze', '--grad-clip', '0'], 'number > 0'),
     (['--task', 'pointmaze', '--trust-ratio', 'inf'], 'finite number >= 0'),
     (['--task', 'pointmaze', '--guidance-at', 'clean'], 'guidance-at'),
@@ -35,9 +37,11 @@ def test_bad_flags_are_one_line(argv, needle, capsys, tmp_path):
 def test_agent_flags_reach_the_config(tmp_path):
     from harness.run import build_parser, plan_run
     args = build_parser().parse_args(['--task', 'pointmaze', '--preset', 'tiny', '--target-action', 'guided',
-                                      '--target-flow-steps', '3', '--out', str(tmp_path / 'run')])
+                                      '--target-flow-steps', '3', '--critic', 'expectile', '--expectile', '0.7',
+                                      '--grad-clip', '2', '--out', str(tmp_path / 'run')])
     config = plan_run(args).config
     assert (config.target_action, config.target_flow_steps, config.flow_steps) == ('guided', 3, 10)
+    assert (config.critic, config.expectile, config.grad_clip) == ('expectile', 0.7, 2.0)
 
 
 @pytest.mark.parametrize('task, alpha', [('cube-single', 300.0), ('cube-double-play-singletask-task1-v0', 300.0),

@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from agents.losses import (critic_td_loss, ensemble_target, flow_interpolation, flow_matching_loss,
-                           polyak_update, td_target)
+from agents.losses import (critic_td_loss, ensemble_target, expectile_loss, flow_interpolation,
+                           flow_matching_loss, polyak_update, td_target)
 
 SETTINGS = settings(max_examples=20, deadline=None)
 
@@ -73,3 +73,19 @@ def test_polyak_update(tau, seed):
     np.testing.assert_allclose(new['b']['c'], tau * online[0] + (1 - tau) * target[0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(polyak_update(target_tree, online_tree, 1.0)['w'], online)
     np.testing.assert_allclose(polyak_update(target_tree, online_tree, 0.0)['w'], target)
+
+
+@SETTINGS
+@given(expectile=st.floats(0.05, 0.95), p=st.floats(0.1, 0.9))
+def test_expectile_loss_is_minimised_at_the_expectile(expectile, p):
+    """Targets 0 and 1 with weights 1 - p and p: the τ-expectile v solves τ p (1 - v) = (1 - τ)(1 - p) v,
+    so v* = τp / (τp + (1 - τ)(1 - p)); at τ = 0.5 it is the mean p."""
+    n = 1000
+    targets = jnp.where(jnp.arange(n) < round(p * n), 1.0, 0.0)
+    q = float(targets.mean())
+    grid = jnp.linspace(0.0, 1.0, 2001)
+    losses = jax.vmap(lambda v: expectile_loss(targets - v, expectile))(grid)
+    expected = expectile * q / (expectile * q + (1 - expectile) * (1 - q))
+    assert abs(float(grid[jnp.argmin(losses)]) - expected) <= 1e-3
+    np.testing.assert_allclose(expectile_loss(jnp.array([2.0, -2.0]), expectile),
+                               (expectile * 4 + (1 - expectile) * 4) / 2, rtol=1e-6)
