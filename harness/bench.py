@@ -172,8 +172,10 @@ def _block(tree):
 # variant is the opt-in next step for 1a: the flow target with half the Euler steps (acting keeps K).
 CHEAP_TARGET_STEPS = 5
 CHEAP_TARGET = f'QFQL flow target, {CHEAP_TARGET_STEPS} steps'
+EXPECTILE = 'QFQL expectile critic'
 TRAIN_VARIANTS = {'QFQL flow target': ('qfql', {}), 'QFQL onestep target': ('qfql', {'target_action': 'onestep'}),
                   CHEAP_TARGET: ('qfql', {'target_flow_steps': CHEAP_TARGET_STEPS}),
+                  EXPECTILE: ('qfql', {'critic': 'expectile'}),
                   'FQL': ('fql', {})}
 
 
@@ -210,6 +212,10 @@ def figure_training(report: Report, sizes: Sizes, data) -> None:
         values = {f'{name} updates/s': round(ups[name], 2), 'FQL updates/s': round(ups['FQL'], 2)}
         report.rows.append(Row(figure, f'train updates/s, {what}', values, ratio, target_text,
                                ratio >= target if report.backend == 'cpu' else None, note=note))
+    default = 'QFQL flow target'
+    values = {f'{EXPECTILE} updates/s': round(ups[EXPECTILE], 2), f'{default} updates/s': round(ups[default], 2)}
+    report.rows.append(Row('1d', f'train updates/s, {EXPECTILE} (no actor samples) vs the default flow-target TD '
+                                 'critic', values, ups[EXPECTILE] / ups[default], note='opt-in: --critic expectile'))
 
 
 def figure_profile(report: Report, sizes: Sizes, data) -> None:
