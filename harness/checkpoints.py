@@ -5,6 +5,11 @@ appears under its final name once both parts are complete (written under a tempo
 os.replace), so an interrupted save never leaves a half checkpoint that --resume would pick up.
 meta.json records the task, agent, config and every parameter's shape, so that restoring into an
 agent built for another task fails with one clear line instead of an orbax traceback.
+
+An exported checkpoint (`python -m harness.card`, shipped under artifacts/checkpoints/<name>/) is
+the parameters that acting needs, without optimiser state: params.msgpack (flax serialisation of
+the actor, critic and, for the expectile critic, value networks of its seeds) and card.json, whose
+'meta' has the same fields as meta.json. It can be evaluated (--checkpoint), not resumed.
 """
 from __future__ import annotations
 
@@ -24,6 +29,18 @@ from harness.errors import UsageError
 STEP_DIR = re.compile(r'^step_(\d+)$')
 META_FILE = 'meta.json'
 STATE_DIR = 'state'
+CARD_FILE = 'card.json'
+PARAMS_FILE = 'params.msgpack'
+EXPORTED_NETWORKS = ('actor', 'critic', 'value')   # what acting needs (value: expectile critic only)
+
+
+def is_exported(path: Path) -> bool:
+    return (Path(path) / CARD_FILE).is_file() and (Path(path) / PARAMS_FILE).is_file()
+
+
+def exported_params(agents: Any) -> dict:
+    """The sub-trees of (stacked) agents' params that an exported checkpoint keeps."""
+    return {k: v for k, v in agents.params.items() if k in EXPORTED_NETWORKS}
 
 
 def leaf_shapes(tree: Any) -> dict[str, list[int]]:
@@ -97,7 +114,7 @@ def find_checkpoint(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise UsageError(f'checkpoint path {path} does not exist')
-    if (path / META_FILE).is_file() and (path / STATE_DIR).is_dir():
+    if (path / META_FILE).is_file() and (path / STATE_DIR).is_dir() or is_exported(path):
         return path
     for root in (path / 'checkpoints', path):
         found = list_checkpoints(root)
@@ -107,10 +124,12 @@ def find_checkpoint(path: str | Path) -> Path:
 
 
 def read_meta(checkpoint: Path) -> dict:
+    name = CARD_FILE if is_exported(checkpoint) else META_FILE
     try:
-        return json.loads((Path(checkpoint) / META_FILE).read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise UsageError(f'unreadable checkpoint metadata {checkpoint}/{META_FILE}: {error}') from None
+        payload = json.loads((Path(checkpoint) / name).read_text())
+        return payload['meta'] if name == CARD_FILE else payload
+    except (OSError, json.JSONDecodeError, KeyError) as error:
+        raise UsageError(f'unreadable checkpoint metadata {checkpoint}/{name}: {error!r}') from None
 
 
 def check_shapes(meta: dict, template: Any, expected_what: str) -> None:
@@ -136,9 +155,28 @@ def restore_checkpoint(checkpoint: Path, template: Any, expected_what: str) -> A
 
     checkpoint = Path(checkpoint)
     meta = {**read_meta(checkpoint), 'path': str(checkpoint)}
+    if is_exported(checkpoint):
+        from flax import serialization
+        wanted = exported_params(template)
+        check_shapes(meta, wanted, expected_what)
+        params = serialization.from_bytes(wanted, (checkpoint / PARAMS_FILE).read_bytes())
+        params = jax.tree.map(lambda like, x: np.asarray(x, like.dtype), wanted, params)
+        return template.replace(params={**template.params, **params, 'target_critic': params['critic']})
     check_shapes(meta, template, expected_what)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
     checkpointer = ocp.StandardCheckpointer()
     state = checkpointer.restore((checkpoint / STATE_DIR).resolve(), abstract)
     checkpointer.close()
     return state
+
+
+def export_params(out: Path, agents: Any, meta: dict, card: dict) -> None:
+    """Write an exported checkpoint: params.msgpack, then card.json (with meta + shapes) last, so a
+    folder without its card is never taken for a complete export."""
+    from flax import serialization
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    params = exported_params(agents)
+    with atomic_target(out / PARAMS_FILE) as tmp:
+        tmp.write_bytes(serialization.to_bytes(jax.device_get(params)))
+    write_json_atomic(out / CARD_FILE, {**card, 'meta': {**meta, 'shapes': leaf_shapes(params)}})

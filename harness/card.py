@@ -1,0 +1,138 @@
+"""Ship a trained agent: export one seed's parameters with a card that states what it scores.
+
+    python -m harness.card artifacts/runs/<run> --seed 12 --name cube-single-small \
+        --betas 0,0.01,0.03,0.1,0.3 --eval-episodes 50
+
+writes artifacts/checkpoints/<name>/params.msgpack (actor + critic, no optimiser state) and
+card.json, after evaluating the exported parameters exactly as a user would
+(`python -m harness.run --checkpoint artifacts/checkpoints/<name> --betas ...`): the best β is
+chosen on selection episodes and β = 0 and the best β are reported on held-out episodes. The card
+holds the task and dataset, the training command, seeds, updates and wall time, the sampler
+settings, `best_beta`, and `success` = {β: rate with its interval} for β = 0 and the best β.
+tests/test_regression.py re-evaluates the held-out episodes and compares them with the card.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import jax
+import numpy as np
+
+from agents import AGENTS, AgentConfig
+from envs.datasets import DEFAULT_DATA_DIR
+from envs.generate import card_path
+from envs.tasks import resolve_task
+from envs.vector import make_task_env
+from harness.checkpoints import (CARD_FILE, export_params, find_checkpoint, read_meta, restore_checkpoint,
+                                 write_json_atomic)
+from harness.errors import OneLineArgumentParser, UsageError, run_main
+from harness.run import beta_list, main as run_harness, nonnegative_int, positive_int
+from harness.train import create_agents
+
+SHIPPED_ROOT = Path('artifacts/checkpoints')
+
+
+def parse_args(argv):
+    p = OneLineArgumentParser(prog='python -m harness.card', description=__doc__.splitlines()[0])
+    p.add_argument('run', help='run folder (or checkpoint) to export from')
+    p.add_argument('--seed', type=nonnegative_int, required=True, help='which of the run\'s seeds to ship')
+    p.add_argument('--name', required=True, help='folder name under artifacts/checkpoints/')
+    p.add_argument('--betas', type=beta_list, required=True, help='βs to select from, e.g. 0,0.01,0.03,0.1,0.3')
+    p.add_argument('--eval-episodes', type=positive_int, default=50, help='held-out episodes per β (default 50)')
+    p.add_argument('--selection-episodes', type=positive_int, default=None,
+                   help='β-selection episodes per β (default: as many as --eval-episodes)')
+    p.add_argument('--sampler-args', default='', help='extra harness.run sampler flags, e.g. "--guidance-at denoised"')
+    p.add_argument('--root', default=str(SHIPPED_ROOT), help='where shipped checkpoints live')
+    return p.parse_args(argv)
+
+
+def _dataset_card(task, data_dir: str) -> dict:
+    """The dataset the run trained on, from the data card `envs.generate` wrote beside it."""
+    path = Path(card_path(str(Path(data_dir).expanduser() / f'{task.dataset_name}.npz')))
+    if not path.is_file():
+        return {'name': task.dataset_name, 'card': 'missing (downloaded or moved)'}
+    card = json.loads(path.read_text())
+    return {'name': task.dataset_name, 'episodes': card['episodes'], 'transitions': card['transitions'],
+            'generator_seed': card['seed'], 'generator': card['generator'],
+            'regenerate': f"python -m envs.generate {task.dataset_name} --episodes {card['episodes']} --seed {card['seed']}"}
+
+
+def export(args) -> int:
+    checkpoint = find_checkpoint(args.run)
+    meta = read_meta(checkpoint)
+    if args.seed not in meta['seeds']:
+        raise UsageError(f"--seed {args.seed} was not trained in {args.run} (its seeds: {meta['seeds']})")
+    run_dir = Path(checkpoint).parent.parent
+    config_path, summary_path = run_dir / 'config.json', run_dir / 'summary.json'
+    if not config_path.is_file():
+        raise UsageError(f'{run_dir} has no config.json: pass a training run folder')
+    run_config = json.loads(config_path.read_text())
+    run_summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    task = resolve_task(meta['task']['name'])
+    env = make_task_env(task.env_id)
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    env.close()
+    template = create_agents(AGENTS[meta['agent']], meta['seeds'], np.zeros((1, obs_dim), np.float32),
+                             np.zeros((1, act_dim), np.float32), AgentConfig(**meta['config']))
+    agents = restore_checkpoint(checkpoint, template, f'task {task.env_id}')
+    index = meta['seeds'].index(args.seed)
+    one_seed = jax.tree.map(lambda x: x[index:index + 1], agents)
+    out = Path(args.root) / args.name
+    shipped_meta = {**{k: meta[k] for k in ('task', 'agent', 'preset', 'config', 'beta', 'step')}, 'seeds': [args.seed]}
+    card = {
+        'name': args.name, 'task': task.name, 'env_id': task.env_id,
+        'dataset': _dataset_card(task, run_config.get('data_dir', DEFAULT_DATA_DIR)),
+        'training_command': run_config['command'], 'trained_seeds': meta['seeds'], 'seeds': [args.seed],
+        'updates': meta['step'], 'agent': meta['agent'], 'preset': meta['preset'], 'critic': meta['config'].get('critic', 'td'),
+        'wall_time_s': run_summary.get('timing_s', {}).get('total'),
+        'training_time_s': run_summary.get('timing_s', {}).get('training'),
+    }
+    export_params(out, one_seed, shipped_meta, {**card, 'status': 'exported, not yet evaluated'})
+
+    with tempfile.TemporaryDirectory(prefix='qfql-card-') as tmp:
+        sweep = Path(tmp) / 'sweep'
+        argv = ['--checkpoint', str(out), '--betas', ','.join(f'{b:g}' for b in args.betas),
+                '--eval-episodes', str(args.eval_episodes), '--video-episodes', '0', '--out', str(sweep),
+                *args.sampler_args.split()]
+        if args.selection_episodes is not None:
+            argv += ['--selection-episodes', str(args.selection_episodes)]
+        status = run_harness(argv)
+        if status:
+            return status
+        summary = json.loads((sweep / 'summary.json').read_text())
+        evaluated = json.loads((sweep / 'config.json').read_text())
+    best = summary['best_beta']
+    by_beta = {r['beta']: r for r in summary['results']}
+    card.update({
+        'sampler': summary['sampler'],
+        'best_beta': best,
+        'best_beta_selection': summary['best_beta_selection'],
+        'success': {f'{b:g}': {'rate': by_beta[b]['success_rate'], 'ci95': by_beta[b]['ci95'],
+                               'selection_rate': by_beta[b].get('selection_success_rate')}
+                    for b in sorted({0.0, best})},
+        'sweep': {f"{r['beta']:g}": {'held_out': r['success_rate'], 'selection': r.get('selection_success_rate')}
+                  for r in summary['results']},
+        'max_over_betas': summary['max_over_betas'],
+        'evaluation': {'held_out_episodes': args.eval_episodes, 'env_seed_base': evaluated['eval_seed_base'],
+                       'selection_episodes': evaluated['selection_episodes'],
+                       'selection_seed_base': evaluated['selection_seed_base'],
+                       'argv': ['--checkpoint', str(out), '--betas', f'0,{best:g}', '--eval-episodes',
+                                str(args.eval_episodes), '--selection-episodes', '0', *args.sampler_args.split()],
+                       'evaluation_time_s': summary['timing_s'].get('total')},
+    })
+    write_json_atomic(out / CARD_FILE, {**card, 'meta': read_meta(out)})
+    print(f"shipped {out}: β=0 {card['success']['0']['rate']:.2f}, best β={best:g} "
+          f"{card['success'][f'{best:g}']['rate']:.2f} on {args.eval_episodes} held-out episodes")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return export(parse_args(argv))
+
+
+if __name__ == '__main__':
+    sys.exit(run_main(main))
