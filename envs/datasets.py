@@ -55,12 +55,26 @@ def _require_ogbench(task) -> None:
         )
 
 
-def load_task_dataset(task, data_dir: str = DEFAULT_DATA_DIR, download: bool = False, split: str = 'train'):
+REWARDS = ('dense', 'sparse')
+
+
+def sparse_rewards(rewards: np.ndarray) -> np.ndarray:
+    """0 where the task is solved (OGBench's single-task reward is 0 exactly there) and -1 elsewhere.
+    OGBench's dense reward counts the unsolved subtasks of scene and puzzle; the QC code's --sparse
+    relabelling, which its authors use for those tasks, keeps only whether the task is solved."""
+    return np.where(rewards == 0, 0.0, -1.0).astype(np.float32)
+
+
+def load_task_dataset(task, data_dir: str = DEFAULT_DATA_DIR, download: bool = False, split: str = 'train',
+                      reward: str = 'dense'):
     """Single-task transitions of `task` (observations, actions, rewards, masks, next_observations; all f32).
 
     masks = 1 - success, as OGBench's single-task relabelling defines it (the episode continues in the
-    data, but the task is solved, so the TD target stops bootstrapping there).
+    data, but the task is solved, so the TD target stops bootstrapping there). reward: 'dense'
+    (OGBench's single-task reward) or 'sparse' (`sparse_rewards`).
     """
+    if reward not in REWARDS:
+        raise DatasetError(f'reward must be one of {REWARDS}, not {reward!r}')
     if split not in ('train', 'val'):
         raise DatasetError(f"split must be 'train' or 'val', not {split!r}")
     _require_ogbench(task)
@@ -91,6 +105,8 @@ def load_task_dataset(task, data_dir: str = DEFAULT_DATA_DIR, download: bool = F
             )
     if len(out['observations']) == 0:
         raise DatasetError(f'{task.dataset_name} ({split}) is empty; regenerate it with --force')
+    if reward == 'sparse':
+        out['rewards'] = sparse_rewards(out['rewards'])
     return out
 
 

@@ -31,23 +31,34 @@ class StepResult:
     just_finished: np.ndarray  # [N] bool: episode ended at this step
 
 
-def make_task_env(env_id: str, render_size: int | None = None):
+SUCCESS_TIMINGS = ('pre', 'post')
+
+
+def make_task_env(env_id: str, render_size: int | None = None, success_timing: str | None = None):
     """One OGBench single-task env as evaluation makes it (render_size: square frames; None keeps
-    OGBench's default). Call `envs.rendering.choose_mujoco_gl()` first in the process that renders."""
+    OGBench's default). Call `envs.rendering.choose_mujoco_gl()` first in the process that renders.
+
+    success_timing: when success, termination and reward are computed. 'pre' (from s, before the
+    action: the default of OGBench >= 1.2's single-task envs) or 'post' (from s', after it: OGBench
+    1.1, which the FQL and QFQL papers evaluated with); None keeps the installed OGBench's default."""
     import warnings
 
     warnings.filterwarnings('ignore', message='.*precision lowered by casting')
     import ogbench
 
-    size = {} if render_size is None else dict(width=render_size, height=render_size)
-    return ogbench.make_env_and_datasets(env_id, env_only=True, **size)
+    kwargs = {} if render_size is None else dict(width=render_size, height=render_size)
+    if success_timing is not None:
+        if success_timing not in SUCCESS_TIMINGS:
+            raise ValueError(f'success_timing must be one of {SUCCESS_TIMINGS}, got {success_timing!r}')
+        kwargs['success_timing'] = success_timing
+    return ogbench.make_env_and_datasets(env_id, env_only=True, **kwargs)
 
 
-def _worker(conn, env_id: str, count: int, render_size: int) -> None:
+def _worker(conn, env_id: str, count: int, render_size: int, success_timing: str | None) -> None:
     """Own `count` envs; answer (command, payload) messages until 'close'. MUJOCO_GL comes from the
     parent's environment, which a spawned process inherits."""
     try:
-        envs = [make_task_env(env_id, render_size) for _ in range(count)]
+        envs = [make_task_env(env_id, render_size, success_timing) for _ in range(count)]
         env = envs[0]
         conn.send(('ok', (env.observation_space.shape[0], env.action_space.shape[0], env.spec.max_episode_steps)))
     except Exception:
@@ -86,7 +97,8 @@ def _worker(conn, env_id: str, count: int, render_size: int) -> None:
 class EvalEnvs:
     """N single-task envs in worker processes; one episode per env per `reset`."""
 
-    def __init__(self, task, num_envs: int, render_size: int = 200, num_workers: int | None = None):
+    def __init__(self, task, num_envs: int, render_size: int = 200, num_workers: int | None = None,
+                 success_timing: str | None = None):
         from envs.rendering import choose_mujoco_gl
 
         if num_envs < 1:
@@ -101,7 +113,7 @@ class EvalEnvs:
         for w in range(num_workers):
             parent, child = ctx.Pipe()
             count = int(self._bounds[w + 1] - self._bounds[w])
-            proc = ctx.Process(target=_worker, args=(child, task.env_id, count, render_size), daemon=True)
+            proc = ctx.Process(target=_worker, args=(child, task.env_id, count, render_size, success_timing), daemon=True)
             proc.start()
             child.close()
             self._conns.append(parent)
@@ -198,6 +210,8 @@ class EvalEnvs:
         self.close()
 
 
-def make_eval_envs(task, num_envs: int, render_size: int = 200, num_workers: int | None = None) -> EvalEnvs:
-    """N seeded single-task evaluation envs for `task` in up to `num_workers` (default: cores) processes."""
-    return EvalEnvs(task, num_envs, render_size, num_workers)
+def make_eval_envs(task, num_envs: int, render_size: int = 200, num_workers: int | None = None,
+                   success_timing: str | None = None) -> EvalEnvs:
+    """N seeded single-task evaluation envs for `task` in up to `num_workers` (default: cores) processes
+    (success_timing: see make_task_env)."""
+    return EvalEnvs(task, num_envs, render_size, num_workers, success_timing)

@@ -82,12 +82,14 @@ def export(args) -> int:
     index = meta['seeds'].index(args.seed)
     one_seed = jax.tree.map(lambda x: x[index:index + 1], agents)
     out = Path(args.root) / args.name
-    shipped_meta = {**{k: meta[k] for k in ('task', 'agent', 'preset', 'config', 'beta', 'step')}, 'seeds': [args.seed]}
+    shipped_meta = {**{k: meta[k] for k in ('task', 'agent', 'preset', 'config', 'beta', 'step')}, 'seeds': [args.seed],
+                    'reward': meta.get('reward', 'dense')}
     card = {
         'name': args.name, 'task': task.name, 'env_id': task.env_id,
         'dataset': _dataset_card(task, run_config.get('data_dir', DEFAULT_DATA_DIR)),
         'training_command': run_config['command'], 'trained_seeds': meta['seeds'], 'seeds': [args.seed],
         'updates': meta['step'], 'agent': meta['agent'], 'preset': meta['preset'], 'critic': meta['config'].get('critic', 'td'),
+        'reward': meta.get('reward', 'dense'),
         'wall_time_s': run_summary.get('timing_s', {}).get('total'),
         'training_time_s': run_summary.get('timing_s', {}).get('training'),
     }
@@ -109,6 +111,7 @@ def export(args) -> int:
     by_beta = {r['beta']: r for r in summary['results']}
     card.update({
         'sampler': summary['sampler'],
+        'success_timing': summary['success_timing'],
         'best_beta': best,
         'best_beta_selection': summary['best_beta_selection'],
         'success': {f'{b:g}': {'rate': by_beta[b]['success_rate'], 'ci95': by_beta[b]['ci95'],
@@ -121,7 +124,8 @@ def export(args) -> int:
                        'selection_episodes': evaluated['selection_episodes'],
                        'selection_seed_base': evaluated['selection_seed_base'],
                        'argv': ['--checkpoint', str(out), '--betas', f'0,{best:g}', '--eval-episodes',
-                                str(args.eval_episodes), '--selection-episodes', '0', *args.sampler_args.split()],
+                                str(args.eval_episodes), '--selection-episodes', '0', '--success-timing',
+                                summary['success_timing'], *args.sampler_args.split()],
                        'evaluation_time_s': summary['timing_s'].get('total')},
     })
     write_json_atomic(out / CARD_FILE, {**card, 'meta': read_meta(out)})

@@ -61,6 +61,8 @@ DEFAULT_SWEEP_ROOT = Path('artifacts/sweeps')
 EVAL_SEED_BASE = 1_000_000      # held-out evaluation episode i starts from env seed EVAL_SEED_BASE + i
 SELECTION_SEED_BASE = 2_000_000  # β-selection episode i starts from env seed SELECTION_SEED_BASE + i (disjoint)
 LONG_RUN_SECONDS = 3600.0
+# Success from s' (OGBench 1.1, as the FQL and QFQL papers evaluated); OGBench >= 1.2 defaults to s.
+DEFAULT_SUCCESS_TIMING = 'post'
 
 
 # ---- argument types ------------------------------------------------------------------------------
@@ -181,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     sampler.add_argument('--trust-ratio', type=nonnegative_float, help='cap ‖guidance‖ at this times ‖v‖ (default: none)')
     sampler.add_argument('--flow-steps', type=positive_int, help='Euler steps when acting (default: the trained K, 10)')
     sampler.add_argument('--guidance-q-agg', choices=['mean', 'min'], help='ensemble Q whose gradient guides (default mean)')
+    p.add_argument('--success-timing', choices=['pre', 'post'],
+                   help="when OGBench's single-task envs compute success: post (default: from s', as OGBench 1.1 "
+                        'that the FQL and QFQL papers used) or pre (from s, the default of OGBench >= 1.2)')
+    p.add_argument('--reward', choices=['dense', 'sparse'],
+                   help="reward the data is labelled with: dense (default, OGBench's single-task reward) or sparse "
+                        '(0 when solved, else -1; changes training)')
     p.add_argument('--selection-episodes', type=nonnegative_int,
                    help='with several βs: episodes per seed on separate start states that choose the best β, which '
                         'is then reported on the held-out --eval-episodes (default: as many as --eval-episodes; '
@@ -224,6 +232,8 @@ class Plan:
     download: bool = False     # fetch a missing dataset from OGBench's server instead of regenerating it
     sampler: SamplerSettings = SamplerSettings()
     selection_episodes: int = 0   # per seed and β, on SELECTION_SEED_BASE starts; 0 = no β selection
+    success_timing: str = DEFAULT_SUCCESS_TIMING
+    reward: str = 'dense'         # dataset reward labels (training only)
 
     def to_json(self) -> dict:
         return {
@@ -236,6 +246,7 @@ class Plan:
             'checkpoint': None if self.checkpoint is None else str(self.checkpoint), 'download': self.download,
             'eval_seed_base': EVAL_SEED_BASE, 'sampler': self.sampler.to_json(),
             'selection_episodes': self.selection_episodes, 'selection_seed_base': SELECTION_SEED_BASE,
+            'success_timing': self.success_timing, 'reward': self.reward,
             'command': ' '.join(sys.argv),
         }
 
@@ -310,6 +321,14 @@ def _sampler_settings(args, saved: dict | None, config) -> SamplerSettings:
     return dataclasses.replace(base, **{k: v for k, v in flags.items() if v is not None})
 
 
+def _refuse_reward_change(args, trained_with: str) -> str:
+    """The reward labels shaped the critic: a trained agent keeps the ones it was trained with."""
+    if args.reward is not None and args.reward != trained_with:
+        raise UsageError(f'--reward {args.reward}: this agent was trained with {trained_with} rewards; '
+                         'the reward labels only matter for training, so drop --reward or train a new run')
+    return trained_with
+
+
 def _refuse_beta_for_fql(agent: str, args) -> None:
     """FQL acts with its distilled one-step policy, so a β would only mislabel its results."""
     if agent == 'fql' and (args.beta is not None or args.betas):
@@ -368,7 +387,9 @@ def plan_run(args) -> Plan:
                     _pick(args.video_episodes, defaults['video_episodes']), args.frame_skip, 0, 1, out,
                     args.data_dir or _default_data_dir(), None, checkpoint, int(meta['step']), download=args.download,
                     sampler=_sampler_settings(args, None, config),
-                    selection_episodes=_selection_episodes(args, betas, eval_episodes))
+                    selection_episodes=_selection_episodes(args, betas, eval_episodes),
+                    success_timing=_pick(args.success_timing, DEFAULT_SUCCESS_TIMING),
+                    reward=_refuse_reward_change(args, meta.get('reward', 'dense')))
 
     if args.resume:
         run_dir = _latest_run(args.task) if args.resume == 'latest' else Path(args.resume)
@@ -396,7 +417,9 @@ def plan_run(args) -> Plan:
                     run_dir, saved['data_dir'], saved['dataset_episodes'], checkpoint, step, download=args.download,
                     sampler=_sampler_settings(args, saved.get('sampler'), config),
                     selection_episodes=_selection_episodes(args, betas, saved['eval_episodes'],
-                                                           saved.get('selection_episodes')))
+                                                           saved.get('selection_episodes')),
+                    success_timing=_pick(args.success_timing, saved.get('success_timing', DEFAULT_SUCCESS_TIMING)),
+                    reward=_refuse_reward_change(args, saved.get('reward', 'dense')))
 
     if not args.task:
         raise UsageError('--task is required (e.g. --task pointmaze), unless --checkpoint or --resume is given')
@@ -425,7 +448,8 @@ def plan_run(args) -> Plan:
                 align(_pick(args.checkpoint_every, defaults['checkpoint_every']), chunk), chunk, out,
                 args.data_dir or _default_data_dir(), _pick(args.dataset_episodes, defaults['dataset_episodes']), None,
                 download=args.download, sampler=_sampler_settings(args, None, config),
-                selection_episodes=_selection_episodes(args, betas, eval_episodes))
+                selection_episodes=_selection_episodes(args, betas, eval_episodes),
+                success_timing=_pick(args.success_timing, DEFAULT_SUCCESS_TIMING), reward=args.reward or 'dense')
 
 
 def _default_data_dir() -> str:

@@ -60,7 +60,7 @@ def _load_dataset(plan, timer: Timer) -> dict:
     # A missing dataset is downloaded (--download) or regenerated offline (OGBench's procedure,
     # envs/generate.py); a present but broken one fails in the load with its one-line error.
     ensure_dataset(plan.task, plan.data_dir, episodes=plan.dataset_episodes, download=plan.download)
-    dataset = load_task_dataset(plan.task, plan.data_dir)
+    dataset = load_task_dataset(plan.task, plan.data_dir, reward=plan.reward)
     timer.add('dataset', time.perf_counter() - start)
     return dataset
 
@@ -73,7 +73,7 @@ def _agent_class(name: str):
 def _checkpoint_meta(plan) -> dict:
     import dataclasses
     return {'task': dataclasses.asdict(plan.task), 'agent': plan.agent, 'preset': plan.preset,
-            'config': dataclasses.asdict(plan.config), 'seeds': plan.seeds, 'beta': plan.beta}
+            'config': dataclasses.asdict(plan.config), 'seeds': plan.seeds, 'beta': plan.beta, 'reward': plan.reward}
 
 
 def execute(plan) -> int:
@@ -230,7 +230,7 @@ def _announce_eta(plan, bar, report, rate: float) -> None:
 def _make_envs(plan, timer: Timer):
     from envs.vector import make_eval_envs
     start = time.perf_counter()
-    envs = make_eval_envs(plan.task, plan.eval_envs, render_size=RENDER_SIZE)
+    envs = make_eval_envs(plan.task, plan.eval_envs, render_size=RENDER_SIZE, success_timing=plan.success_timing)
     timer.add('evaluation', time.perf_counter() - start)
     return envs
 
@@ -356,7 +356,8 @@ def _write_summary(plan, out: Path, results: list[dict], timer: Timer, extra: di
     summary = {
         'task': plan.task.name, 'env_id': plan.task.env_id, 'agent': plan.agent, 'preset': plan.preset,
         'mode': plan.mode, 'steps': plan.steps, 'seeds': plan.seeds, 'eval_episodes_per_seed': plan.eval_episodes,
-        'beta': plan.beta, 'sampler': plan.sampler.to_json(),
+        'beta': plan.beta, 'sampler': plan.sampler.to_json(), 'success_timing': plan.success_timing,
+        'reward': plan.reward,
         'acting': ('one-step policy μ_ω(s, ε): β and the sampler settings do not apply' if plan.agent == 'fql' else
                    'guided flow sampler (eq. 5 unless the sampler settings depart from it)'),
         'best_beta': chosen,

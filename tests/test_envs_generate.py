@@ -83,6 +83,11 @@ def test_ogbench_loader_reads_generated_files(data_dir, name):
     assert all(v.dtype == np.float32 and len(v) == EPISODES * (STEPS - 1) for v in ours.values())
     np.testing.assert_array_equal(ours['masks'], train['masks'])
     assert len(load_task_dataset(resolve_task(SINGLE_TASK_ID[name]), data_dir, split='val')['masks']) == STEPS - 1
+    # Sparse labels: 0 exactly where OGBench's dense reward says solved (0), -1 elsewhere; nothing else moves.
+    sparse = load_task_dataset(resolve_task(SINGLE_TASK_ID[name]), data_dir, reward='sparse')
+    np.testing.assert_array_equal(sparse['rewards'], np.where(train['rewards'] == 0, 0.0, -1.0))
+    for key in ('observations', 'actions', 'masks', 'next_observations'):
+        np.testing.assert_array_equal(sparse[key], ours[key])
 
 
 def test_data_card_records_the_run(data_dir):

@@ -53,6 +53,26 @@ def test_fql_alpha_follows_the_task_family(task, alpha, tmp_path):
     assert plan_run(args).config.alpha == alpha
 
 
+def test_reward_labels_cannot_change_after_training(tmp_path, capsys):
+    import jax.numpy as jnp
+    from agents import PRESETS, QFQLAgent
+    import dataclasses
+    from envs.tasks import resolve_task
+    from harness.run import build_parser, plan_run
+    from harness.train import create_agents
+    args = build_parser().parse_args(['--task', 'pointmaze', '--reward', 'sparse', '--out', str(tmp_path / 'run')])
+    plan = plan_run(args)
+    assert plan.reward == 'sparse' and plan.to_json()['reward'] == 'sparse'
+    assert plan.success_timing == 'post' and plan.to_json()['success_timing'] == 'post'
+    agents = create_agents(QFQLAgent, [0], jnp.zeros((1, 2)), jnp.zeros((1, 2)), PRESETS['tiny'])
+    meta = {'task': dataclasses.asdict(resolve_task('pointmaze')), 'agent': 'qfql', 'preset': 'tiny',
+            'config': dataclasses.asdict(PRESETS['tiny']), 'seeds': [0], 'beta': 0.3, 'reward': 'dense'}
+    save_checkpoint(tmp_path / 'ck' / 'checkpoints', 7, agents, meta)
+    status, err = run_cli(main, ['--checkpoint', str(tmp_path / 'ck'), '--reward', 'sparse',
+                                 '--out', str(tmp_path / 'sweep')], capsys)
+    assert status == 2 and 'trained with dense rewards' in err and err.count('\n') == 1
+
+
 def test_resume_without_checkpoint(capsys, tmp_path):
     run = tmp_path / 'run'
     run.mkdir()
