@@ -14,7 +14,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from harness.checkpoints import atomic_target  # noqa: E402
-from harness.train import GRAD_NORM_WARNING  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -88,7 +87,6 @@ def plot_training(metrics: Sequence[dict], path: Path, title: str = '') -> Path:
     axes[1].set(xlabel='update')
     for key in sorted({k for m in metrics for k in m if k.endswith(('grad_norm', 'grad_norm_max'))}):
         axes[2].plot(steps, series(key), label=key)
-    axes[2].axhline(GRAD_NORM_WARNING, color='red', ls='--', lw=1, label=f'{GRAD_NORM_WARNING:g} (App. A warning)')
     axes[2].set(yscale='log', xlabel='update')
     for ax in axes:
         ax.legend(fontsize=7)

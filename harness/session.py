@@ -88,7 +88,7 @@ def _train(plan) -> int:
     from tqdm import tqdm
 
     from harness.checkpoints import restore_checkpoint, save_checkpoint, write_json_atomic
-    from harness.train import Trainer, chunk_boundaries, create_agents, grad_norm_alarms
+    from harness.train import DivergenceWatch, Trainer, chunk_boundaries, create_agents, q_bounds
 
     timer = Timer()
     started = time.perf_counter()
@@ -115,6 +115,11 @@ def _train(plan) -> int:
         write_json_atomic(out / 'config.json', config)
         print(f'resuming {out} from update {plan.start_step} of {plan.steps}', flush=True)
 
+    watch = DivergenceWatch(plan.seeds, q_bounds(dataset['rewards'], plan.config.discount))
+    warnings = {'q_out_of_range': 0, 'critic_grad_growth': 0}
+    for step, infos in _logged_chunks(out):      # a resumed run's watch continues where it stopped
+        for kind, _ in watch.check(step, infos):
+            warnings[kind] += 1
     trainer = Trainer(agents, dataset, plan.seeds)
     # The trainer holds the dataset on the device; free the host copy now rather than at the next
     # garbage collection, or a 1M-transition run holds the dataset twice (harness.bench, figure 7).
@@ -124,7 +129,6 @@ def _train(plan) -> int:
     envs = None
     last_eval = '—'
     periodic = _periodic_points(out)
-    alarms_seen = 0
     bar = tqdm(total=plan.steps, initial=plan.start_step, unit='upd', dynamic_ncols=True,
                desc=f'{plan.task.name} {plan.agent}', file=sys.stdout, mininterval=1.0)
     try:
@@ -136,12 +140,10 @@ def _train(plan) -> int:
             _append_jsonl(out / 'metrics.jsonl', [
                 {'step': report.step, 'seed': seed, 'updates_per_s': rate, **info}
                 for seed, info in zip(plan.seeds, report.infos)])
-            alarms = grad_norm_alarms(report.infos, plan.seeds)
-            if alarms:
-                alarms_seen += len(alarms)
-                if alarms_seen <= 10:
-                    bar.write(f'warning: gradient norm above 100 at update {report.step} ({"; ".join(alarms)}); '
-                              'Appendix A of the paper saw this before guidance failed')
+            for kind, message in watch.check(report.step, report.infos):
+                warnings[kind] += 1
+                if sum(warnings.values()) <= 10:
+                    bar.write(f'warning: {message} (Appendix A of the paper saw this before guidance failed)')
             if n == 0:
                 _announce_eta(plan, bar, report, rate)
             bar.set_postfix_str(f'{rate:,.0f} upd/s, last eval: {last_eval}', refresh=False)
@@ -174,9 +176,32 @@ def _train(plan) -> int:
     _finish_plots(plan, out, final, periodic)
     timer.add('writing', time.perf_counter() - start)
     timer.add('total', time.perf_counter() - started)
-    _write_summary(plan, out, final, timer, extra={'grad_norm_warnings': alarms_seen})
+    _write_summary(plan, out, final, timer, extra={'divergence_warnings': {**warnings, **_fallback_warning(final)}})
     _print_result(out, final, timer)
     return 0
+
+
+def _logged_chunks(out: Path) -> list[tuple[int, list[dict]]]:
+    """(step, per-seed infos) of every chunk already in metrics.jsonl (a resumed run), in order."""
+    path = out / 'metrics.jsonl'
+    if not path.exists():
+        return []
+    by_step = defaultdict(list)
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            by_step[row['step']].append(row)
+    return sorted(by_step.items())
+
+
+def _fallback_warning(results: list[dict]) -> dict:
+    """Count (and say) the flow steps whose ∇Q was non-finite at evaluation, the third Appendix-A sign."""
+    count = sum(r['fallbacks'] for r in results)
+    if count:
+        betas = ', '.join(f"{r['beta']:g}" for r in results if r['fallbacks'])
+        print(f'warning: {count} flow steps had a non-finite ∇Q at evaluation (β = {betas}) and fell back to the '
+              'unguided step (Appendix A of the paper saw NaN actions before guidance failed)')
+    return {'nonfinite_fallbacks': count}
 
 
 def _truncate_logs_after(out: Path, step: int) -> None:
@@ -433,7 +458,7 @@ def _evaluate_checkpoint(plan) -> int:
         plot_success_vs_beta(results, out / 'plots' / 'success_vs_beta.png',
                              f'{plan.task.env_id}, {plan.agent}, checkpoint step {plan.steps}')
     timer.add('total', time.perf_counter() - started)
-    _write_summary(plan, out, results, timer)
+    _write_summary(plan, out, results, timer, extra={'divergence_warnings': _fallback_warning(results)})
     _print_result(out, results, timer)
     print(f'table: {out}/sweep.md, plot: {out}/plots/success_vs_beta.png')
     return 0

@@ -21,8 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-GRAD_NORM_WARNING = 100.0   # Appendix A: gradient norms of ~400 went with the puzzle-3x3 failure
-GRAD_NORM_ALARM_SUFFIX = 'grad_norm_max'   # the largest norm of a chunk (agents.training.scan_updates)
+# What precedes the Appendix-A failure, as `DivergenceWatch` reads it (see its docstring).
+Q_RANGE_MARGIN = 0.1         # Q may leave the range the rewards allow by 10 % of its width
+GROWTH_WINDOW = 5            # chunks in a row ...
+GROWTH_FACTOR = 2.0          # ... whose scale-free critic gradient norm is 2x its lowest so far
 
 
 def create_agents(agent_cls: Any, seeds: Sequence[int], example_observations, example_actions, config) -> Any:
@@ -102,11 +104,48 @@ class Trainer:
         return ChunkReport(step + num_updates, infos, seconds, compile_seconds)
 
 
-def grad_norm_alarms(infos: Sequence[dict], seeds: Sequence[int], threshold: float = GRAD_NORM_WARNING) -> list[str]:
-    """Messages for every (seed, per-chunk maximum grad norm) above the Appendix-A threshold."""
-    alarms = []
-    for seed, info in zip(seeds, infos):
-        for key, value in info.items():
-            if key.endswith(GRAD_NORM_ALARM_SUFFIX) and not (value <= threshold):
-                alarms.append(f'seed {seed}: {key} = {value:.3g} > {threshold:g}')
-    return alarms
+def q_bounds(rewards, discount: float) -> tuple[float, float]:
+    """The range the rewards allow Q to take: every Q is a discounted sum r_0 + γ r_1 + ... that may stop
+    at any step (mask 0), so it lies between min(r_min, r_min / (1 - γ)) and max(r_max, r_max / (1 - γ))."""
+    r_min, r_max = float(np.min(rewards)), float(np.max(rewards))
+    horizon = 1.0 / (1.0 - discount) if discount < 1 else math.inf
+    return min(r_min, r_min * horizon), max(r_max, r_max * horizon)
+
+
+class DivergenceWatch:
+    """Warnings for what preceded QFQL's puzzle-3x3 failure (Appendix A), per seed and chunk:
+
+    * 'q_out_of_range': the critic's Q leaves the range the rewards allow (`q_bounds`) by more than
+      Q_RANGE_MARGIN of its width -- TD values that no return could have;
+    * 'critic_grad_growth': the chunk-mean critic gradient norm, divided by (1 + |mean Q|), stays above
+      GROWTH_FACTOR x its lowest value so far for GROWTH_WINDOW chunks in a row. The raw norm is no
+      signal on its own: it grows with |Q| in healthy runs (cube-single: from 2 to 23 while mean Q went
+      from -5 to -53, the ratio staying at 0.25-0.4), and single-update maxima above 100 are common
+      there, which is why the old "norm above 100" warning fired on runs that worked.
+    Non-finite guidance at evaluation is the third sign; the harness counts it from the sampler.
+    """
+
+    def __init__(self, seeds: Sequence[int], bounds: tuple[float, float]):
+        self.seeds = list(seeds)
+        low, high = bounds
+        margin = Q_RANGE_MARGIN * max(high - low, 1.0)
+        self.low, self.high = low - margin, high + margin
+        self.ratios: dict[int, list[float]] = {seed: [] for seed in self.seeds}
+
+    def check(self, step: int, infos: Sequence[dict]) -> list[tuple[str, str]]:
+        """(kind, message) for every sign seen in this chunk's per-seed infos."""
+        found = []
+        for seed, info in zip(self.seeds, infos):
+            q_min, q_max = info.get('critic/q_min', 0.0), info.get('critic/q_max', 0.0)
+            if not (self.low <= q_min and q_max <= self.high):
+                found.append(('q_out_of_range', f'seed {seed}: Q in [{q_min:.3g}, {q_max:.3g}] at update {step}, '
+                                                f'outside [{self.low:.3g}, {self.high:.3g}] that the rewards allow'))
+            ratio = info.get('critic/grad_norm', 0.0) / (1.0 + abs(info.get('critic/q_mean', 0.0)))
+            history = self.ratios[seed]
+            history.append(ratio if math.isfinite(ratio) else math.inf)
+            earlier = history[:-GROWTH_WINDOW]
+            if earlier and all(r > GROWTH_FACTOR * min(earlier) for r in history[-GROWTH_WINDOW:]):
+                found.append(('critic_grad_growth',
+                              f'seed {seed}: critic grad norm / (1 + |Q|) = {ratio:.3g} at update {step}, above '
+                              f'{GROWTH_FACTOR:g}x its lowest ({min(earlier):.3g}) for {GROWTH_WINDOW} chunks'))
+        return found

@@ -1,11 +1,13 @@
 """Training loop: chunking, several seeds at once, and resume == uninterrupted."""
 import jax
 import numpy as np
+import pytest
 from hypothesis import given, strategies as st
 
 from agents import PRESETS, QFQLAgent
 from harness.checkpoints import find_checkpoint, restore_checkpoint, save_checkpoint
-from harness.train import Trainer, align, chunk_boundaries, create_agents, grad_norm_alarms, select_seed
+from harness.train import (DivergenceWatch, Trainer, align, chunk_boundaries, create_agents, q_bounds,
+                           select_seed)
 
 SEEDS = [3, 4]
 CHUNK = 50
@@ -65,9 +67,32 @@ def test_seeds_train_independently():
     assert {'actor/loss', 'critic/loss', 'critic/q_mean', 'actor/grad_norm', 'critic/grad_norm'} <= set(report.infos[0])
 
 
-def test_grad_norm_alarm_reads_the_chunk_maximum_above_100():
-    alarms = grad_norm_alarms([{'actor/grad_norm': 50.0, 'actor/grad_norm_max': 90.0, 'critic/grad_norm': 60.0,
-                                'critic/grad_norm_max': 400.0},
-                               {'critic/grad_norm_max': float('nan')}],
-                              [0, 1])
-    assert len(alarms) == 2 and 'critic/grad_norm_max' in alarms[0] and 'seed 1' in alarms[1]
+def test_q_bounds_are_the_discounted_sums_the_rewards_allow():
+    assert q_bounds(np.array([-1.0, 0.0]), 0.99) == pytest.approx((-100.0, 0.0))
+    assert q_bounds(np.array([0.5, 2.0]), 0.9) == pytest.approx((0.5, 20.0))
+
+
+def _info(q_mean, grad_norm, q_min=None, q_max=None):
+    return {'critic/q_mean': q_mean, 'critic/q_min': q_mean if q_min is None else q_min,
+            'critic/q_max': q_mean if q_max is None else q_max, 'critic/grad_norm': grad_norm}
+
+
+def test_divergence_watch_ignores_a_healthy_run_whose_norms_grow_with_q():
+    """The shape of a cube-single run where guidance worked: |Q| and the critic gradient norm grow
+    together (2 -> 23 while Q went -5 -> -53), with single-update maxima far above 100."""
+    watch = DivergenceWatch([0], q_bounds(np.array([-1.0, 0.0]), 0.99))
+    for step, q in enumerate(np.linspace(-5, -53, 20)):
+        info = {**_info(q, 0.35 * (1 + abs(q)), q_min=1.4 * q, q_max=1.0), 'critic/grad_norm_max': 250.0}
+        assert watch.check(step, [info]) == []
+
+
+def test_divergence_watch_flags_q_outside_the_reward_range_and_sustained_gradient_growth():
+    watch = DivergenceWatch([3, 4], q_bounds(np.array([-1.0, 0.0]), 0.99))
+    found = watch.check(1, [_info(-50.0, 10.0, q_min=-130.0), _info(-20.0, 5.0, q_max=5.0)])
+    assert [kind for kind, _ in found] == ['q_out_of_range'] and 'seed 3' in found[0][1]
+    watch = DivergenceWatch([0], (-100.0, 0.0))
+    kinds = [[k for k, _ in watch.check(step, [_info(-50.0, norm)])]
+             for step, norm in enumerate([10.0] * 5 + [30.0, 40.0, 35.0, 50.0, 45.0])]
+    assert kinds[:9] == [[]] * 9 and kinds[9] == ['critic_grad_growth']
+    one_spike = DivergenceWatch([0], (-100.0, 0.0))
+    assert all(one_spike.check(s, [_info(-50.0, n)]) == [] for s, n in enumerate([10.0] * 5 + [80.0] + [10.0] * 6))
