@@ -60,6 +60,24 @@ def test_train_then_sweep_writes_the_documented_files(data_dir, tmp_path):
         assert by_beta[beta]['success_rate'] == np.mean([r['success'] for r in held_out if r['beta'] == beta])
     assert summary['best_beta'] == max((0.0, 1.0), key=lambda b: (by_beta[b]['selection_success_rate'], -b))
 
+    # Shipping: one seed's parameters and a card; the export evaluates exactly like the trained run.
+    from harness.card import main as card_main
+    from harness.checkpoints import CARD_FILE, PARAMS_FILE
+    assert run_main(card_main, [str(run), '--seed', '0', '--name', 'tiny', '--betas', '0,1', '--eval-episodes', '2',
+                                '--root', str(tmp_path / 'shipped')]) == 0
+    shipped = tmp_path / 'shipped' / 'tiny'
+    card = json.loads((shipped / CARD_FILE).read_text())
+    assert (shipped / PARAMS_FILE).stat().st_size < 2**20
+    assert card['seeds'] == [0] and card['updates'] == 300 and card['task'] == 'pointmaze'
+    assert card['dataset']['episodes'] == 10 and card['dataset']['generator_seed'] == 0
+    assert set(card['success']) == {'0', f"{card['best_beta']:g}"} and card['training_command']
+    assert card['reward'] == 'dense' and card['success_timing'] == 'post'
+    again = tmp_path / 'again'
+    argv = card['evaluation']['argv'] + ['--video-episodes', '0', '--out', str(again)]
+    assert run_main(main, argv) == 0
+    for r in json.loads((again / 'summary.json').read_text())['results']:
+        assert r['success_rate'] == card['success'][f"{r['beta']:g}"]['rate']
+
 
 def test_resume_from_the_command_line_matches_an_uninterrupted_run(data_dir, tmp_path):
     from harness.checkpoints import find_checkpoint
