@@ -90,6 +90,8 @@ def seed_list(text: str) -> list[int]:
     try:
         if '-' in text.strip('-') and ',' not in text:
             low, high = (int(x) for x in text.split('-'))
+            if low > high:
+                raise argparse.ArgumentTypeError(f"seed range '{text}' is empty; write it low-high, e.g. '{high}-{low}'")
             values = list(range(low, high + 1))
         else:
             values = [int(x) for x in text.split(',') if x.strip()]

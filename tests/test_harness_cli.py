@@ -21,6 +21,7 @@ from tests.cli import run_cli
     (['--task', 'pointmaze', '--agent', 'fql', '--critic', 'expectile'], 'QFQL options'),
     (['--task', 'pointmaze', '--expectile', '1.5'], 'expectile must be in (0, 1)'),
     (['--task', 'pointmaze', '--grad-clip', '0'], 'number > 0'),
+    (['--task', 'pointmaze', '--seeds', '3-1'], "write it low-high, e.g. '1-3'"),
     (['--task', 'pointmaze', '--trust-ratio', 'inf'], 'finite number >= 0'),
     (['--task', 'pointmaze', '--guidance-at', 'clean'], 'guidance-at'),
     (['--task', 'pointmaze', '--flow-steps', '0'], 'positive integer'),
