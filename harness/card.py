@@ -61,6 +61,15 @@ def _dataset_card(task, data_dir: str) -> dict:
             'regenerate': f"python -m envs.generate {task.dataset_name} --episodes {card['episodes']} --seed {card['seed']}"}
 
 
+def training_seconds(run_dir: Path) -> float:
+    """Time spent in updates (compilation excluded), from metrics.jsonl: a chunk of n updates at u
+    updates/s took n / u seconds. Available even when the run stopped before its summary."""
+    rows = [json.loads(line) for line in (run_dir / 'metrics.jsonl').read_text().splitlines() if line.strip()]
+    rates = {row['step']: row['updates_per_s'] for row in rows}
+    steps = sorted(rates)
+    return round(sum((b - a) / rates[b] for a, b in zip([0] + steps[:-1], steps)), 1)
+
+
 def export(args) -> int:
     checkpoint = find_checkpoint(args.run)
     meta = read_meta(checkpoint)
@@ -91,7 +100,7 @@ def export(args) -> int:
         'updates': meta['step'], 'agent': meta['agent'], 'preset': meta['preset'], 'critic': meta['config'].get('critic', 'td'),
         'reward': meta.get('reward', 'dense'),
         'wall_time_s': run_summary.get('timing_s', {}).get('total'),
-        'training_time_s': run_summary.get('timing_s', {}).get('training'),
+        'training_time_s': training_seconds(run_dir),
     }
     export_params(out, one_seed, shipped_meta, {**card, 'status': 'exported, not yet evaluated'})
 

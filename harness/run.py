@@ -249,8 +249,13 @@ class Plan:
             'eval_seed_base': EVAL_SEED_BASE, 'sampler': self.sampler.to_json(),
             'selection_episodes': self.selection_episodes, 'selection_seed_base': SELECTION_SEED_BASE,
             'success_timing': self.success_timing, 'reward': self.reward,
-            'command': ' '.join(sys.argv),
+            'command': command_line(),
         }
+
+
+def command_line() -> str:
+    """The command as the user typed it (`python -m harness.run ...`, not the module's file path)."""
+    return ' '.join(['python -m harness.run', *sys.argv[1:]])
 
 
 def check_writable(path: Path) -> None:

@@ -88,6 +88,7 @@ def _train(plan) -> int:
     from tqdm import tqdm
 
     from harness.checkpoints import restore_checkpoint, save_checkpoint, write_json_atomic
+    from harness.run import command_line
     from harness.train import DivergenceWatch, Trainer, chunk_boundaries, create_agents, q_bounds
 
     timer = Timer()
@@ -111,7 +112,7 @@ def _train(plan) -> int:
         _truncate_logs_after(out, plan.start_step)
         config = json.loads((out / 'config.json').read_text())
         config['steps'] = plan.steps
-        config.setdefault('resumed', []).append({'from_step': plan.start_step, 'command': ' '.join(sys.argv)})
+        config.setdefault('resumed', []).append({'from_step': plan.start_step, 'command': command_line()})
         write_json_atomic(out / 'config.json', config)
         print(f'resuming {out} from update {plan.start_step} of {plan.steps}', flush=True)
 

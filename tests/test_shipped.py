@@ -1,0 +1,107 @@
+"""The guidance regression test: shipped checkpoints must still score what their cards say.
+
+Each folder under artifacts/checkpoints/ (written by `python -m harness.card`) is evaluated the way
+a user would (`python -m harness.run --checkpoint ... --betas 0,<best>` with the card's sampler
+settings) on the card's held-out start states, and both success rates are compared with the card.
+
+Tolerance. On one machine the evaluation is deterministic (fixed env seeds and sampler keys), so the
+card is reproduced exactly. On another machine XLA may sum in another order, and the rollouts, which
+are chaotic, then become another draw of the same policy: the measured count is a second binomial
+sample with the card's success probability. The difference of two such rates over n episodes has
+standard deviation sqrt(2 p (1 - p) / n); we allow 3.29 of them (two-sided 99.9 %), with p estimated
+as (k + 1) / (n + 2) so that a card rate of 0 still admits a few successes. Over n = 50 episodes that
+is 17 episodes at p = 0.45, 9 at p = 0.05 and 5 at p = 0.
+
+A positive control runs a scripted oracle through the same evaluation path (vector envs, success
+flags, episode records): if success were never reported, it would fail too.
+"""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from harness.checkpoints import CARD_FILE, PARAMS_FILE
+from harness.card import SHIPPED_ROOT
+from harness.errors import run_main
+from harness.run import EVAL_SEED_BASE, main
+from harness.baseline import REPO_ROOT
+
+SHIPPED = sorted(p for p in (REPO_ROOT / SHIPPED_ROOT).glob('*') if (p / CARD_FILE).is_file())
+
+
+def binomial_tolerance(rate: float, episodes: int, z: float = 3.29) -> float:
+    """Largest difference between two independent success rates over `episodes` episodes each that
+    is not evidence of a change (see the module docstring), in whole episodes."""
+    smoothed = (rate * episodes + 1) / (episodes + 2)
+    return math.ceil(z * math.sqrt(2 * smoothed * (1 - smoothed) / episodes) * episodes) / episodes
+
+
+def test_binomial_tolerance_grows_with_variance_and_shrinks_with_episodes():
+    assert binomial_tolerance(0.45, 50) == 17 / 50 and binomial_tolerance(0.0, 50) == 5 / 50
+    assert binomial_tolerance(0.5, 200) < binomial_tolerance(0.5, 50)
+
+
+def test_there_is_a_shipped_checkpoint():
+    assert SHIPPED, f'no shipped checkpoint under {SHIPPED_ROOT}/ (python -m harness.card writes them)'
+
+
+@pytest.mark.parametrize('shipped', SHIPPED, ids=lambda p: p.name)
+def test_shipped_checkpoint_reproduces_its_card(shipped, tmp_path):
+    card = json.loads((shipped / CARD_FILE).read_text())
+    assert (shipped / PARAMS_FILE).stat().st_size < 8 * 2**20, 'shipped parameters should stay a few MB'
+    best = card['best_beta']
+    assert best > 0, 'a shipped card must name a guided β that its selection episodes preferred'
+    argv = [a if a != card['evaluation']['argv'][1] else str(shipped) for a in card['evaluation']['argv']]
+    out = tmp_path / 'eval'
+    assert run_main(main, argv + ['--video-episodes', '0', '--out', str(out)]) == 0
+    summary = json.loads((out / 'summary.json').read_text())
+    measured = {r['beta']: r['success_rate'] for r in summary['results']}
+    episodes = card['evaluation']['held_out_episodes']
+    assert summary['eval_episodes_per_seed'] == episodes and summary['sampler'] == card['sampler']
+    rows = [json.loads(line) for line in (out / 'eval.jsonl').read_text().splitlines()]
+    assert {r['env_seed'] for r in rows} == set(range(EVAL_SEED_BASE, EVAL_SEED_BASE + episodes))
+    for beta in (0.0, best):
+        expected = card['success'][f'{beta:g}']['rate']
+        tolerance = binomial_tolerance(expected, episodes)
+        assert abs(measured[beta] - expected) <= tolerance, (
+            f'{shipped.name}: success at β={beta:g} is {measured[beta]:.2f}, card says {expected:.2f} ± {tolerance:.2f}')
+    assert measured[best] > measured[0.0], f'{shipped.name}: guidance (β={best:g}) no longer beats β=0'
+
+
+def test_oracle_reaches_the_goal_through_the_evaluation_path():
+    """Pointmaze's BFS oracle (OGBench's get_oracle_subgoal), acting from the observations alone as a
+    policy does, scored by `harness.evaluate.evaluate` on the vector envs. With success computed
+    before the action ('pre', from s) an episode needs one step more than with 'post' (from s')."""
+    import jax
+
+    from envs.tasks import resolve_task
+    from envs.vector import make_eval_envs, make_task_env
+    from harness.evaluate import evaluate
+
+    task = resolve_task('pointmaze')
+    maze_env = make_task_env(task.env_id)
+    maze_env.reset(seed=0)
+    maze = maze_env.unwrapped
+    goal = np.asarray(maze.cur_goal_xy)
+
+    def oracle(observations, key, beta):
+        actions = []
+        for xy in np.asarray(observations)[:, :2]:
+            subgoal, _ = maze.get_oracle_subgoal(xy, goal)
+            actions.append((subgoal - xy) / (np.linalg.norm(subgoal - xy) + 1e-6))
+        zeros = np.zeros((1, len(actions)))
+        return np.asarray(actions, np.float32), {'velocity_norm': zeros, 'grad_q_norm': zeros, 'guidance_norm': zeros}
+
+    lengths = {}
+    try:
+        for timing in ('pre', 'post'):
+            with make_eval_envs(task, 2, success_timing=timing) as envs:
+                result = evaluate(oracle, envs, beta=0.0, num_episodes=2, key=jax.random.PRNGKey(0),
+                                  env_seed_base=EVAL_SEED_BASE)
+            assert [e['success'] for e in result.episodes] == [True, True]
+            lengths[timing] = np.array([e['length'] for e in result.episodes])
+            assert np.all(lengths[timing] < envs.max_episode_steps), 'the episode should end at the goal'
+    finally:
+        maze_env.close()
+    np.testing.assert_array_equal(lengths['pre'], lengths['post'] + 1)
