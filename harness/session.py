@@ -118,7 +118,7 @@ def _train(plan) -> int:
 
     watch = DivergenceWatch(plan.seeds, q_bounds(dataset['rewards'], plan.config.discount))
     warnings = {'q_out_of_range': 0, 'critic_grad_growth': 0}
-    for step, infos in _logged_chunks(out):      # a resumed run's watch continues where it stopped
+    for step, infos in _rows_by_step(out / 'metrics.jsonl'):   # a resumed run's watch continues where it stopped
         for kind, _ in watch.check(step, infos):
             warnings[kind] += 1
     trainer = Trainer(agents, dataset, plan.seeds)
@@ -182,16 +182,16 @@ def _train(plan) -> int:
     return 0
 
 
-def _logged_chunks(out: Path) -> list[tuple[int, list[dict]]]:
-    """(step, per-seed infos) of every chunk already in metrics.jsonl (a resumed run), in order."""
-    path = out / 'metrics.jsonl'
+def _rows_by_step(path: Path, phase: str | None = None) -> list[tuple[int, list[dict]]]:
+    """The rows of a JSONL log (of one eval `phase`, if given) grouped by step, in step order."""
     if not path.exists():
         return []
     by_step = defaultdict(list)
     for line in path.read_text().splitlines():
         if line.strip():
             row = json.loads(line)
-            by_step[row['step']].append(row)
+            if phase is None or row['phase'] == phase:
+                by_step[row['step']].append(row)
     return sorted(by_step.items())
 
 
@@ -221,17 +221,9 @@ def _truncate_logs_after(out: Path, step: int) -> None:
 
 def _periodic_points(out: Path) -> list:
     """(step, success, ci_low, ci_high) of periodic evaluations already in summary-less logs (resume)."""
-    path = out / 'eval.jsonl'
-    if not path.exists():
-        return []
     from harness.report import hierarchical_bootstrap_ci, success_matrix
-    by_step = defaultdict(list)
-    for line in path.read_text().splitlines():
-        row = json.loads(line)
-        if row['phase'] == 'periodic':
-            by_step[row['step']].append(row)
     points = []
-    for step, rows in sorted(by_step.items()):
+    for step, rows in _rows_by_step(out / 'eval.jsonl', 'periodic'):
         _, matrix = success_matrix(rows)
         points.append((step, float(matrix.mean()), *hierarchical_bootstrap_ci(matrix)))
     return points
