@@ -79,5 +79,6 @@ class FQLAgent(FlowAgentBase):
         actions = self._sample_onestep(observations, key)
         shape = (num_steps or self.config.flow_steps, observations.shape[0])
         diag = {'velocity_norm': jnp.zeros(shape), 'grad_q_norm': jnp.zeros(shape),
-                'guidance_norm': jnp.zeros(shape), 'nonfinite_fallbacks': jnp.zeros((), jnp.int32)}
+                'guidance_norm': jnp.zeros(shape), 'nonfinite_fallbacks': jnp.zeros((), jnp.int32),
+                'nonfinite_velocity': jnp.zeros((), jnp.int32)}
         return (actions[0] if single else actions), diag

@@ -21,6 +21,8 @@ Guards, in order:
   2. trust_ratio ρ: g is rescaled per sample so that ‖g‖ ≤ ρ ‖v‖ (the adaptive guard Appendix A
      asks for: guidance can never dominate the behaviour flow by more than ρ);
   3. non-finite guard: a sample whose g has a NaN/inf takes the unguided step; it is counted.
+A non-finite actor output is a different fault (a broken actor, not the critic): that sample's
+velocity is taken as 0 for the step, so the action stays finite, and it is counted apart.
 β = 0 never evaluates ∇Q: a Python-number 0 skips it when tracing (q_fn may then be None), and a
 traced β_k that is 0 at run time takes a lax.cond branch without the gradient. (Under jax.vmap a
 cond over a batched β becomes a select that runs both branches -- results are still exact.)
@@ -146,12 +148,15 @@ def guided_flow_sample(
     [E, B] reduced with `q_agg` ('mean' | 'min'). `beta` may be a Python number or a traced scalar.
     Returns (actions [B, A], diag) with diag['velocity_norm'|'grad_q_norm'|'guidance_norm'] of
     shape [K, B] (grad_q_norm is before clipping; 0 where no gradient was taken) and
-    diag['nonfinite_fallbacks'], the int32 count of (step, sample) pairs that fell back.
+    diag['nonfinite_fallbacks'], the int32 count of (step, sample) pairs whose guidance fell back,
+    and diag['nonfinite_velocity'], the count of (step, sample) pairs whose v was non-finite.
     `guidance_at` ('noisy' | 'denoised' | 'denoised-jacobian') and `guidance_scale` ('absolute' |
     'relative') are explained in the module docstring.
     With return_path, diag['path'] [K+1, B, A] holds a⁰ … a^K (before the final clip).
     """
     # Numbers are checked here; traced values (allowed, so sweeps need not recompile) cannot be.
+    if isinstance(beta, (int, float, np.number)) and not beta >= 0:
+        raise ValueError(f'beta must be >= 0, got {beta}')
     if isinstance(grad_clip, (int, float)) and not grad_clip > 0:
         raise ValueError(f'grad_clip must be > 0 or None, got {grad_clip}')
     if isinstance(trust_ratio, (int, float)) and not trust_ratio >= 0:
@@ -173,6 +178,8 @@ def guided_flow_sample(
         t, dt, beta_k = xs
         t_column = jnp.full((batch, 1), t, actions.dtype)
         velocity = velocity_fn(obs, actions, t_column)
+        finite_velocity = jnp.all(jnp.isfinite(velocity), axis=-1)
+        velocity = jnp.where(finite_velocity[:, None], velocity, 0.0)
         velocity_norm = _row_norm(velocity)
         if skip_guidance:
             guidance, grad_norm, bad = jnp.zeros_like(actions), zeros_b, jnp.zeros((batch,), bool)
@@ -187,9 +194,11 @@ def guided_flow_sample(
             )
         new_actions = actions + dt * (velocity + guidance)
         path_entry = new_actions if return_path else None
-        return new_actions, (velocity_norm, grad_norm, _row_norm(guidance), bad, path_entry)
+        # A broken actor also breaks the Jacobian mode's ∇Q; that is counted once, as the actor's.
+        return new_actions, (velocity_norm, grad_norm, _row_norm(guidance), bad & finite_velocity, ~finite_velocity,
+                             path_entry)
 
-    actions, (velocity_norm, grad_norm, guidance_norm, bad, path) = jax.lax.scan(
+    actions, (velocity_norm, grad_norm, guidance_norm, bad, bad_velocity, path) = jax.lax.scan(
         step, noise, (left, dts, betas))
     if clip_actions:
         actions = jnp.clip(actions, action_low, action_high)
@@ -198,6 +207,7 @@ def guided_flow_sample(
         'grad_q_norm': grad_norm,
         'guidance_norm': guidance_norm,
         'nonfinite_fallbacks': jnp.sum(bad, dtype=jnp.int32),
+        'nonfinite_velocity': jnp.sum(bad_velocity, dtype=jnp.int32),
     }
     if return_path:
         diag['path'] = jnp.concatenate([noise[None], path], axis=0)

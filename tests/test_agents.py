@@ -204,8 +204,10 @@ def test_fql_sample_actions_api_parity():
     agent = FQLAgent.create(0, DATA['observations'][:2], DATA['actions'][:2], TINY)
     actions, diag = agent.sample_actions(DATA['observations'][:5], jax.random.PRNGKey(0), 3.0)
     assert actions.shape == (5, ACTION_DIM) and np.all(np.abs(np.asarray(actions)) <= 1.0)
-    assert set(diag) == {'velocity_norm', 'grad_q_norm', 'guidance_norm', 'nonfinite_fallbacks'}
-    assert int(diag['nonfinite_fallbacks']) == 0
+    qfql = QFQLAgent.create(0, DATA['observations'][:2], DATA['actions'][:2], TINY)
+    _, qfql_diag = qfql.sample_actions(DATA['observations'][:5], jax.random.PRNGKey(0), 3.0)
+    assert set(diag) == set(qfql_diag)
+    assert int(diag['nonfinite_fallbacks']) == 0 and int(diag['nonfinite_velocity']) == 0
 
 
 def test_bad_names_give_one_line_errors():

@@ -322,13 +322,31 @@ def test_ensemble_q_aggregation_for_guidance():
     np.testing.assert_allclose(min_out, noise + W, rtol=1e-5, atol=1e-5)
 
 
+@SETTINGS
+@given(beta=st.floats(0.0, 5.0), num_steps=step_counts, seed=seeds, at=points)
+def test_a_non_finite_actor_output_never_reaches_the_action_and_is_counted_apart(beta, num_steps, seed, at):
+    """Rows whose v is NaN (a broken actor) keep a finite action; the critic's fallback count stays 0."""
+    obs, noise = inputs(seed, 4)
+    broken = jnp.array([True, False, False, True])
+    def velocity(o, a, t):
+        return jnp.where(broken[:, None], jnp.nan, linear_velocity(o, a, t))
+    actions, diag = guided_flow_sample(velocity, concave_quadratic_q, obs, noise, beta, num_steps, guidance_at=at)
+    healthy, _ = guided_flow_sample(linear_velocity, concave_quadratic_q, obs, noise, beta, num_steps,
+                                    guidance_at=at)
+    assert np.all(np.isfinite(actions)) and np.all(np.abs(np.asarray(actions)) <= 1.0)
+    np.testing.assert_allclose(actions[~broken], healthy[~broken], rtol=1e-5, atol=1e-6)
+    assert int(diag['nonfinite_velocity']) == 2 * num_steps and int(diag['nonfinite_fallbacks']) == 0
+
+
 def test_bad_options_give_one_line_errors():
     obs, noise = inputs(0, 2)
     for kwargs, text in [(dict(beta_schedule='exp'), 'beta_schedule'), (dict(grad_clip=0.0), 'grad_clip'),
                          (dict(trust_ratio=-1.0), 'trust_ratio'), (dict(grid='log'), 'time_grid'),
-                         (dict(guidance_at='clean'), 'guidance_at'), (dict(guidance_scale='unit'), 'guidance_scale')]:
+                         (dict(guidance_at='clean'), 'guidance_at'), (dict(guidance_scale='unit'), 'guidance_scale'),
+                         (dict(beta=-0.5), 'beta must be >= 0')]:
+        kwargs = {'beta': 1.0, **kwargs}
         with pytest.raises(ValueError, match=text) as err:
-            guided_flow_sample(linear_velocity, linear_q, obs, noise, 1.0, 2, **kwargs)
+            guided_flow_sample(linear_velocity, linear_q, obs, noise, num_steps=2, **kwargs)
         assert '\n' not in str(err.value)
     with pytest.raises(ValueError, match='q_fn is required'):
         guided_flow_sample(linear_velocity, None, obs, noise, 1.0, 2)
