@@ -414,8 +414,11 @@ def plan_run(args) -> Plan:
         check_writable(run_dir)
         step, checkpoint = found[-1]
         steps = _pick(args.steps, saved['steps'])
-        if step >= steps:
-            raise UsageError(f'--resume {run_dir}: already trained {step} of {steps} updates; pass a larger --steps')
+        # A run stopped after its last checkpoint (during the final evaluation, plots or summary)
+        # resumes into its final evaluation; a finished one (it has summary.json) has nothing left to do.
+        if step > steps or step == steps and (run_dir / 'summary.json').is_file():
+            raise UsageError(f'--resume {run_dir}: already trained {step} of {steps} updates and evaluated; pass a '
+                             f'larger --steps, or evaluate it with --checkpoint {run_dir}')
         _refuse_beta_for_fql(saved['agent'], args)
         betas = args.betas or saved['final_betas']
         return Plan('resume', task, saved['agent'], saved['preset'], config, saved['seeds'], steps, saved['beta'],

@@ -6,6 +6,7 @@ import pytest
 
 from harness.errors import run_main
 from harness.run import main
+from tests.cli import run_cli
 
 COMMON = ['--task', 'pointmaze', '--preset', 'tiny', '--eval-episodes', '2', '--eval-envs', '2']
 
@@ -79,7 +80,7 @@ def test_train_then_sweep_writes_the_documented_files(data_dir, tmp_path):
         assert r['success_rate'] == card['success'][f"{r['beta']:g}"]['rate']
 
 
-def test_resume_from_the_command_line_matches_an_uninterrupted_run(data_dir, tmp_path):
+def test_resume_from_the_command_line_matches_an_uninterrupted_run(data_dir, tmp_path, capsys):
     from harness.checkpoints import find_checkpoint
     import orbax.checkpoint as ocp
     args = COMMON + ['--video-episodes', '0', '--updates-per-call', '100', '--checkpoint-every', '100',
@@ -95,3 +96,14 @@ def test_resume_from_the_command_line_matches_an_uninterrupted_run(data_dir, tmp
     assert all(jax.tree.leaves(jax.tree.map(lambda x, y: np.array_equal(x, y), a, b)))
     steps = [json.loads(line)['step'] for line in (resumed / 'metrics.jsonl').read_text().splitlines()]
     assert steps == [100, 200, 300]
+
+    # Stopped after the last checkpoint, before the summary: --resume runs the final evaluation again.
+    summary = json.loads((straight / 'summary.json').read_text())
+    (straight / 'summary.json').unlink()
+    assert run_main(main, ['--resume', str(straight)]) == 0
+    again = json.loads((straight / 'summary.json').read_text())
+    assert again['results'] == summary['results']
+    rows = [json.loads(line) for line in (straight / 'eval.jsonl').read_text().splitlines()]
+    assert len(rows) == 2, 'the interrupted final evaluation is replaced, not appended to'
+    status, err = run_cli(main, ['--resume', str(straight)], capsys)
+    assert status == 2 and 'already trained 300 of 300 updates and evaluated' in err
