@@ -25,6 +25,7 @@ from typing import Sequence
 from agents.config import BETA_SCHEDULES, GUIDANCE_POINTS, GUIDANCE_SCALES
 from harness.errors import OneLineArgumentParser, UsageError, run_main
 from harness.evaluate import SamplerSettings
+from harness.train import align
 
 # Defaults that depend on the preset; an explicit flag always wins. Why these numbers:
 #   paper -- the paper's protocol (1M updates, 50 evaluation episodes; evaluation every 100k).
@@ -211,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 @dataclass
 class Plan:
     mode: str                  # 'train' | 'resume' | 'evaluate'
+    # (Fields up to checkpoint_every, and beta unless the TD target is guided, only shape evaluation.)
     task: object               # envs.tasks.Task
     agent: str
     preset: str
@@ -236,6 +238,12 @@ class Plan:
     selection_episodes: int = 0   # per seed and β, on SELECTION_SEED_BASE starts; 0 = no β selection
     success_timing: str = DEFAULT_SUCCESS_TIMING
     reward: str = 'dense'         # dataset reward labels (training only)
+
+    def evaluation_settings(self) -> dict:
+        """The settings a --resume may change (they shape evaluation, never training)."""
+        keys = ('beta', 'final_betas', 'eval_every', 'eval_episodes', 'eval_envs', 'video_episodes', 'frame_skip',
+                'checkpoint_every', 'sampler', 'selection_episodes', 'success_timing')
+        return {k: v for k, v in self.to_json().items() if k in keys}
 
     def to_json(self) -> dict:
         return {
@@ -326,6 +334,28 @@ def _sampler_settings(args, saved: dict | None, config) -> SamplerSettings:
              'flow_steps': args.flow_steps, 'guidance_q_agg': args.guidance_q_agg, 'guidance_at': args.guidance_at,
              'guidance_scale': args.guidance_scale}
     return dataclasses.replace(base, **{k: v for k, v in flags.items() if v is not None})
+
+
+def _refuse_training_changes(args, saved: dict, run_dir: Path) -> None:
+    """--resume continues the same training: a flag that would change it is refused in one line (flags
+    that only change evaluation -- β, episodes, videos, sampler settings -- are taken and recorded)."""
+    config = saved['config']
+    seeds = args.seeds or ([args.seed] if args.seed is not None else None)
+    given = {'--agent': (args.agent, saved['agent']), '--preset': (args.preset, saved['preset']),
+             '--seed/--seeds': (seeds, saved['seeds']), '--discount': (args.discount, config['discount']),
+             '--q-agg': (args.q_agg, config['q_agg']), '--target-action': (args.target_action, config['target_action']),
+             '--target-flow-steps': (args.target_flow_steps, config['target_flow_steps']),
+             '--critic': (args.critic, config.get('critic', 'td')), '--expectile': (args.expectile, config.get('expectile')),
+             '--alpha': (args.alpha, config['alpha']), '--updates-per-call': (args.updates_per_call, saved['updates_per_call']),
+             '--dataset-episodes': (args.dataset_episodes, saved['dataset_episodes']),
+             '--data-dir': (args.data_dir, saved['data_dir'])}
+    if config['target_action'] == 'guided':     # the guided TD target trains with the run's β
+        given['--beta'] = (args.beta, saved['beta'])
+    changed = [f'{flag} {value} (trained with {before})' for flag, (value, before) in given.items()
+               if value is not None and value != before]
+    if changed:
+        raise UsageError(f"--resume {run_dir} would change its training: {'; '.join(changed)}; drop these flags, or "
+                         'start a new run')
 
 
 def _refuse_reward_change(args, trained_with: str) -> str:
@@ -420,14 +450,18 @@ def plan_run(args) -> Plan:
             raise UsageError(f'--resume {run_dir}: already trained {step} of {steps} updates and evaluated; pass a '
                              f'larger --steps, or evaluate it with --checkpoint {run_dir}')
         _refuse_beta_for_fql(saved['agent'], args)
+        _refuse_training_changes(args, saved, run_dir)
         betas = args.betas or saved['final_betas']
-        return Plan('resume', task, saved['agent'], saved['preset'], config, saved['seeds'], steps, saved['beta'],
-                    betas, saved['eval_every'], saved['eval_episodes'], saved['eval_envs'],
-                    saved['video_episodes'], saved['frame_skip'], saved['checkpoint_every'], saved['updates_per_call'],
+        chunk = saved['updates_per_call']
+        eval_episodes = _pick(args.eval_episodes, saved['eval_episodes'])
+        return Plan('resume', task, saved['agent'], saved['preset'], config, saved['seeds'], steps,
+                    _pick(args.beta, saved['beta']), betas, align(_pick(args.eval_every, saved['eval_every']), chunk),
+                    eval_episodes, min(_pick(args.eval_envs, saved['eval_envs']), eval_episodes),
+                    _pick(args.video_episodes, saved['video_episodes']), _pick(args.frame_skip, saved['frame_skip']),
+                    align(_pick(args.checkpoint_every, saved['checkpoint_every']), chunk), chunk,
                     run_dir, saved['data_dir'], saved['dataset_episodes'], checkpoint, step, download=args.download,
                     sampler=_sampler_settings(args, saved.get('sampler'), config),
-                    selection_episodes=_selection_episodes(args, betas, saved['eval_episodes'],
-                                                           saved.get('selection_episodes')),
+                    selection_episodes=_selection_episodes(args, betas, eval_episodes, saved.get('selection_episodes')),
                     success_timing=_pick(args.success_timing, saved.get('success_timing', DEFAULT_SUCCESS_TIMING)),
                     reward=_refuse_reward_change(args, saved.get('reward', 'dense')))
 
@@ -444,7 +478,6 @@ def plan_run(args) -> Plan:
     chunk = _pick(args.updates_per_call, defaults['chunk'])
     steps = _pick(args.steps, defaults['steps'])
     chunk = min(chunk, steps)
-    from harness.train import align
     eval_every = align(_pick(args.eval_every, defaults['eval_every']), chunk)
     eval_episodes = _pick(args.eval_episodes, defaults['eval_episodes'])
     out = Path(args.out) if args.out else DEFAULT_OUT_ROOT / _run_name(task.name, agent, preset, seeds)

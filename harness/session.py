@@ -112,7 +112,10 @@ def _train(plan) -> int:
         _truncate_logs_after(out, plan.start_step)
         config = json.loads((out / 'config.json').read_text())
         config['steps'] = plan.steps
-        config.setdefault('resumed', []).append({'from_step': plan.start_step, 'command': command_line()})
+        changed = {k: v for k, v in plan.evaluation_settings().items() if config.get(k) != v}
+        config.update(changed)
+        config.setdefault('resumed', []).append({'from_step': plan.start_step, 'command': command_line(),
+                                                 'changed': sorted(changed)})
         write_json_atomic(out / 'config.json', config)
         print(f'resuming {out} from update {plan.start_step} of {plan.steps}', flush=True)
 

@@ -74,6 +74,30 @@ def test_reward_labels_cannot_change_after_training(tmp_path, capsys):
     assert status == 2 and 'trained with dense rewards' in err and err.count('\n') == 1
 
 
+def test_resume_refuses_training_changes_and_takes_evaluation_changes(tmp_path, capsys):
+    import jax.numpy as jnp
+    from agents import QFQLAgent
+    from harness.checkpoints import write_json_atomic
+    from harness.run import build_parser, plan_run
+    from harness.train import create_agents
+    run = tmp_path / 'run'
+    plan = plan_run(build_parser().parse_args(['--task', 'pointmaze', '--preset', 'tiny', '--steps', '400',
+                                               '--out', str(run)]))
+    run.mkdir()
+    write_json_atomic(run / 'config.json', plan.to_json())
+    agents = create_agents(QFQLAgent, [0], jnp.zeros((1, 2)), jnp.zeros((1, 2)), plan.config)
+    save_checkpoint(run / 'checkpoints', 250, agents, {'agent': 'qfql'})
+    status, err = run_cli(main, ['--resume', str(run), '--preset', 'small', '--seed', '5', '--discount', '0.5',
+                                 '--beta', '3'], capsys)
+    assert status == 2 and err.count('\n') == 1
+    assert '--preset small (trained with tiny)' in err and '--seed/--seeds [5]' in err and '--discount 0.5' in err
+    resumed = plan_run(build_parser().parse_args(['--resume', str(run), '--beta', '3', '--eval-episodes', '2',
+                                                  '--guidance-at', 'denoised', '--preset', 'tiny']))
+    assert (resumed.beta, resumed.eval_episodes, resumed.sampler.guidance_at, resumed.start_step) == (3.0, 2, 'denoised', 250)
+    assert resumed.config == plan.config and resumed.seeds == plan.seeds
+    assert resumed.evaluation_settings()['eval_episodes'] == 2
+
+
 def test_resume_without_checkpoint(capsys, tmp_path):
     run = tmp_path / 'run'
     run.mkdir()
