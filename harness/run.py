@@ -231,7 +231,7 @@ class Plan:
     out: Path
     data_dir: str
     dataset_episodes: int | None
-    checkpoint: Path | None    # what to restore (resume / evaluate)
+    checkpoint: Path | None    # what to restore (resume / evaluate); None: resume from update 0
     start_step: int = 0
     download: bool = False     # fetch a missing dataset from OGBench's server instead of regenerating it
     sampler: SamplerSettings = SamplerSettings()
@@ -381,14 +381,15 @@ def _selection_episodes(args, betas: list[float], eval_episodes: int, saved: int
 
 
 def _latest_run(task_name: str | None) -> Path:
+    """The newest unfinished run (no summary.json), preferring one with a checkpoint to continue from."""
     root = DEFAULT_OUT_ROOT
-    candidates = [d for d in root.glob('*') if (d / 'config.json').is_file() and (d / 'checkpoints').is_dir()]
+    candidates = [d for d in root.glob('*') if (d / 'config.json').is_file() and not (d / 'summary.json').is_file()]
     if task_name:
         candidates = [d for d in candidates if d.name.startswith(task_name.replace('/', '_') + '-')]
     if not candidates:
-        raise UsageError(f'--resume: no run with checkpoints under {root}/' + (f' for task {task_name}' if task_name else '')
+        raise UsageError(f'--resume: no unfinished run under {root}/' + (f' for task {task_name}' if task_name else '')
                          + '; pass the run folder: --resume RUN_DIR')
-    return max(candidates, key=lambda d: d.stat().st_mtime)
+    return max(candidates, key=lambda d: (bool(list_checkpoints(d / 'checkpoints')), d.stat().st_mtime))
 
 
 def plan_run(args) -> Plan:
@@ -433,16 +434,17 @@ def plan_run(args) -> Plan:
         if not (run_dir / 'config.json').is_file():
             raise UsageError(f'--resume {run_dir}: not a run folder (no config.json)')
         found = list_checkpoints(run_dir / 'checkpoints')
-        if not found:
-            raise UsageError(f'--resume {run_dir}: no checkpoint to resume from in {run_dir}/checkpoints/')
         saved = json.loads((run_dir / 'config.json').read_text())
+        if not {'task', 'config', 'agent', 'seeds', 'steps'} <= set(saved):
+            raise UsageError(f'--resume {run_dir}: its config.json is not a training run\'s; start a new run with --task')
         task = resolve_task(saved['task']['name'])
         if args.task and resolve_task(args.task).env_id != task.env_id:
             raise UsageError(f'--resume {run_dir} trained task {task.env_id}, not {args.task}')
         from agents import AgentConfig
         config = AgentConfig(**saved['config'])
         check_writable(run_dir)
-        step, checkpoint = found[-1]
+        # Killed before its first checkpoint: the run starts again from update 0 in the same folder.
+        step, checkpoint = found[-1] if found else (0, None)
         steps = _pick(args.steps, saved['steps'])
         # A run stopped after its last checkpoint (during the final evaluation, plots or summary)
         # resumes into its final evaluation; a finished one (it has summary.json) has nothing left to do.

@@ -12,6 +12,7 @@ Run folder (documented in the README, "Run folder"):
 """
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import sys
@@ -71,7 +72,6 @@ def _agent_class(name: str):
 
 
 def _checkpoint_meta(plan) -> dict:
-    import dataclasses
     return {'task': dataclasses.asdict(plan.task), 'agent': plan.agent, 'preset': plan.preset,
             'config': dataclasses.asdict(plan.config), 'seeds': plan.seeds, 'beta': plan.beta, 'reward': plan.reward}
 
@@ -98,9 +98,9 @@ def _train(plan) -> int:
     obs_dim, act_dim = dataset['observations'].shape[1], dataset['actions'].shape[1]
     start = time.perf_counter()
     agents = create_agents(agent_cls, plan.seeds, dataset['observations'][:1], dataset['actions'][:1], plan.config)
-    if plan.mode == 'resume':
-        agents = restore_checkpoint(plan.checkpoint, agents,
-                                    f'{plan.task.env_id} (obs {obs_dim}, action {act_dim}, preset {plan.preset})')
+    if plan.mode == 'resume' and plan.checkpoint is not None:
+        agents, plan = _restore_newest_intact(plan, agents, f'{plan.task.env_id} (obs {obs_dim}, action {act_dim}, '
+                                                            f'preset {plan.preset})')
     timer.add('setup', time.perf_counter() - start)
     out = plan.out
     # Everything is checked: from here on the run folder is written.
@@ -183,6 +183,25 @@ def _train(plan) -> int:
     _write_summary(plan, out, final, timer, extra={'divergence_warnings': {**warnings, **_fallback_warning(final)}})
     _print_result(out, final, timer)
     return 0
+
+
+def _restore_newest_intact(plan, template, expected_what: str):
+    """Restore the newest checkpoint that reads back; a damaged one (truncated file, broken metadata)
+    is skipped with one warning line naming it, and the run continues from the one before."""
+    from harness.checkpoints import list_checkpoints, restore_checkpoint
+    from harness.errors import UsageError
+    candidates = [(step, path) for step, path in list_checkpoints(plan.checkpoint.parent) if step <= plan.start_step]
+    for step, path in reversed(candidates):
+        try:
+            agents = restore_checkpoint(path, template, expected_what)
+        except UsageError:
+            raise                                   # intact but of another task / preset: the user must know
+        except Exception as error:                  # noqa: BLE001 -- any read failure means a damaged checkpoint
+            print(f'warning: checkpoint {path} is damaged ({type(error).__name__}); skipping it', file=sys.stderr)
+            continue
+        return agents, dataclasses.replace(plan, checkpoint=path, start_step=step)
+    raise UsageError(f'--resume {plan.out}: no intact checkpoint left in {plan.checkpoint.parent}; delete the '
+                     'run folder and train again')
 
 
 def _rows_by_step(path: Path, phase: str | None = None) -> list[tuple[int, list[dict]]]:

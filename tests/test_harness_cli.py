@@ -103,7 +103,7 @@ def test_resume_without_checkpoint(capsys, tmp_path):
     run.mkdir()
     (run / 'config.json').write_text('{}')
     status, err = run_cli(main, ['--resume', str(run)], capsys)
-    assert status == 2 and 'no checkpoint' in err and err.count('\n') == 1
+    assert status == 2 and 'not a training run' in err and err.count('\n') == 1
 
 
 def test_unwritable_out(capsys, tmp_path):

@@ -97,6 +97,25 @@ def test_resume_from_the_command_line_matches_an_uninterrupted_run(data_dir, tmp
     steps = [json.loads(line)['step'] for line in (resumed / 'metrics.jsonl').read_text().splitlines()]
     assert steps == [100, 200, 300]
 
+    # A damaged newest checkpoint is skipped with one warning, and the run continues from the one before.
+    damaged = tmp_path / 'damaged'
+    assert run_main(main, args + ['--steps', '200', '--out', str(damaged)]) == 0
+    newest = find_checkpoint(damaged)
+    biggest = max((p for p in (newest / 'state').rglob('*') if p.is_file()), key=lambda p: p.stat().st_size)
+    biggest.write_bytes(biggest.read_bytes()[: biggest.stat().st_size // 2])
+    assert run_main(main, ['--resume', str(damaged), '--steps', '300']) == 0
+    assert f'checkpoint {newest} is damaged' in capsys.readouterr().err
+    c = checkpointer.restore((find_checkpoint(damaged) / 'state').resolve())
+    assert all(jax.tree.leaves(jax.tree.map(lambda x, y: np.array_equal(x, y), a, c)))
+
+    # Killed before its first checkpoint: --resume trains it from update 0 in the same folder.
+    fresh = tmp_path / 'fresh'
+    fresh.mkdir()
+    (fresh / 'config.json').write_text((straight / 'config.json').read_text())
+    assert run_main(main, ['--resume', str(fresh)]) == 0
+    d = checkpointer.restore((find_checkpoint(fresh) / 'state').resolve())
+    assert all(jax.tree.leaves(jax.tree.map(lambda x, y: np.array_equal(x, y), a, d)))
+
     # Stopped after the last checkpoint, before the summary: --resume runs the final evaluation again.
     summary = json.loads((straight / 'summary.json').read_text())
     (straight / 'summary.json').unlink()
