@@ -110,6 +110,21 @@ def load_task_dataset(task, data_dir: str = DEFAULT_DATA_DIR, download: bool = F
     return out
 
 
+def check_against_env(dataset: dict, task, observation_dim: int, action_dim: int) -> None:
+    """Refuse a dataset that cannot train an agent for `task`'s env: wrong observation or action size
+    (it would train, then fail at evaluation), or actions outside the [-1, 1] box."""
+    checks = [('observations', observation_dim), ('next_observations', observation_dim), ('actions', action_dim)]
+    for key, size in checks:
+        if dataset[key].shape[1] != size:
+            raise DatasetError(f'{task.dataset_name}: {key} have {dataset[key].shape[1]} dimensions but the env of '
+                               f'{task.env_id} has {size}; this file belongs to another task: regenerate it with '
+                               f'`python -m envs.generate {task.dataset_name} --force`')
+    worst = float(np.abs(dataset['actions']).max())
+    if worst > 1.0 + 1e-6:
+        raise DatasetError(f'{task.dataset_name}: actions reach {worst:.3g}, outside the [-1, 1] action box; '
+                           f'regenerate it with `python -m envs.generate {task.dataset_name} --force`')
+
+
 def _download(task, data_dir: str) -> None:
     import urllib.error
 

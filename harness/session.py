@@ -56,12 +56,16 @@ def _fmt_seconds(seconds: float) -> str:
 
 
 def _load_dataset(plan, timer: Timer) -> dict:
-    from envs.datasets import ensure_dataset, load_task_dataset
+    from envs.datasets import check_against_env, ensure_dataset, load_task_dataset
+    from envs.vector import make_task_env
     start = time.perf_counter()
     # A missing dataset is downloaded (--download) or regenerated offline (OGBench's procedure,
     # envs/generate.py); a present but broken one fails in the load with its one-line error.
     ensure_dataset(plan.task, plan.data_dir, episodes=plan.dataset_episodes, download=plan.download)
     dataset = load_task_dataset(plan.task, plan.data_dir, reward=plan.reward)
+    env = make_task_env(plan.task.env_id)
+    check_against_env(dataset, plan.task, env.observation_space.shape[0], env.action_space.shape[0])
+    env.close()
     timer.add('dataset', time.perf_counter() - start)
     return dataset
 

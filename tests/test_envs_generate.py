@@ -12,7 +12,7 @@ import ogbench
 import pytest
 
 from envs import datasets, generate
-from envs.datasets import DatasetError, dataset_paths, ensure_dataset, load_task_dataset
+from envs.datasets import DatasetError, check_against_env, dataset_paths, ensure_dataset, load_task_dataset
 from envs.generate import DATASETS, card_path, generate_dataset, main
 from envs.tasks import TASKS, resolve_task
 
@@ -83,6 +83,8 @@ def test_ogbench_loader_reads_generated_files(data_dir, name):
     assert all(v.dtype == np.float32 and len(v) == EPISODES * (STEPS - 1) for v in ours.values())
     np.testing.assert_array_equal(ours['masks'], train['masks'])
     assert len(load_task_dataset(resolve_task(SINGLE_TASK_ID[name]), data_dir, split='val')['masks']) == STEPS - 1
+    check_against_env(ours, resolve_task(SINGLE_TASK_ID[name]), env.observation_space.shape[0],
+                      env.action_space.shape[0])
     # Sparse labels: 0 exactly where OGBench's dense reward says solved (0), -1 elsewhere; nothing else moves.
     sparse = load_task_dataset(resolve_task(SINGLE_TASK_ID[name]), data_dir, reward='sparse')
     np.testing.assert_array_equal(sparse['rewards'], np.where(train['rewards'] == 0, 0.0, -1.0))
@@ -228,3 +230,15 @@ def test_failed_download_falls_back_to_the_regeneration_command(tmp_path, monkey
     monkeypatch.setattr(ogbench, 'download_datasets', offline)
     with pytest.raises(DatasetError, match='python -m envs.generate scene-play-v0'):
         load_task_dataset(resolve_task('scene'), str(tmp_path), download=True)
+
+
+def test_a_dataset_that_does_not_fit_the_env_is_refused_in_one_line(data_dir):
+    task = resolve_task('cube-single-play-singletask-task2-v0')
+    data = load_task_dataset(task, data_dir)
+    obs_dim, act_dim = data['observations'].shape[1], data['actions'].shape[1]
+    with pytest.raises(DatasetError, match='observations have 28 dimensions but the env') as err:
+        check_against_env(data, task, obs_dim + 1, act_dim)
+    assert '\n' not in str(err.value) and 'envs.generate cube-single-play-v0 --force' in str(err.value)
+    outside = {**data, 'actions': data['actions'] * 1.5}
+    with pytest.raises(DatasetError, match=r'outside the \[-1, 1\] action box'):
+        check_against_env(outside, task, obs_dim, act_dim)
