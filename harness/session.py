@@ -140,6 +140,11 @@ def _train(plan) -> int:
     bar = tqdm(total=plan.steps, initial=plan.start_step, unit='upd', dynamic_ncols=True,
                desc=f'{plan.task.name} {plan.agent}', file=sys.stdout, mininterval=1.0)
     try:
+        # Killed during the periodic evaluation that follows a checkpoint: run it again before going on.
+        if (plan.mode == 'resume' and plan.eval_every and 0 < plan.start_step < plan.steps
+                and plan.start_step % plan.eval_every == 0 and plan.start_step not in [p[0] for p in periodic]):
+            envs = _make_envs(plan, timer)
+            last_eval = _periodic_evaluation(plan, trainer.agents, envs, plan.start_step, out, timer, bar, periodic)
         for n, (first, count) in enumerate(pieces):
             report = trainer.run_chunk(first, count)
             timer.add('compile', report.compile_seconds)
@@ -163,11 +168,7 @@ def _train(plan) -> int:
                 timer.add('checkpointing', time.perf_counter() - start)
             if plan.eval_every and report.step % plan.eval_every == 0 and not at_end:
                 envs = envs or _make_envs(plan, timer)
-                results = _evaluate_all(plan, trainer.agents, envs, [plan.beta], report.step, 'periodic', out, timer,
-                                        videos=False, bar=bar)
-                r = results[0]
-                last_eval = f"{r['success_rate']:.2f} @ {report.step}"
-                periodic.append((report.step, r['success_rate'], *r['ci95']))
+                last_eval = _periodic_evaluation(plan, trainer.agents, envs, report.step, out, timer, bar, periodic)
                 bar.set_postfix_str(f'{rate:,.0f} upd/s, last eval: {last_eval}')
         bar.close()
         envs = envs or _make_envs(plan, timer)
@@ -187,6 +188,13 @@ def _train(plan) -> int:
     _write_summary(plan, out, final, timer, extra={'divergence_warnings': {**warnings, **_fallback_warning(final)}})
     _print_result(out, final, timer)
     return 0
+
+
+def _periodic_evaluation(plan, agents, envs, step: int, out: Path, timer: Timer, bar, periodic: list) -> str:
+    """Evaluate at the run's β during training; appends (step, success, ci) to `periodic`."""
+    r = _evaluate_all(plan, agents, envs, [plan.beta], step, 'periodic', out, timer, videos=False, bar=bar)[0]
+    periodic.append((step, r['success_rate'], *r['ci95']))
+    return f"{r['success_rate']:.2f} @ {step}"
 
 
 def _restore_newest_intact(plan, template, expected_what: str):

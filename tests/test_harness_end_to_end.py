@@ -84,7 +84,7 @@ def test_resume_from_the_command_line_matches_an_uninterrupted_run(data_dir, tmp
     from harness.checkpoints import find_checkpoint
     import orbax.checkpoint as ocp
     args = COMMON + ['--video-episodes', '0', '--updates-per-call', '100', '--checkpoint-every', '100',
-                     '--eval-every', '0', '--data-dir', data_dir]
+                     '--eval-every', '100', '--data-dir', data_dir]
     straight, resumed = tmp_path / 'straight', tmp_path / 'resumed'
     assert run_main(main, args + ['--steps', '300', '--out', str(straight)]) == 0
     assert run_main(main, args + ['--steps', '200', '--out', str(resumed)]) == 0      # "interrupted" at 200
@@ -96,6 +96,19 @@ def test_resume_from_the_command_line_matches_an_uninterrupted_run(data_dir, tmp
     assert all(jax.tree.leaves(jax.tree.map(lambda x, y: np.array_equal(x, y), a, b)))
     steps = [json.loads(line)['step'] for line in (resumed / 'metrics.jsonl').read_text().splitlines()]
     assert steps == [100, 200, 300]
+
+    # Killed during the periodic evaluation after the checkpoint at 200: --resume evaluates at 200 again,
+    # and the logs end up as the uninterrupted run's.
+    import shutil
+    killed = tmp_path / 'killed'
+    shutil.copytree(straight, killed)
+    shutil.rmtree(find_checkpoint(killed))
+    (killed / 'summary.json').unlink()
+    rows = (killed / 'eval.jsonl').read_text().splitlines()
+    (killed / 'eval.jsonl').write_text(''.join(line + '\n' for line in rows if json.loads(line)['step'] < 200))
+    assert run_main(main, ['--resume', str(killed)]) == 0
+    assert (killed / 'eval.jsonl').read_text() == (straight / 'eval.jsonl').read_text()
+    assert (killed / 'metrics.jsonl').read_text().count('\n') == 3
 
     # A damaged newest checkpoint is skipped with one warning, and the run continues from the one before.
     damaged = tmp_path / 'damaged'
@@ -118,11 +131,11 @@ def test_resume_from_the_command_line_matches_an_uninterrupted_run(data_dir, tmp
 
     # Stopped after the last checkpoint, before the summary: --resume runs the final evaluation again.
     summary = json.loads((straight / 'summary.json').read_text())
+    episodes = (straight / 'eval.jsonl').read_text()
     (straight / 'summary.json').unlink()
     assert run_main(main, ['--resume', str(straight)]) == 0
     again = json.loads((straight / 'summary.json').read_text())
     assert again['results'] == summary['results']
-    rows = [json.loads(line) for line in (straight / 'eval.jsonl').read_text().splitlines()]
-    assert len(rows) == 2, 'the interrupted final evaluation is replaced, not appended to'
+    assert (straight / 'eval.jsonl').read_text() == episodes, 'the final evaluation is replaced, not appended to'
     status, err = run_cli(main, ['--resume', str(straight)], capsys)
     assert status == 2 and 'already trained 300 of 300 updates and evaluated' in err
