@@ -92,8 +92,11 @@ def save_checkpoint(root: Path, step: int, state: Any, meta: dict, keep: int | N
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = checkpoint_dir(root, step)
+    # Temporary folders left by a killed or failed save (any process) are never loaded; clear them so
+    # that they do not keep a full disk full.
+    for stale in root.glob('.tmp-step_*'):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = root / f'.tmp-step_{step:09d}-{os.getpid()}'
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save((tmp / STATE_DIR).resolve(), state)

@@ -8,6 +8,7 @@ and missing datasets -- into `error: ...` with exit status 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from typing import Callable, Sequence
 
@@ -23,6 +24,16 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):  # noqa: D102 -- argparse hook
         self.exit(EXIT_USAGE, f'error: {message} (see {self.prog} --help)\n')
+
+
+# Filesystem failures the user fixes outside the program, and what to do about each.
+_DISK_ERRORS = {
+    errno.ENOSPC: 'free some space, then continue with --resume (nothing half-written is ever loaded)',
+    errno.EDQUOT: 'free some space, then continue with --resume (nothing half-written is ever loaded)',
+    errno.EACCES: 'choose a folder you can write to (--out, --data-dir)',
+    errno.EPERM: 'choose a folder you can write to (--out, --data-dir)',
+    errno.EROFS: 'choose a folder on a writable disk (--out, --data-dir)',
+}
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
@@ -53,6 +64,13 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
         return main(argv)
     except _user_error_types() as error:
         print(f'error: {one_line(error)}', file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as error:
+        advice = _DISK_ERRORS.get(error.errno)
+        if advice is None:
+            raise
+        where = f' writing {error.filename}' if error.filename else ''
+        print(f'error: {error.strerror or error}{where}; {advice}', file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print('error: interrupted; continue later with --resume', file=sys.stderr)

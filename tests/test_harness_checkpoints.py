@@ -1,10 +1,13 @@
 """Orbax checkpoints: round trip, atomic naming, retention, and the one-line task-mismatch error."""
+import errno
+import os
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from harness.checkpoints import find_checkpoint, list_checkpoints, restore_checkpoint, save_checkpoint
-from harness.errors import UsageError
+from harness.errors import UsageError, run_main
 
 
 def _state(obs_dim=3):
@@ -22,6 +25,31 @@ def test_round_trip_and_retention(tmp_path):
     assert latest.name == 'step_000000040'
     restored = restore_checkpoint(latest, _state(), 'the same task')
     np.testing.assert_array_equal(restored['actor']['kernel'], _state()['actor']['kernel'])
+
+
+def test_leftovers_of_killed_saves_are_cleared_by_the_next_save(tmp_path):
+    root = tmp_path / 'checkpoints'
+    (root / '.tmp-step_000000010-999').mkdir(parents=True)
+    (root / '.tmp-step_000000010-999' / 'junk').write_bytes(b'0' * 1000)
+    save_checkpoint(root, 20, _state(), {'agent': 'qfql'})
+    assert sorted(p.name for p in root.iterdir()) == ['step_000000020']
+
+
+@pytest.mark.parametrize('code, advice', [(errno.ENOSPC, 'free some space, then continue with --resume'),
+                                          (errno.EACCES, 'choose a folder you can write to')])
+def test_disk_errors_are_one_line_with_the_fix(code, advice, capsys):
+    def main(argv):
+        raise OSError(code, os.strerror(code), '/data/run/metrics.jsonl')
+    assert run_main(main, []) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and err.startswith('error: ') and advice in err and '/data/run/metrics.jsonl' in err
+
+
+def test_other_os_errors_are_not_hidden():
+    def main(argv):
+        raise OSError(errno.EIO, 'Input/output error')
+    with pytest.raises(OSError):
+        run_main(main, [])
 
 
 def test_shape_mismatch_is_one_line_naming_both_tasks(tmp_path):
