@@ -36,6 +36,7 @@ from tqdm import tqdm
 from envs import collectors
 from envs.datasets import DEFAULT_DATA_DIR, DatasetError, dataset_paths
 from envs.rendering import choose_mujoco_gl
+from envs.workers import start_worker
 
 Episode = dict[str, np.ndarray]
 CollectorFactory = Callable[[int], Callable[[int], Episode]]
@@ -164,6 +165,8 @@ _WORKER_COLLECTOR: Callable[[int], Episode] | None = None
 def _init_worker(factory: CollectorFactory, episode_steps: int) -> None:
     global _WORKER_COLLECTOR
     import warnings
+
+    start_worker()
 
     warnings.filterwarnings('ignore', message='.*precision lowered by casting')  # gymnasium, on every env build
     _WORKER_COLLECTOR = factory(episode_steps)

@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from envs.collectors import seed_everything
+from envs.workers import start_worker
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ def make_task_env(env_id: str, render_size: int | None = None, success_timing: s
 def _worker(conn, env_id: str, count: int, render_size: int, success_timing: str | None) -> None:
     """Own `count` envs; answer (command, payload) messages until 'close'. MUJOCO_GL comes from the
     parent's environment, which a spawned process inherits."""
+    start_worker()
     try:
         envs = [make_task_env(env_id, render_size, success_timing) for _ in range(count)]
         env = envs[0]

@@ -81,10 +81,16 @@ def _checkpoint_meta(plan) -> dict:
 
 
 def execute(plan) -> int:
-    """Run the plan; returns the exit status."""
-    if plan.mode == 'evaluate':
-        return _evaluate_checkpoint(plan)
-    return _train(plan)
+    """Run the plan; returns the exit status. Ctrl-C ends with one line that names what to run next."""
+    try:
+        if plan.mode == 'evaluate':
+            return _evaluate_checkpoint(plan)
+        return _train(plan)
+    except KeyboardInterrupt:
+        follow_up = (f'evaluate again with --checkpoint {plan.checkpoint}' if plan.mode == 'evaluate' else
+                     f'continue with --resume {plan.out}')
+        print(f'\nerror: interrupted; {follow_up}', file=sys.stderr)
+        return 130
 
 
 # ---- training ---------------------------------------------------------------------------------------

@@ -81,3 +81,35 @@ def test_an_env_seed_reproduces_its_episode_in_a_fresh_worker():
     first = _pointmaze_rollout([0, 1])
     np.testing.assert_array_equal(_pointmaze_rollout([0, 1]), first)
     assert not np.array_equal(first[0], first[1])
+
+
+def test_workers_leave_ctrl_c_to_the_parent_and_die_with_it():
+    """SIGINT (Ctrl-C reaches the whole process group) does not stop a worker; SIGKILL of the parent,
+    which cannot shut its workers down, does, within a few seconds (no orphans)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    script = ('from envs.tasks import resolve_task\nfrom envs.vector import make_eval_envs\n'
+              "envs = make_eval_envs(resolve_task('pointmaze'), 2, num_workers=2)\n"
+              "print(' '.join(str(p.pid) for p in envs._procs), flush=True)\nimport time\ntime.sleep(120)\n")
+    parent = subprocess.Popen([sys.executable, '-c', script], stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(workers) == 2
+        for pid in workers:
+            os.kill(pid, signal.SIGINT)
+        time.sleep(1.0)
+        assert all(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in workers)
+        parent.kill()
+        parent.wait()
+        deadline = time.time() + 10
+        while time.time() < deadline and any(psutil.pid_exists(pid) for pid in workers):
+            time.sleep(0.2)
+        assert not any(psutil.pid_exists(pid) for pid in workers), 'workers outlived their killed parent'
+    finally:
+        parent.kill()

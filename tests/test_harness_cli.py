@@ -149,3 +149,16 @@ def test_long_cpu_run_names_the_small_preset():
     _announce_eta(plan, bar, report, rate=20.0)
     assert lines[0].startswith('measured:') and 'ETA 13h52m' in lines[0]
     assert len(lines) == 2 and '--preset small' in lines[1]
+
+
+def test_ctrl_c_is_one_line_naming_the_run_folder(monkeypatch, capsys, tmp_path):
+    from types import SimpleNamespace
+
+    from harness import session
+
+    def interrupted(plan):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(session, '_train', interrupted)
+    assert session.execute(SimpleNamespace(mode='train', out=tmp_path / 'run')) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.count('\n') == 0 and err == f"error: interrupted; continue with --resume {tmp_path / 'run'}"
