@@ -89,6 +89,7 @@ def load_task_dataset(task, data_dir: str = DEFAULT_DATA_DIR, download: bool = F
     import ogbench
 
     try:
+        _refuse_nonfinite_state(task, paths, data_dir)
         _, train, val = ogbench.make_env_and_datasets(task.env_id, dataset_dir=data_dir)
     except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, ValueError, IndexError, OSError) as e:
         raise DatasetError(
@@ -108,6 +109,19 @@ def load_task_dataset(task, data_dir: str = DEFAULT_DATA_DIR, download: bool = F
     if reward == 'sparse':
         out['rewards'] = sparse_rewards(out['rewards'])
     return out
+
+
+def _refuse_nonfinite_state(task, paths, data_dir: str) -> None:
+    """OGBench relabels single-task rewards and success from the stored simulator state; a NaN there
+    would silently turn solved transitions into unsolved ones, so such a file is refused."""
+    for path in paths:
+        with np.load(path) as raw:
+            for key in ('qpos', 'qvel', 'button_states'):
+                if key in raw.files and not np.isfinite(raw[key]).all():
+                    raise DatasetError(
+                        f'{os.path.basename(path)} has non-finite values in {key}, from which OGBench computes '
+                        f'success; refusing to load it; regenerate with '
+                        f'`{regenerate_command(task.dataset_name, data_dir)} --force`')
 
 
 def check_against_env(dataset: dict, task, observation_dim: int, action_dim: int) -> None:

@@ -156,15 +156,17 @@ def test_truncated_file_is_refused(data_dir, tmp_path):
         load_task_dataset(resolve_task('pointmaze'), str(tmp_path))
 
 
-def test_nan_in_observations_is_refused(data_dir, tmp_path):
+@pytest.mark.parametrize('key', ['observations', 'qpos', 'qvel'])
+def test_nan_in_observations_or_simulator_state_is_refused(data_dir, tmp_path, key):
     name = 'pointmaze-medium-navigate-v0'
     _copy_dataset(name, data_dir, str(tmp_path))
     train_path = dataset_paths(name, str(tmp_path))[0]
     raw = _read(train_path)
-    raw['observations'][5, 0] = np.nan
+    raw[key][5, 0] = np.nan
     np.savez_compressed(train_path, **raw)
-    with pytest.raises(DatasetError, match='non-finite values in'):
+    with pytest.raises(DatasetError, match=f'non-finite values in {key}') as err:
         load_task_dataset(resolve_task('pointmaze'), str(tmp_path))
+    assert '\n' not in str(err.value) and '--force' in str(err.value)
 
 
 def test_d4rl_tasks_are_refused_clearly(tmp_path):
