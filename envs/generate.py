@@ -108,7 +108,8 @@ def get_spec(name: str) -> DatasetSpec:
         raise DatasetError(f'envs/locomotion.py does not provide a collector for {name}')
     known = list(DATASETS) + list(LOCOMOTION_DATASETS)
     close = difflib.get_close_matches(name, known, n=4, cutoff=0.4) or known
-    raise DatasetError(f"unknown dataset '{name}'; close matches: {', '.join(close)}")
+    raise DatasetError(f"no offline generator for dataset '{name}' (close matches: {', '.join(close)}); any other "
+                       "OGBench dataset can be fetched with `python -m harness.run ... --download` (needs a network)")
 
 
 def episode_seed(seed: int, episode_index: int) -> int:

@@ -178,6 +178,10 @@ def test_unknown_dataset_exits_with_one_line(capsys):
     assert main(['cube-dubble-play-v0', '--data-dir', '/nonexistent']) == 2
     err = capsys.readouterr().err.strip()
     assert err.count('\n') == 0 and 'cube-double-play-v0' in err
+    # A real OGBench dataset this project has no generator for names the way to get it.
+    assert main(['humanoidmaze-medium-navigate-v0', '--data-dir', '/nonexistent']) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count('\n') == 0 and 'no offline generator' in err and '--download' in err
 
 
 def test_locomotion_datasets_go_to_envs_locomotion_or_say_they_need_experts(monkeypatch):
