@@ -26,7 +26,6 @@ The exported expert is the actor's parameters only; acting uses the deterministi
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -43,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from envs.cli import OneLineArgumentParser
 from envs.datasets import TRANSITION_KEYS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -605,7 +605,7 @@ def evaluate(spec: ExpertSpec, actor_params, episodes: int, seed: int = 0) -> di
 
 
 def _parse(argv):
-    parser = argparse.ArgumentParser(prog='python -m envs.experts', description=__doc__.split('\n\n')[0])
+    parser = OneLineArgumentParser(prog='python -m envs.experts', description=__doc__.split('\n\n')[0])
     sub = parser.add_subparsers(dest='command', required=True)
     for name in ('train', 'export', 'eval'):
         p = sub.add_parser(name)

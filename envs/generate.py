@@ -13,8 +13,8 @@ same file whatever the number of workers or interruptions. Collectors follow /tm
 
 from __future__ import annotations
 
-import argparse
 import difflib
+import glob
 import hashlib
 import importlib
 import json
@@ -34,6 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from envs import collectors
+from envs.cli import OneLineArgumentParser
 from envs.datasets import DEFAULT_DATA_DIR, DatasetError, dataset_paths
 from envs.rendering import choose_mujoco_gl
 from envs.workers import start_worker
@@ -232,6 +233,11 @@ def generate_dataset(
 
     shard_dir = os.path.join(data_dir, f'.{name}.shards', f'seed{seed}-episodes{episodes}-steps{episode_steps}')
     os.makedirs(shard_dir, exist_ok=True)
+    # Half-written files of a killed or failed earlier run are never loaded; clear them so that they
+    # do not keep a full disk full.
+    for stale in glob.glob(os.path.join(shard_dir, '*.tmp-*')) + glob.glob(f'{train_path}.tmp-*') + \
+            glob.glob(f'{val_path}.tmp-*'):
+        os.remove(stale)
     size = shard_size_for(total)
     shards = {
         os.path.join(shard_dir, f'shard-{start:06d}.npz'): list(range(start, min(start + size, total)))
@@ -320,7 +326,7 @@ def _run_pool(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m envs.generate', description=__doc__.split('\n\n')[0])
+    parser = OneLineArgumentParser(prog='python -m envs.generate', description=__doc__.split('\n\n')[0])
     parser.add_argument('dataset', help=f"one of: {', '.join(list(DATASETS) + list(LOCOMOTION_DATASETS))}")
     parser.add_argument('--episodes', type=int, default=None, help='train episodes (default 1000); val gets N // 10')
     parser.add_argument('--workers', type=int, default=None, help='worker processes (default: all cores)')
@@ -340,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     except DatasetError as e:
         print(f'error: {e}', file=sys.stderr)
+        return 2
+    except OSError as e:                    # an unwritable or full --data-dir
+        print(f"error: {e.strerror or e} at {e.filename or args.data_dir}; choose a writable --data-dir with free "
+              'space (a rerun resumes from the episodes already written)', file=sys.stderr)
         return 2
     for path in paths:
         card = json.load(open(card_path(path)))

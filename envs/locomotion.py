@@ -25,7 +25,6 @@ reports the fraction in which the collector reached at least one goal, plus goal
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -35,6 +34,7 @@ from typing import Callable
 
 import numpy as np
 
+from envs.cli import OneLineArgumentParser
 from envs.collectors import EpisodeRows, MazeNavigateCollector, make_locomaze_env, maze_cells, seed_everything, unit
 from envs.datasets import DatasetError
 from envs.generate import DatasetSpec
@@ -249,7 +249,7 @@ def collector_success(name: str, episodes: int, seed: int = 0, episode_steps: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m envs.locomotion', description=__doc__.split('\n\n')[0])
+    parser = OneLineArgumentParser(prog='python -m envs.locomotion', description=__doc__.split('\n\n')[0])
     sub = parser.add_subparsers(dest='command', required=True)
     p = sub.add_parser('success', help="fraction of a generated dataset's episodes that reached a goal")
     p.add_argument('dataset')

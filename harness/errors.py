@@ -7,23 +7,15 @@ and missing datasets -- into `error: ...` with exit status 2.
 """
 from __future__ import annotations
 
-import argparse
 import errno
 import sys
 from typing import Callable, Sequence
 
-EXIT_USAGE = 2
+from envs.cli import EXIT_USAGE, OneLineArgumentParser  # noqa: F401 (re-exported for harness' commands)
 
 
 class UsageError(Exception):
     """A mistake in what the user asked for; str(error) is one line that says how to fix it."""
-
-
-class OneLineArgumentParser(argparse.ArgumentParser):
-    """argparse that reports bad flags as a single `error: ...` line (no usage block)."""
-
-    def error(self, message: str):  # noqa: D102 -- argparse hook
-        self.exit(EXIT_USAGE, f'error: {message} (see {self.prog} --help)\n')
 
 
 # Filesystem failures the user fixes outside the program, and what to do about each.

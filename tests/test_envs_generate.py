@@ -121,7 +121,11 @@ def test_interrupted_run_resumes_from_finished_shards(data_dir, tmp_path):
     generate._init_worker(DATASETS[name].make_collector, STEPS)
     size = generate.shard_size_for(EPISODES + 1)
     generate._collect_shard(os.path.join(shard_dir, 'shard-000000.npz'), 0, list(range(size)), STEPS)
+    leftovers = [os.path.join(shard_dir, 'shard-000001.npz.tmp-999'), os.path.join(root, f'{name}.npz.tmp-999')]
+    for path in leftovers:                    # what a kill mid-write leaves
+        open(path, 'wb').write(b'0' * 100)
     generate_dataset(name, root, episodes=EPISODES, workers=1, seed=0, episode_steps=STEPS, progress=False)
+    assert not any(os.path.exists(path) for path in leftovers)
     train_path = dataset_paths(name, root)[0]
     assert json.load(open(card_path(train_path)))['resumed_episodes'] == size
     assert open(train_path, 'rb').read() == open(dataset_paths(name, data_dir)[0], 'rb').read()
@@ -182,6 +186,19 @@ def test_unknown_dataset_exits_with_one_line(capsys):
     assert main(['humanoidmaze-medium-navigate-v0', '--data-dir', '/nonexistent']) == 2
     err = capsys.readouterr().err.strip()
     assert err.count('\n') == 0 and 'no offline generator' in err and '--download' in err
+
+
+def test_bad_flags_and_unwritable_folders_are_one_line(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        main(['cube-single-play-v0', '--episodes', 'abc'])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and err.startswith('error: argument --episodes')
+    blocker = tmp_path / 'file'
+    blocker.write_text('x')
+    assert main(['cube-single-play-v0', '--episodes', '1', '--data-dir', str(blocker / 'data')]) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and err.startswith('error: ') and 'writable --data-dir' in err
 
 
 def test_locomotion_datasets_go_to_envs_locomotion_or_say_they_need_experts(monkeypatch):
