@@ -224,15 +224,27 @@ def _restore_newest_intact(plan, template, expected_what: str):
 
 def _rows_by_step(path: Path, phase: str | None = None) -> list[tuple[int, list[dict]]]:
     """The rows of a JSONL log (of one eval `phase`, if given) grouped by step, in step order."""
+    by_step = defaultdict(list)
+    for row in _read_jsonl(path):
+        if phase is None or row['phase'] == phase:
+            by_step[row['step']].append(row)
+    return sorted(by_step.items())
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    """The rows of a JSONL log; a last line cut short by a kill mid-write is dropped (it is the
+    interrupted chunk's, which --resume runs again)."""
     if not path.exists():
         return []
-    by_step = defaultdict(list)
-    for line in path.read_text().splitlines():
-        if line.strip():
-            row = json.loads(line)
-            if phase is None or row['phase'] == phase:
-                by_step[row['step']].append(row)
-    return sorted(by_step.items())
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for index, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if index < len(lines) - 1:
+                raise
+    return rows
 
 
 def _fallback_warning(results: list[dict]) -> dict:
@@ -255,8 +267,8 @@ def _truncate_logs_after(out: Path, step: int) -> None:
         path = out / name
         if not path.exists():
             continue
-        kept = [line for line in path.read_text().splitlines() if line.strip() and wanted(json.loads(line))]
-        write_text_atomic(path, ''.join(line + '\n' for line in kept))
+        kept = [row for row in _read_jsonl(path) if wanted(row)]
+        write_text_atomic(path, ''.join(json.dumps(row) + '\n' for row in kept))
 
 
 def _periodic_points(out: Path) -> list:

@@ -1,4 +1,5 @@
 """Bad input: one `error:` line, exit status 2, nothing written."""
+import json
 import subprocess
 import sys
 
@@ -162,3 +163,13 @@ def test_ctrl_c_is_one_line_naming_the_run_folder(monkeypatch, capsys, tmp_path)
     assert session.execute(SimpleNamespace(mode='train', out=tmp_path / 'run')) == 130
     err = capsys.readouterr().err.strip()
     assert err.count('\n') == 0 and err == f"error: interrupted; continue with --resume {tmp_path / 'run'}"
+
+
+def test_a_log_line_cut_short_by_a_kill_is_dropped_only_at_the_end(tmp_path):
+    from harness.session import _read_jsonl
+    path = tmp_path / 'metrics.jsonl'
+    path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "los')
+    assert _read_jsonl(path) == [{'step': 1}, {'step': 2}]
+    path.write_text('{"step": 1}\n{"st\n{"step": 3}\n')
+    with pytest.raises(json.JSONDecodeError):
+        _read_jsonl(path)

@@ -139,3 +139,50 @@ def test_resume_from_the_command_line_matches_an_uninterrupted_run(data_dir, tmp
     assert (straight / 'eval.jsonl').read_text() == episodes, 'the final evaluation is replaced, not appended to'
     status, err = run_cli(main, ['--resume', str(straight)], capsys)
     assert status == 2 and 'already trained 300 of 300 updates and evaluated' in err
+
+
+def _comparable(run):
+    """What an interrupted-and-resumed run must share with an uninterrupted one (timings excluded)."""
+    metrics = [{k: v for k, v in json.loads(line).items() if k != 'updates_per_s'}
+               for line in (run / 'metrics.jsonl').read_text().splitlines()]
+    summary = json.loads((run / 'summary.json').read_text())
+    return metrics, (run / 'eval.jsonl').read_text(), summary['results']
+
+
+def test_kill_at_any_moment_then_resume_gives_the_uninterrupted_run(data_dir, tmp_path):
+    """Fault injection: SIGKILL a real `python -m harness.run` at several moments (training,
+    checkpoint writes, periodic and final evaluation, summary -- wherever the moment falls), then
+    --resume; every resumed run ends with the same logs, results and parameters."""
+    import subprocess
+    import sys
+    import time
+
+    import jax
+    import orbax.checkpoint as ocp
+
+    from harness.checkpoints import find_checkpoint
+    argv = COMMON + ['--steps', '300', '--updates-per-call', '100', '--checkpoint-every', '100', '--eval-every', '100',
+                     '--video-episodes', '0', '--data-dir', data_dir]
+    straight = tmp_path / 'straight'
+    started = time.perf_counter()
+    subprocess.run([sys.executable, '-m', 'harness.run', *argv, '--out', str(straight)], check=True,
+                   capture_output=True, timeout=600)
+    wall = time.perf_counter() - started
+    expected = _comparable(straight)
+    checkpointer = ocp.StandardCheckpointer()
+    params = checkpointer.restore((find_checkpoint(straight) / 'state').resolve())
+    for fraction in (0.45, 0.7, 0.9):
+        run = tmp_path / f'killed-{fraction}'
+        proc = subprocess.Popen([sys.executable, '-m', 'harness.run', *argv, '--out', str(run)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(fraction * wall)
+        proc.kill()
+        proc.wait()
+        if (run / 'config.json').is_file():
+            if not (run / 'summary.json').is_file():
+                assert run_main(main, ['--resume', str(run)]) == 0, f'resume after a kill at {fraction:.0%}'
+        else:                                   # killed before anything was written: start it again
+            assert run_main(main, argv + ['--out', str(run)]) == 0
+        assert _comparable(run) == expected, f'killed at {fraction:.0%} of the run'
+        resumed = checkpointer.restore((find_checkpoint(run) / 'state').resolve())
+        assert all(jax.tree.leaves(jax.tree.map(lambda x, y: np.array_equal(x, y), params, resumed)))
