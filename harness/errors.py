@@ -25,6 +25,7 @@ _DISK_ERRORS = {
     errno.EACCES: 'choose a folder you can write to (--out, --data-dir)',
     errno.EPERM: 'choose a folder you can write to (--out, --data-dir)',
     errno.EROFS: 'choose a folder on a writable disk (--out, --data-dir)',
+    errno.ENOTDIR: 'a part of that path is a file, not a folder: choose another (--out, --data-dir)',
 }
 
 

@@ -107,6 +107,15 @@ def test_resume_without_checkpoint(capsys, tmp_path):
     assert status == 2 and 'not a training run' in err and err.count('\n') == 1
 
 
+def test_unwritable_data_dir(capsys, tmp_path):
+    blocker = tmp_path / 'file'
+    blocker.write_text('x')
+    status, err = run_cli(main, ['--task', 'pointmaze', '--preset', 'tiny', '--data-dir', str(blocker / 'data'),
+                                 '--out', str(tmp_path / 'run')], capsys)
+    assert status == 2 and err.count('\n') == 1 and 'is a file, not a folder' in err
+    assert not (tmp_path / 'run').exists()
+
+
 def test_unwritable_out(capsys, tmp_path):
     blocker = tmp_path / 'file'
     blocker.write_text('x')
