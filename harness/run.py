@@ -103,45 +103,24 @@ def seed_list(text: str) -> list[int]:
     return list(dict.fromkeys(values))
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got '{text}'") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got '{text}'")
-    return value
+def _bounded_number(what: str, integer: bool, allow_zero: bool):
+    """An argparse type for counts ('20000', '1e6') or knobs: finite, > 0 (or >= 0), whole if `integer`."""
+    def parse(text: str):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got '{text}'") from None
+        in_range = value >= 0 if allow_zero else value > 0
+        if not (math.isfinite(value) and in_range and (value.is_integer() or not integer)):
+            raise argparse.ArgumentTypeError(f"expected {what}, got '{text}'")
+        return int(value) if integer else value
+    return parse
 
 
-def nonnegative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got '{text}'") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got '{text}'")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """A count such as 20000, 1e6 or 1_000_000."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
-    if not value.is_integer() or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
-    return int(value)
-
-
-def nonnegative_int(text: str) -> int:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got '{text}'") from None
-    if not value.is_integer() or value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got '{text}'")
-    return int(value)
+positive_int = _bounded_number('a positive integer', integer=True, allow_zero=False)
+nonnegative_int = _bounded_number('an integer >= 0', integer=True, allow_zero=True)
+positive_float = _bounded_number('a finite number > 0', integer=False, allow_zero=False)
+nonnegative_float = _bounded_number('a finite number >= 0', integer=False, allow_zero=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
