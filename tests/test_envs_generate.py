@@ -265,3 +265,32 @@ def test_a_dataset_that_does_not_fit_the_env_is_refused_in_one_line(data_dir):
     outside = {**data, 'actions': data['actions'] * 1.5}
     with pytest.raises(DatasetError, match=r'outside the \[-1, 1\] action box'):
         check_against_env(outside, task, obs_dim, act_dim)
+
+
+def test_generation_workers_exit_when_the_generator_is_killed(tmp_path):
+    """kill -9 of `python -m envs.generate` leaves no orphaned collector processes behind."""
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, '-m', 'envs.generate', 'pointmaze-medium-navigate-v0', '--episodes',
+                             '200', '--workers', '2', '--data-dir', str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        workers = []
+        while time.time() < deadline and len(workers) < 2:
+            time.sleep(0.5)
+            workers = [child.pid for child in psutil.Process(proc.pid).children() if 'python' in child.name()]
+        assert len(workers) >= 2, 'the generator did not start its workers'
+        time.sleep(2.0)                       # let them import and start collecting
+        proc.kill()
+        proc.wait()
+        deadline = time.time() + 10
+        while time.time() < deadline and any(psutil.pid_exists(pid) for pid in workers):
+            time.sleep(0.2)
+        assert not any(psutil.pid_exists(pid) for pid in workers), 'collector workers outlived the generator'
+    finally:
+        proc.kill()
