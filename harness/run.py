@@ -191,7 +191,6 @@ def build_parser() -> argparse.ArgumentParser:
 @dataclass
 class Plan:
     mode: str                  # 'train' | 'resume' | 'evaluate'
-    # (Fields up to checkpoint_every, and beta unless the TD target is guided, only shape evaluation.)
     task: object               # envs.tasks.Task
     agent: str
     preset: str
