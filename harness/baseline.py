@@ -66,7 +66,7 @@ def run_pipeline(seeds=SEEDS, workdir: Path | None = None) -> dict:
         out = Path(tmp) / 'run'
         argv = ['--task', TASK, '--preset', PRESET, '--steps', str(STEPS), '--seeds', ','.join(map(str, seeds)),
                 '--eval-every', '0', '--eval-episodes', str(EVAL_EPISODES), '--eval-envs', str(EVAL_ENVS),
-                '--betas', ','.join(f'{b:g}' for b in BETAS), '--video-episodes', '0',
+                '--betas', ','.join(f'{b:g}' for b in BETAS), '--selection-episodes', '0', '--video-episodes', '0',
                 '--data-dir', str(data_dir), '--out', str(out)]
         status = run_main(main, argv)
         if status != 0:
