@@ -114,7 +114,7 @@ class AgentConfig:
 
 
 PRESETS: dict[str, AgentConfig] = {
-    # DESIGN.md / FQL-paper scale: 4x512 GELU MLPs, critic layer norm, 2 critics, Adam 3e-4, batch 256.
+    # The FQL paper's scale: 4x512 GELU MLPs, critic layer norm, 2 critics, Adam 3e-4, batch 256.
     'paper': AgentConfig(),
     # Trains meaningfully on a 2-core CPU in minutes.
     'small': AgentConfig(actor_hidden=(256, 256, 256), critic_hidden=(256, 256, 256)),

@@ -3,7 +3,7 @@
     a^{k+1} = a^k + Δt_k (v(s, a^k, t_k) + g_k),   g_k = β_k ∇_a Q(s, a^k)  (after the guards)
 
 It knows nothing about networks: `velocity_fn(obs, a, t)` and `q_fn(obs, a)` are any batched
-callables, so the invariants in DESIGN.md are tested with analytic fields.
+callables, so its invariants (tests/test_sampler.py) are tested with analytic fields.
 
 Two opt-in departures from eq. 5, each a keyword whose default is the paper's:
   * guidance_at -- where ∇Q is taken. 'noisy' (eq. 5) queries the critic at a^k, a point that is

@@ -7,8 +7,8 @@ qpos/qvel f32, button_states int64; compressed .npz), plus a JSON data card besi
 How: episodes are grouped into shards; shards are collected by worker processes (spawned, one
 collector per process), each shard is saved atomically as soon as it is done, so an interrupted run
 resumes from the finished shards. Episode i is seeded from (seed, i) only, so the same seed gives the
-same file whatever the number of workers or interruptions. Collectors follow /tmp/qfql/COLLECTOR.md:
-`make_collector(episode_steps) -> collect_episode(episode_seed) -> episode dict`.
+same file whatever the number of workers or interruptions. A collector is a factory
+`make_collector(episode_steps) -> collect_episode(episode_seed) -> episode dict` (envs/collectors.py).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def get_spec(name: str) -> DatasetSpec:
             if e.name != 'envs.locomotion':
                 raise
             raise DatasetError(
-                f'{name} needs trained locomotion experts (envs/locomotion.py, issue 5), which this checkout does not '
+                f'{name} needs trained locomotion experts (envs/locomotion.py), which this checkout does not '
                 'have yet; no offline regeneration is possible until they land'
             ) from None
         if name in getattr(locomotion, 'DATASETS', {}):

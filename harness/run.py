@@ -7,7 +7,7 @@
 
 Everything the user can get wrong is checked before anything is written (see `plan_run`); a
 mistake ends with one `error: ...` line and exit status 2. The folder layout is documented in
-the README ("Run folder") and in `harness/outputs.py`.
+the README ("Run folder") and in `harness/session.py`.
 """
 from __future__ import annotations
 

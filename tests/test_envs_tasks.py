@@ -1,4 +1,4 @@
-"""Task registry: DESIGN.md's table, full OGBench ids, one-line refusals with close matches."""
+"""Task registry: the paper's task table, full OGBench ids, one-line refusals with close matches."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Locomotion experts and the antmaze / antsoccer collectors (issue 5).
+"""Locomotion experts and the antmaze / antsoccer collectors.
 
 Fast checks only: the shipped ant expert walks where it is told, short generation runs of both datasets
 load back through OGBench's loader, the collectors are deterministic per seed, and the SAC pieces behave.

@@ -1,4 +1,4 @@
-"""Invariants of the guided sampler (DESIGN.md "The guided sampler is a pure function"), checked
+"""Invariants of the guided sampler (a pure function of its fields: agents/sampler.py), checked
 with analytic velocity/Q fields. Shapes come from small fixed menus and every numeric knob is a
 traced argument, so JAX compiles a handful of programs, not one per hypothesis example."""
 from functools import partial
