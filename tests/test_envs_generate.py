@@ -275,6 +275,7 @@ def test_generation_workers_exit_when_the_generator_is_killed(tmp_path):
 
     import psutil
 
+    from tests.processes import kill_and_wait_for_workers
     proc = subprocess.Popen([sys.executable, '-m', 'envs.generate', 'pointmaze-medium-navigate-v0', '--episodes',
                              '200', '--workers', '2', '--data-dir', str(tmp_path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -286,11 +287,6 @@ def test_generation_workers_exit_when_the_generator_is_killed(tmp_path):
             workers = [child.pid for child in psutil.Process(proc.pid).children() if 'python' in child.name()]
         assert len(workers) >= 2, 'the generator did not start its workers'
         time.sleep(2.0)                       # let them import and start collecting
-        proc.kill()
-        proc.wait()
-        deadline = time.time() + 10
-        while time.time() < deadline and any(psutil.pid_exists(pid) for pid in workers):
-            time.sleep(0.2)
-        assert not any(psutil.pid_exists(pid) for pid in workers), 'collector workers outlived the generator'
+        assert kill_and_wait_for_workers(proc, workers), 'collector workers outlived the generator'
     finally:
         proc.kill()

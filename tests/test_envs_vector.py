@@ -94,6 +94,7 @@ def test_workers_leave_ctrl_c_to_the_parent_and_die_with_it():
 
     import psutil
 
+    from tests.processes import kill_and_wait_for_workers
     script = ('from envs.tasks import resolve_task\nfrom envs.vector import make_eval_envs\n'
               "envs = make_eval_envs(resolve_task('pointmaze'), 2, num_workers=2)\n"
               "print(' '.join(str(p.pid) for p in envs._procs), flush=True)\nimport time\ntime.sleep(120)\n")
@@ -105,11 +106,6 @@ def test_workers_leave_ctrl_c_to_the_parent_and_die_with_it():
             os.kill(pid, signal.SIGINT)
         time.sleep(1.0)
         assert all(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in workers)
-        parent.kill()
-        parent.wait()
-        deadline = time.time() + 10
-        while time.time() < deadline and any(psutil.pid_exists(pid) for pid in workers):
-            time.sleep(0.2)
-        assert not any(psutil.pid_exists(pid) for pid in workers), 'workers outlived their killed parent'
+        assert kill_and_wait_for_workers(parent, workers), 'workers outlived their killed parent'
     finally:
         parent.kill()
