@@ -9,7 +9,7 @@ card.json, after evaluating the exported parameters exactly as a user would
 chosen on selection episodes and β = 0 and the best β are reported on held-out episodes. The card
 holds the task and dataset, the training command, seeds, updates and wall time, the sampler
 settings, `best_beta`, and `success` = {β: rate with its interval} for β = 0 and the best β.
-tests/test_regression.py re-evaluates the held-out episodes and compares them with the card.
+tests/test_shipped.py re-evaluates the held-out episodes and compares them with the card.
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from harness.checkpoints import (CARD_FILE, export_params, find_checkpoint, read
                                  write_json_atomic)
 from harness.errors import OneLineArgumentParser, UsageError, run_main
 from harness.run import beta_list, main as run_harness, nonnegative_int, positive_int
+from harness.session import read_jsonl
 from harness.train import create_agents
 
 SHIPPED_ROOT = Path('artifacts/checkpoints')
@@ -64,8 +65,7 @@ def _dataset_card(task, data_dir: str) -> dict:
 def training_seconds(run_dir: Path) -> float:
     """Time spent in updates (compilation excluded), from metrics.jsonl: a chunk of n updates at u
     updates/s took n / u seconds. Available even when the run stopped before its summary."""
-    rows = [json.loads(line) for line in (run_dir / 'metrics.jsonl').read_text().splitlines() if line.strip()]
-    rates = {row['step']: row['updates_per_s'] for row in rows}
+    rates = {row['step']: row['updates_per_s'] for row in read_jsonl(run_dir / 'metrics.jsonl')}
     steps = sorted(rates)
     return round(sum((b - a) / rates[b] for a, b in zip([0] + steps[:-1], steps)), 1)
 

@@ -225,13 +225,13 @@ def _restore_newest_intact(plan, template, expected_what: str):
 def _rows_by_step(path: Path, phase: str | None = None) -> list[tuple[int, list[dict]]]:
     """The rows of a JSONL log (of one eval `phase`, if given) grouped by step, in step order."""
     by_step = defaultdict(list)
-    for row in _read_jsonl(path):
+    for row in read_jsonl(path):
         if phase is None or row['phase'] == phase:
             by_step[row['step']].append(row)
     return sorted(by_step.items())
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict]:
     """The rows of a JSONL log; a last line cut short by a kill mid-write is dropped (it is the
     interrupted chunk's, which --resume runs again)."""
     if not path.exists():
@@ -267,7 +267,7 @@ def _truncate_logs_after(out: Path, step: int) -> None:
         path = out / name
         if not path.exists():
             continue
-        kept = [row for row in _read_jsonl(path) if wanted(row)]
+        kept = [row for row in read_jsonl(path) if wanted(row)]
         write_text_atomic(path, ''.join(json.dumps(row) + '\n' for row in kept))
 
 

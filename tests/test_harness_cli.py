@@ -175,10 +175,10 @@ def test_ctrl_c_is_one_line_naming_the_run_folder(monkeypatch, capsys, tmp_path)
 
 
 def test_a_log_line_cut_short_by_a_kill_is_dropped_only_at_the_end(tmp_path):
-    from harness.session import _read_jsonl
+    from harness.session import read_jsonl
     path = tmp_path / 'metrics.jsonl'
     path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "los')
-    assert _read_jsonl(path) == [{'step': 1}, {'step': 2}]
+    assert read_jsonl(path) == [{'step': 1}, {'step': 2}]
     path.write_text('{"step": 1}\n{"st\n{"step": 3}\n')
     with pytest.raises(json.JSONDecodeError):
-        _read_jsonl(path)
+        read_jsonl(path)
