@@ -46,7 +46,7 @@ class AgentConfig:
 
     target_flow_steps sets the Euler steps of the 'flow' and 'guided' target actions alone (None:
     flow_steps, as acting uses). The K-step target is about half of a QFQL update's time at paper
-    scale (`python -m harness.bench` figure 1p), so fewer steps trade a coarser sample of the
+    scale (`python -m tools.bench` figure 1p), so fewer steps trade a coarser sample of the
     behaviour policy in the TD target for speed; acting keeps flow_steps.
     """
 

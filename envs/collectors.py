@@ -7,7 +7,8 @@ that turns an episode seed into one episode dict. Every random draw (environment
 oracles' global-NumPy noise, the maze's stabilising random actions) comes from that seed, so an
 episode does not depend on which worker produced it.
 
-These modules import gymnasium/OGBench; they are only imported inside generator worker processes.
+gymnasium and OGBench are imported only when a collector is built (in a generator worker process), so
+importing this module to register the collectors stays cheap.
 """
 
 from __future__ import annotations
@@ -16,17 +17,12 @@ from typing import Callable
 
 import numpy as np
 
-Episode = dict[str, np.ndarray]
+from envs.dataset_spec import Episode
+from envs.seeding import seed_everything
 
 POINTMAZE_ACTION_NOISE = 0.5  # OGBench commands.sh: --noise=0.5 for pointmaze
 PLAN_NOISE = 0.1  # generate_manipspace.py defaults for 'play' data
 PLAN_NOISE_SMOOTHING = 0.5
-
-
-def seed_everything(env, episode_seed: int) -> None:
-    """OGBench mixes env.np_random, the action space RNG and the global NumPy RNG; seed all three."""
-    np.random.seed(episode_seed)
-    env.unwrapped.action_space.seed(episode_seed)
 
 
 class EpisodeRows:
@@ -78,7 +74,7 @@ def unit(v: np.ndarray) -> np.ndarray:
 
 def make_locomaze_env(env_id: str, episode_steps: int):
     """A point/ant maze or arena env that keeps going after reaching its goal, as the data needs."""
-    import gymnasium
+    import gymnasium  # heavy (MuJoCo): imported only where a collector is built
 
     import ogbench.locomaze  # noqa: F401  (registers the environments)
 
@@ -160,6 +156,7 @@ def _scene_episode_is_healthy(qpos: np.ndarray) -> bool:
 
 def _plan_oracles(env, env_name: str) -> dict:
     """The plan ('play') oracles shipped in ogbench, keyed by the env's 'privileged/target_task'."""
+    # ogbench's oracles import MuJoCo: imported only where a collector is built.
     from ogbench.manipspace.oracles.plan.button_plan import ButtonPlanOracle
     from ogbench.manipspace.oracles.plan.cube_plan import CubePlanOracle
     from ogbench.manipspace.oracles.plan.drawer_plan import DrawerPlanOracle
@@ -182,7 +179,7 @@ def _plan_oracles(env, env_name: str) -> dict:
 
 def make_manipspace_play_collector(env_name: str, episode_steps: int) -> Callable[[int], Episode]:
     """'play' data: chained plan-oracle subtasks with smoothed plan noise; scene episodes are health-checked."""
-    import gymnasium
+    import gymnasium  # heavy (MuJoCo): imported only where a collector is built
 
     import ogbench.manipspace  # noqa: F401  (registers the environments)
 

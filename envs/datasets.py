@@ -3,30 +3,24 @@
 `load_task_dataset` returns the single-task transitions OGBench defines (`make_env_and_datasets` with
 a '...-singletask-taskN-v0' id: rewards and masks relabelled from qpos/button states for that task).
 Files come from --data-dir (default ~/.ogbench/data). A missing file is downloaded only when the user
-allows it; otherwise the error names the exact command that regenerates it. Truncated or corrupt
-files and files with non-finite values are refused, never returned.
+allows it; otherwise the error names the exact command that regenerates it, and `ensure_dataset`
+(what `python -m harness.run` calls) regenerates it offline through envs/generate.py. Truncated or
+corrupt files and files with non-finite values are refused, never returned.
 """
 
 from __future__ import annotations
 
 import os
+import urllib.error
 import zipfile
 import zlib
 
 import numpy as np
 
-DEFAULT_DATA_DIR = os.path.expanduser('~/.ogbench/data')
+from envs.dataset_spec import DEFAULT_DATA_DIR, DatasetError, dataset_paths
+from envs.generate import generate_dataset, get_spec
+
 TRANSITION_KEYS = ('observations', 'actions', 'rewards', 'masks', 'next_observations')
-
-
-class DatasetError(RuntimeError):
-    """A dataset problem the user can fix; str is one actionable line."""
-
-
-def dataset_paths(dataset_name: str, data_dir: str = DEFAULT_DATA_DIR) -> tuple[str, str]:
-    """(train, val) file paths, named as OGBench names them."""
-    data_dir = os.path.expanduser(data_dir)
-    return os.path.join(data_dir, f'{dataset_name}.npz'), os.path.join(data_dir, f'{dataset_name}-val.npz')
 
 
 def regenerate_command(dataset_name: str, data_dir: str) -> str:
@@ -36,15 +30,8 @@ def regenerate_command(dataset_name: str, data_dir: str) -> str:
 
 
 def _missing_message(task, data_dir: str, missing: list[str]) -> str:
-    from envs.generate import LOCOMOTION_DATASETS, get_spec
-
-    what = f"dataset file {', '.join(missing)} not found"
-    if task.dataset_name in LOCOMOTION_DATASETS:
-        try:
-            get_spec(task.dataset_name)
-        except DatasetError as e:
-            return f'{what}; {e}; with a network, pass --download'
-    return f'{what}; regenerate it with `{regenerate_command(task.dataset_name, data_dir)}` or pass --download'
+    return (f"dataset file {', '.join(missing)} not found; regenerate it with "
+            f'`{regenerate_command(task.dataset_name, data_dir)}` or pass --download')
 
 
 def _require_ogbench(task) -> None:
@@ -86,7 +73,7 @@ def load_task_dataset(task, data_dir: str = DEFAULT_DATA_DIR, download: bool = F
             raise DatasetError(_missing_message(task, data_dir, missing))
         _download(task, data_dir)
 
-    import ogbench
+    import ogbench  # heavy (MuJoCo): imported only when a dataset is loaded
 
     try:
         _refuse_nonfinite_state(task, paths, data_dir)
@@ -140,9 +127,7 @@ def check_against_env(dataset: dict, task, observation_dim: int, action_dim: int
 
 
 def _download(task, data_dir: str) -> None:
-    import urllib.error
-
-    import ogbench
+    import ogbench  # heavy (MuJoCo): imported only when a dataset is downloaded
 
     try:
         ogbench.download_datasets([task.dataset_name], dataset_dir=data_dir)
@@ -167,8 +152,6 @@ def ensure_dataset(task, data_dir: str = DEFAULT_DATA_DIR, episodes: int | None 
     if download:
         _download(task, data_dir)
         return paths
-    from envs.generate import generate_dataset, get_spec
-
     spec = get_spec(task.dataset_name)
     n = spec.default_episodes if episodes is None else episodes
     print(

@@ -8,7 +8,8 @@ How: episodes are grouped into shards; shards are collected by worker processes 
 collector per process), each shard is saved atomically as soon as it is done, so an interrupted run
 resumes from the finished shards. Episode i is seeded from (seed, i) only, so the same seed gives the
 same file whatever the number of workers or interruptions. A collector is a factory
-`make_collector(episode_steps) -> collect_episode(episode_seed) -> episode dict` (envs/collectors.py).
+`make_collector(episode_steps) -> collect_episode(episode_seed) -> episode dict` (envs/collectors.py,
+envs/locomotion.py).
 """
 
 from __future__ import annotations
@@ -16,15 +17,14 @@ from __future__ import annotations
 import difflib
 import glob
 import hashlib
-import importlib
 import json
 import os
 import platform
 import shutil
 import sys
 import time
+import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from multiprocessing import get_context
@@ -33,14 +33,12 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from envs import collectors
+from envs import collectors, locomotion
 from envs.cli import OneLineArgumentParser
-from envs.datasets import DEFAULT_DATA_DIR, DatasetError, dataset_paths
+from envs.dataset_spec import (DEFAULT_DATA_DIR, CollectorFactory, DatasetError, DatasetSpec, Episode, card_path,
+                               dataset_paths)
 from envs.rendering import choose_mujoco_gl
 from envs.workers import start_worker
-
-Episode = dict[str, np.ndarray]
-CollectorFactory = Callable[[int], Callable[[int], Episode]]
 
 # OGBench's file dtypes (generate_*.py cast lists to these before np.savez_compressed).
 FILE_DTYPES = {
@@ -52,17 +50,6 @@ FILE_DTYPES = {
     'button_states': np.int64,
 }
 REQUIRED_KEYS = ('observations', 'actions', 'terminals', 'qpos', 'qvel')
-LOCOMOTION_DATASETS = ('antmaze-large-navigate-v0', 'antsoccer-arena-navigate-v0')
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    name: str
-    make_collector: CollectorFactory
-    default_episodes: int = 1000
-    episode_steps: int = 1001
-    generator: str = ''
-
 
 _MANIP = 'ogbench plan oracle (noise 0.1, smoothing 0.5), chained subtasks'
 DATASETS: dict[str, DatasetSpec] = {
@@ -91,23 +78,13 @@ DATASETS: dict[str, DatasetSpec] = {
 
 
 def get_spec(name: str) -> DatasetSpec:
-    """The DatasetSpec of a dataset name; locomotion ones come from envs/locomotion.py when it exists."""
+    """The DatasetSpec of a dataset name: the oracle datasets above, or the expert-driven locomotion
+    ones of envs/locomotion.py."""
     if name in DATASETS:
         return DATASETS[name]
-    if name in LOCOMOTION_DATASETS:
-        try:
-            locomotion = importlib.import_module('envs.locomotion')
-        except ModuleNotFoundError as e:
-            if e.name != 'envs.locomotion':
-                raise
-            raise DatasetError(
-                f'{name} needs trained locomotion experts (envs/locomotion.py), which this checkout does not '
-                'have yet; no offline regeneration is possible until they land'
-            ) from None
-        if name in getattr(locomotion, 'DATASETS', {}):
-            return locomotion.DATASETS[name]
-        raise DatasetError(f'envs/locomotion.py does not provide a collector for {name}')
-    known = list(DATASETS) + list(LOCOMOTION_DATASETS)
+    if name in locomotion.DATASETS:
+        return locomotion.DATASETS[name]
+    known = list(DATASETS) + list(locomotion.DATASETS)
     close = difflib.get_close_matches(name, known, n=4, cutoff=0.4) or known
     raise DatasetError(f"no offline generator for dataset '{name}' (close matches: {', '.join(close)}); any other "
                        "OGBench dataset can be fetched with `python -m harness.run ... --download` (needs a network)")
@@ -166,10 +143,7 @@ _WORKER_COLLECTOR: Callable[[int], Episode] | None = None
 
 def _init_worker(factory: CollectorFactory, episode_steps: int) -> None:
     global _WORKER_COLLECTOR
-    import warnings
-
     start_worker()
-
     warnings.filterwarnings('ignore', message='.*precision lowered by casting')  # gymnasium, on every env build
     _WORKER_COLLECTOR = factory(episode_steps)
 
@@ -199,10 +173,6 @@ def _sha256(path: str) -> str:
         for block in iter(lambda: f.read(1 << 22), b''):
             digest.update(block)
     return digest.hexdigest()
-
-
-def card_path(npz_path: str) -> str:
-    return npz_path[: -len('.npz')] + '.card.json'
 
 
 def generate_dataset(
@@ -327,7 +297,7 @@ def _run_pool(
 
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineArgumentParser(prog='python -m envs.generate', description=__doc__.split('\n\n')[0])
-    parser.add_argument('dataset', help=f"one of: {', '.join(list(DATASETS) + list(LOCOMOTION_DATASETS))}")
+    parser.add_argument('dataset', help=f"one of: {', '.join(list(DATASETS) + list(locomotion.DATASETS))}")
     parser.add_argument('--episodes', type=int, default=None, help='train episodes (default 1000); val gets N // 10')
     parser.add_argument('--workers', type=int, default=None, help='worker processes (default: all cores)')
     parser.add_argument('--seed', type=int, default=0)

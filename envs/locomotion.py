@@ -5,8 +5,9 @@ Our own implementation of the procedure of OGBench's `data_gen_scripts/generate_
 written against the per-episode collector contract of `envs/generate.py`:
 
 * antmaze: start in a random free cell, goal in a random non-corridor ("vertex") cell; at every step the
-  ant expert of `envs/experts.py` walks toward the BFS oracle subgoal of the maze (the next cell on the
-  shortest path); on success a new vertex-cell goal is drawn and the episode continues.
+  shipped ant expert (artifacts/experts/ant.msgpack, trained by tools/experts.py) walks toward the BFS
+  oracle subgoal of the maze (the next cell on the shortest path); on success a new vertex-cell goal is
+  drawn and the episode continues.
 * antsoccer: agent, ball and goal start in three distinct random cells of the arena; while the agent is
   more than 2 m from the ball it walks to the ball, otherwise it dribbles the ball to the goal; on success
   a new goal cell is drawn; if the agent has stayed within 2 m for 150 steps it detours to a random cell.
@@ -16,30 +17,24 @@ of reach of this project's CPU. `DribbleController` replaces it with a controlle
 expert: it circles the ball until it is behind it (as seen from the goal), then walks through the ball
 toward the goal. The ant tends to step over the ball, so each pass moves the ball about a metre and the
 collector scores far less often than a dedicated dribbling expert would. The dataset card's `generator`
-line names the controller.
-
-`python -m envs.locomotion success DATASET [--episodes N] [--seed S]` replays the first N episodes of a
-`python -m envs.generate DATASET --seed S` run (same per-episode seeds, so bit-identical episodes) and
-reports the fraction in which the collector reached at least one goal, plus goals reached per episode.
+line names the controller. `python -m tools.locomotion success` measures how often the collectors
+reach a goal.
 """
 
 from __future__ import annotations
 
-import json
-import sys
-import time
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from envs.cli import OneLineArgumentParser
-from envs.collectors import EpisodeRows, MazeNavigateCollector, make_locomaze_env, maze_cells, seed_everything, unit
-from envs.datasets import DatasetError
-from envs.generate import DatasetSpec
+from envs.collectors import EpisodeRows, MazeNavigateCollector, make_locomaze_env, maze_cells, unit
+from envs.dataset_spec import DatasetError, DatasetSpec, Episode
+from envs.seeding import seed_everything
 
-Episode = dict[str, np.ndarray]
+EXPERTS_DIR = Path(__file__).resolve().parent.parent / 'artifacts' / 'experts'
 
 ACTION_NOISE = 0.2  # OGBench generate_locomaze.py / generate_antsoccer.py default (--noise)
 BALL_NEAR = 2.0  # generate_antsoccer.py: dribble when the agent is within 2 m of the ball
@@ -79,13 +74,20 @@ def actor_mean_action(layers: list[tuple[np.ndarray, np.ndarray]], obs: np.ndarr
 
 
 def load_ant_actor() -> list[tuple[np.ndarray, np.ndarray]]:
-    """The shipped ant expert's actor layers (see `numpy_actor`), or a DatasetError naming how to get them."""
-    from envs import experts
+    """The shipped ant expert's actor layers (see `numpy_actor`), or a DatasetError naming how to get them.
 
-    try:
-        return numpy_actor(experts.load_expert('ant').params)
-    except experts.ExpertError as err:
-        raise DatasetError(str(err)) from None
+    Collecting needs only the exported actor's arrays, so they are read without rebuilding the flax
+    model; training and export are offline tools (tools/experts.py) that the runtime never imports."""
+    weights = EXPERTS_DIR / 'ant.msgpack'
+    card = weights.with_suffix('.json')
+    if not weights.exists() or not card.exists():
+        raise DatasetError(
+            f'expert weights {weights} (and card {card.name}) not found; restore artifacts/experts/ from git or '
+            'train with `python -m tools.experts train ant` then `python -m tools.experts export ant`'
+        )
+    import flax.serialization  # imports JAX: only the processes that build a locomotion collector need it
+
+    return numpy_actor(flax.serialization.msgpack_restore(weights.read_bytes()))
 
 
 # ------------------------------------------------------------------------------------------------ antmaze
@@ -221,51 +223,3 @@ DATASETS: dict[str, DatasetSpec] = {
     ]
 }
 
-
-# ---------------------------------------------------------------------------------------- success report
-
-
-def collector_success(name: str, episodes: int, seed: int = 0, episode_steps: int = 1001) -> dict:
-    """Replay the first `episodes` episodes of `envs.generate NAME --seed SEED` and count reached goals."""
-    from envs.generate import episode_seed
-
-    if name not in DATASETS:
-        raise DatasetError(f"unknown locomotion dataset '{name}'; choose one of {', '.join(DATASETS)}")
-    collect = DATASETS[name].make_collector(episode_steps)
-    goals, t0 = [], time.time()
-    for i in range(episodes):
-        collect(episode_seed(seed, i))
-        goals.append(collect.goals_reached)
-    goals = np.asarray(goals)
-    return {
-        'dataset': name,
-        'episodes': episodes,
-        'seed': seed,
-        'episode_steps': episode_steps,
-        'success_rate': float(np.mean(goals > 0)),
-        'goals_per_episode': float(np.mean(goals)),
-        'wall_time_s': round(time.time() - t0, 1),
-    }
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = OneLineArgumentParser(prog='python -m envs.locomotion', description=__doc__.split('\n\n')[0])
-    sub = parser.add_subparsers(dest='command', required=True)
-    p = sub.add_parser('success', help="fraction of a generated dataset's episodes that reached a goal")
-    p.add_argument('dataset')
-    p.add_argument('--episodes', type=int, default=50)
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--episode-steps', type=int, default=1001)
-    args = parser.parse_args(argv)
-    try:
-        if args.episodes < 1 or args.episode_steps < 2:
-            raise DatasetError('--episodes must be >= 1 and --episode-steps >= 2')
-        print(json.dumps(collector_success(args.dataset, args.episodes, args.seed, args.episode_steps)))
-    except DatasetError as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())

@@ -79,7 +79,7 @@ _SINGLE_TASK_ID = re.compile(r'^(visual-)?([a-z]+)-(.+)-([a-z]+)-singletask(-tas
 
 
 def _registered_singletask_envs() -> list[str]:
-    import gymnasium
+    import gymnasium  # heavy (MuJoCo): only a full id outside the table needs the env registry
 
     import ogbench  # noqa: F401  (registers the environments)
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import traceback
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
-from envs.collectors import seed_everything
+from envs.rendering import choose_mujoco_gl
+from envs.seeding import seed_everything
 from envs.workers import start_worker
 
 
@@ -42,10 +44,8 @@ def make_task_env(env_id: str, render_size: int | None = None, success_timing: s
     success_timing: when success, termination and reward are computed. 'pre' (from s, before the
     action: the default of OGBench >= 1.2's single-task envs) or 'post' (from s', after it: OGBench
     1.1, which the FQL and QFQL papers evaluated with); None keeps the installed OGBench's default."""
-    import warnings
-
     warnings.filterwarnings('ignore', message='.*precision lowered by casting')
-    import ogbench
+    import ogbench  # heavy (MuJoCo): imported only in the processes that build envs
 
     kwargs = {} if render_size is None else dict(width=render_size, height=render_size)
     if success_timing is not None:
@@ -101,8 +101,6 @@ class EvalEnvs:
 
     def __init__(self, task, num_envs: int, render_size: int = 200, num_workers: int | None = None,
                  success_timing: str | None = None):
-        from envs.rendering import choose_mujoco_gl
-
         if num_envs < 1:
             raise ValueError('num_envs must be >= 1')
         self.num_envs = num_envs

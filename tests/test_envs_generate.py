@@ -11,7 +11,7 @@ import numpy as np
 import ogbench
 import pytest
 
-from envs import datasets, generate
+from envs import datasets, generate, locomotion
 from envs.datasets import DatasetError, check_against_env, dataset_paths, ensure_dataset, load_task_dataset
 from envs.generate import DATASETS, card_path, generate_dataset, main
 from envs.tasks import TASKS, resolve_task
@@ -49,7 +49,7 @@ def _copy_dataset(name, src, dst):
 
 def test_every_ogbench_dataset_of_the_task_table_has_a_generator():
     table_datasets = {t.dataset_name for t in TASKS.values() if t.source == 'ogbench'}
-    assert table_datasets <= set(DATASETS) | set(generate.LOCOMOTION_DATASETS)
+    assert table_datasets <= set(DATASETS) | set(locomotion.DATASETS)
 
 
 @pytest.mark.parametrize('name', list(DATASETS))
@@ -201,28 +201,9 @@ def test_bad_flags_and_unwritable_folders_are_one_line(capsys, tmp_path):
     assert err.count('\n') == 1 and err.startswith('error: ') and 'writable --data-dir' in err
 
 
-def test_locomotion_datasets_go_to_envs_locomotion_or_say_they_need_experts(monkeypatch):
-    try:
-        spec = generate.get_spec('antmaze-large-navigate-v0')
-    except DatasetError as e:
-        assert 'locomotion experts' in str(e) or 'expert' in str(e)
-    else:
-        assert spec.name == 'antmaze-large-navigate-v0'
-    import builtins
-    import sys
-
-    real_import = builtins.__import__
-
-    def no_locomotion(name, *args, **kwargs):
-        if name == 'envs.locomotion':
-            raise ModuleNotFoundError("No module named 'envs.locomotion'", name='envs.locomotion')
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.delitem(sys.modules, 'envs.locomotion', raising=False)
-    monkeypatch.setattr(builtins, '__import__', no_locomotion)
-    monkeypatch.setattr(generate.importlib, 'import_module', lambda n: no_locomotion(n))
-    with pytest.raises(DatasetError, match='needs trained locomotion experts'):
-        generate.get_spec('antsoccer-arena-navigate-v0')
+def test_locomotion_datasets_are_generated_by_envs_locomotion():
+    for name, spec in locomotion.DATASETS.items():
+        assert generate.get_spec(name) is spec
 
 
 # ------------------------------------------------------------------------------------ CLI and ensure

@@ -1,80 +1,43 @@
-"""Locomotion experts and the antmaze / antsoccer collectors.
+"""The antmaze / antsoccer collectors and the runtime loader of the shipped ant expert.
 
-Fast checks only: the shipped ant expert walks where it is told, short generation runs of both datasets
-load back through OGBench's loader, the collectors are deterministic per seed, and the SAC pieces behave.
+Fast checks only: the loader reads the same actor the expert's own flax model acts with, short generation
+runs of both datasets load back through OGBench's loader, the collectors are deterministic per seed, and the
+dribble controller pushes goalward. The expert's training is tested in tests/test_tools_experts.py.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from envs import experts, locomotion
+from envs import locomotion
 from envs.datasets import DatasetError, load_task_dataset
 from envs.generate import generate_dataset
 from envs.tasks import resolve_task
+from tools import experts
 
 pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
-
-
-@pytest.fixture(scope='module')
-def ant_expert():
-    return experts.load_expert('ant')
 
 
 # ------------------------------------------------------------------------------------------ shipped expert
 
 
-def _walk(expert, direction: np.ndarray, steps: int, seed: int) -> np.ndarray:
-    """Displacement of the ant on OGBench's online ant env when the expert is told to walk along `direction`."""
-    import gymnasium
-
-    import ogbench.online_locomotion  # noqa: F401
-
-    env = gymnasium.make('online-ant-v0').unwrapped
-    env.reset(seed=seed)
-    start = env.data.qpos[:2].copy()
-    for _ in range(steps):
-        state = np.concatenate([env.data.qpos, env.data.qvel])
-        env.step(expert.act(experts.ant_direction_ob(state, direction)))
-    return env.data.qpos[:2] - start
-
-
-@pytest.mark.parametrize('angle', [0.0, 2.3, 4.2])
-def test_shipped_ant_expert_walks_in_the_commanded_direction(ant_expert, angle):
-    direction = np.array([np.cos(angle), np.sin(angle)])
-    displacement = _walk(ant_expert, direction, steps=100, seed=0)  # 10 s at 10 Hz
-    along = displacement @ direction
-    across = abs(displacement @ np.array([-direction[1], direction[0]]))
-    assert along > 3.0, f'walked only {along:.2f} m along the commanded direction in 10 s'
-    assert across < 0.5 * along
-
-
-def test_shipped_expert_card_records_training(ant_expert):
-    card = ant_expert.card
-    assert card['env_id'] == 'online-ant-xy-v0'
-    assert card['env_steps_trained'] > 0 and card['train_command'].startswith('python -m envs.experts train ant')
-    assert card['evaluation']['eval_speed'] > 0.5 and card['evaluation']['episodes'] >= 10
-
-
-def test_numpy_actor_matches_flax_actor(ant_expert):
-    obs = np.random.default_rng(0).normal(size=(7, ant_expert.obs_dim)).astype(np.float32)
-    assert np.allclose(locomotion.actor_mean_action(locomotion.numpy_actor(ant_expert.params), obs), ant_expert.act(obs), atol=1e-5)
+def test_numpy_actor_matches_flax_actor():
+    expert = experts.load_expert('ant')
+    obs = np.random.default_rng(0).normal(size=(7, expert.obs_dim)).astype(np.float32)
+    assert np.allclose(locomotion.actor_mean_action(locomotion.load_ant_actor(), obs), expert.act(obs), atol=1e-5)
 
 
 def test_missing_weights_give_one_actionable_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(experts, 'EXPERTS_DIR', tmp_path)
+    monkeypatch.setattr(locomotion, 'EXPERTS_DIR', tmp_path)
     with pytest.raises(DatasetError) as err:
         locomotion.load_ant_actor()
     message = str(err.value)
-    assert '\n' not in message and 'python -m envs.experts train ant' in message
+    assert '\n' not in message and 'python -m tools.experts train ant' in message
 
 
 # ------------------------------------------------------------------------------------------------ datasets
@@ -133,29 +96,3 @@ def test_dribble_pushes_goalward_from_behind_and_goes_around_from_the_front(angl
     in_front = ball + gap * to_goal
     around = controller.direction(in_front, ball, goal)
     assert around @ (ball - in_front) / gap < 0.9  # does not walk straight through the ball back toward it
-
-
-# ------------------------------------------------------------------------------------------------------ SAC
-
-
-def test_tanh_gaussian_log_prob_matches_change_of_variables():
-    mean, log_std = jnp.array([[0.3, -1.2]]), jnp.array([[-0.5, 0.2]])
-    action, logp = experts.tanh_gaussian_sample(mean, log_std, jax.random.PRNGKey(3))
-    pre = jnp.arctanh(action)
-    std = jnp.exp(log_std)
-    gauss = -0.5 * ((pre - mean) / std) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi)
-    expected = jnp.sum(gauss - jnp.log(1 - action**2), -1)
-    assert np.allclose(logp, expected, atol=1e-3)
-
-
-def test_sac_training_resumes_from_its_checkpoint(tmp_path):
-    tiny = dataclasses.replace(
-        experts.EXPERTS['ant'], sac=dataclasses.replace(experts.SACConfig(), actor_hidden=(16,), critic_hidden=(16,),
-                                                         batch_size=8),
-        seed_steps=32,
-    )
-    first = experts.train(tiny, 64, tmp_path, num_envs=4, checkpoint_every=32, eval_every=10**9, eval_episodes=1)
-    assert first['step'] == 64 and np.isfinite(first['critic_loss'])
-    resumed = experts.train(tiny, 96, tmp_path, num_envs=4, checkpoint_every=32, eval_every=10**9, eval_episodes=1)
-    log = json.loads((tmp_path / 'progress.json').read_text())['log']
-    assert resumed['step'] == 96 and [e['step'] for e in log] == [32, 64, 96]

@@ -1,8 +1,8 @@
 """Success-rate regression check for CI, and the only sanctioned way to rewrite its baseline.
 
-    python -m harness.baseline                 # run the fixed pipeline, compare with the baseline (exit 1 if off)
-    python -m harness.baseline --update        # run it and rewrite artifacts/baselines/pointmaze-small.json
-    python -m harness.baseline --repeats 3     # run it with 3 different seed sets and print the spread
+    python -m tools.baseline                   # run the fixed pipeline, compare with the baseline (exit 1 if off)
+    python -m tools.baseline --update          # run it and rewrite artifacts/baselines/pointmaze-small.json
+    python -m tools.baseline --repeats 3       # run it with 3 different seed sets and print the spread
 
 The pipeline is fixed end to end: regenerate a small pointmaze dataset (`DATASET_EPISODES` episodes,
 generator seed 0) in a temporary folder, train QFQL with the small preset for `STEPS` updates on
@@ -22,6 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import jax
+
+from envs.datasets import ensure_dataset
+from envs.tasks import resolve_task
+from harness.checkpoints import write_json_atomic
+from harness.errors import run_main
+from harness.run import main as run_harness
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BASELINE_PATH = REPO_ROOT / 'artifacts' / 'baselines' / 'pointmaze-small.json'
 TASK = 'pointmaze'
@@ -34,7 +42,7 @@ EVAL_ENVS = 10
 GUIDED_BETA = 1.0
 BETAS = (0.0, GUIDED_BETA)
 TRAINING_KEYS = ('actor/flow_loss', 'critic/q_mean')
-UPDATE_COMMAND = 'python -m harness.baseline --update'
+UPDATE_COMMAND = 'python -m tools.baseline --update'
 TOLERANCE_NOTE = (
     'On one machine the pipeline is bit-for-bit reproducible (seeded data, training and evaluation), so the '
     'tolerance is about other machines, whose XLA kernels sum in another order and so train a slightly different '
@@ -55,11 +63,6 @@ def run_pipeline(seeds=SEEDS, workdir: Path | None = None) -> dict:
     The final training metrics (flow-matching loss, mean Q, mean over seeds of the last chunk) are
     checked too: while a CPU-sized budget leaves pointmaze success at 0, they still catch a pipeline
     that silently stops learning the same thing."""
-    from envs.datasets import ensure_dataset
-    from envs.tasks import resolve_task
-    from harness.errors import run_main
-    from harness.run import main
-
     with tempfile.TemporaryDirectory(prefix='qfql-baseline-', dir=workdir) as tmp:
         data_dir = Path(tmp) / 'data'
         ensure_dataset(resolve_task(TASK), str(data_dir), episodes=DATASET_EPISODES, seed=0)
@@ -68,7 +71,7 @@ def run_pipeline(seeds=SEEDS, workdir: Path | None = None) -> dict:
                 '--eval-every', '0', '--eval-episodes', str(EVAL_EPISODES), '--eval-envs', str(EVAL_ENVS),
                 '--betas', ','.join(f'{b:g}' for b in BETAS), '--selection-episodes', '0', '--video-episodes', '0',
                 '--data-dir', str(data_dir), '--out', str(out)]
-        status = run_main(main, argv)
+        status = run_main(run_harness, argv)
         if status != 0:
             raise SystemExit(f'error: the regression pipeline failed with status {status}')
         summary = json.loads((out / 'summary.json').read_text())
@@ -95,7 +98,7 @@ def compare(measured: dict, baseline: dict) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m harness.baseline', description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(prog='python -m tools.baseline', description=__doc__.split('\n\n')[0])
     parser.add_argument('--update', action='store_true', help=f'rewrite {BASELINE_PATH.relative_to(REPO_ROOT)}')
     parser.add_argument('--repeats', type=int, default=0, help='also run with this many other seed sets; print the spread')
     parser.add_argument('--tolerance', type=float, default=None, help='with --update: success tolerance to store')
@@ -124,9 +127,8 @@ def main(argv=None) -> int:
                               else old.get('training_relative_tolerance'))
         if tolerance is None or training_tolerance is None:
             raise SystemExit('error: the first --update needs --tolerance and --training-tolerance (from --repeats)')
-        import jax
         payload = {
-            'description': 'numbers of the fixed CI pipeline (harness/baseline.py); checked by tests/test_regression.py',
+            'description': 'numbers of the fixed CI pipeline (tools/baseline.py); checked by tests/test_regression.py',
             'update_command': UPDATE_COMMAND,
             'settings': settings(),
             'success': measured['success'],
@@ -138,7 +140,6 @@ def main(argv=None) -> int:
             'produced': {'date': time.strftime('%Y-%m-%d'), 'jax': jax.__version__, 'backend': jax.default_backend(),
                          'machine': platform.machine(), 'python': platform.python_version()},
         }
-        from harness.checkpoints import write_json_atomic
         BASELINE_PATH.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(BASELINE_PATH, payload)
         print(f'wrote {BASELINE_PATH}')

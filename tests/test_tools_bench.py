@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from harness.bench import QUICK, Report, figure_gpu, main, synthetic_dataset
+from tools.bench import QUICK, Report, figure_gpu, main, synthetic_dataset
 from tests.cli import run_cli
 
 

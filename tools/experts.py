@@ -16,9 +16,9 @@ one update per environment step. OGBench trains the ant for 400k steps (the defa
 hour on a shared 2-core CPU); the shipped expert stopped at 240k, and its card records the steps used.
 
 CLI:
-    python -m envs.experts train ant [--steps N] [--run-dir DIR]      # resumes from DIR/checkpoint.msgpack
-    python -m envs.experts export ant [--run-dir DIR]                 # writes artifacts/experts/ant.{msgpack,json}
-    python -m envs.experts eval ant [--weights PATH]                  # evaluates an exported expert
+    python -m tools.experts train ant [--steps N] [--run-dir DIR]      # resumes from the checkpoint in DIR
+    python -m tools.experts export ant [--run-dir DIR]                 # writes artifacts/experts/ant.{msgpack,json}
+    python -m tools.experts eval ant [--weights PATH]                  # evaluates an exported expert
 
 The exported expert is the actor's parameters only; acting uses the deterministic action tanh(mean)
 (OGBench's temperature 0) and the collectors add their own Gaussian noise.
@@ -41,12 +41,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from tqdm import tqdm
 
 from envs.cli import OneLineArgumentParser
 from envs.datasets import TRANSITION_KEYS
+from envs.locomotion import EXPERTS_DIR
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-EXPERTS_DIR = REPO_ROOT / 'artifacts' / 'experts'
 DEFAULT_RUNS_DIR = REPO_ROOT / 'artifacts' / 'runs' / 'experts'
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -278,7 +279,7 @@ def make_policy_fn(spec: ExpertSpec, action_dim: int) -> Callable:
 
 def make_online_env(spec: ExpertSpec):
     """The OGBench online env for `spec` (direction wrapper for the `-xy` ant, as OGBench's online_env_utils)."""
-    import gymnasium
+    import gymnasium  # heavy (MuJoCo): imported only when an online env is built
 
     import ogbench.online_locomotion  # noqa: F401  (registers online-*-v0)
 
@@ -376,8 +377,6 @@ def train(spec: ExpertSpec, steps: int, run_dir: Path, seed: int = 0, num_envs: 
     most per-step Python/dispatch overhead on CPU without changing the update-to-data ratio.
     Resumes from `run_dir` if a checkpoint exists. Returns the final progress log entry.
     """
-    from tqdm import tqdm
-
     run_dir.mkdir(parents=True, exist_ok=True)
     np.random.seed(seed)  # GymXYWrapper draws directions from the global NumPy RNG
     envs = [make_online_env(spec) for _ in range(num_envs)]
@@ -459,7 +458,7 @@ def export_expert(spec: ExpertSpec, run_dir: Path, out_dir: Path = EXPERTS_DIR, 
     """Write the trained actor (msgpack) and its card (json) under `out_dir`; returns the weights path."""
     progress_path = run_dir / 'progress.json'
     if not progress_path.exists():
-        raise ExpertError(f'no checkpoint in {run_dir}; run `python -m envs.experts train {spec.name}` first')
+        raise ExpertError(f'no checkpoint in {run_dir}; run `python -m tools.experts train {spec.name}` first')
     progress = json.loads(progress_path.read_text())
     config = json.loads((run_dir / 'config.json').read_text())
     env = make_online_env(spec)
@@ -479,7 +478,7 @@ def export_expert(spec: ExpertSpec, run_dir: Path, out_dir: Path = EXPERTS_DIR, 
         # The schedule does not depend on --steps (the buffer never wraps below it), so a run stopped at
         # step N is reproduced by asking for N steps.
         'train_command': command
-        or f'python -m envs.experts train {spec.name} --steps {progress["step"]} --num-envs {config["num_envs"]}',
+        or f'python -m tools.experts train {spec.name} --steps {progress["step"]} --num-envs {config["num_envs"]}',
         'env_steps_trained': progress['step'],
         'ogbench_env_steps': spec.ogbench_steps,
         'train_config': config,
@@ -516,7 +515,7 @@ def load_expert(name: str, weights: Path | None = None) -> Expert:
     if not weights.exists() or not card_path.exists():
         raise ExpertError(
             f'expert weights {weights} (and card {card_path.name}) not found; restore artifacts/experts/ from '
-            f'git or train with `python -m envs.experts train {name}` then `python -m envs.experts export {name}`'
+            f'git or train with `python -m tools.experts train {name}` then `python -m tools.experts export {name}`'
         )
     card = json.loads(card_path.read_text())
     spec = EXPERTS[name]
@@ -605,7 +604,7 @@ def evaluate(spec: ExpertSpec, actor_params, episodes: int, seed: int = 0) -> di
 
 
 def _parse(argv):
-    parser = OneLineArgumentParser(prog='python -m envs.experts', description=__doc__.split('\n\n')[0])
+    parser = OneLineArgumentParser(prog='python -m tools.experts', description=__doc__.split('\n\n')[0])
     sub = parser.add_subparsers(dest='command', required=True)
     for name in ('train', 'export', 'eval'):
         p = sub.add_parser(name)

@@ -1,4 +1,4 @@
-"""`python -m harness.bench`: what QFQL costs in wall-clock terms, next to our FQL.
+"""`python -m tools.bench`: what QFQL costs in wall-clock terms, next to our FQL.
 
 A benchmark, not a test: it prints one table row per figure -- the measured values, their ratio, the
 target and whether it is met -- and can write the same rows as JSON (--json PATH).
@@ -41,7 +41,17 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+import psutil
 
+from agents import PRESETS, QFQLAgent, make_agent, resolve_config
+from agents.losses import polyak_update
+from agents.networks import MLP
+from agents.training import make_optimizer, sample_batch
+from envs.rendering import choose_mujoco_gl
+from envs.tasks import resolve_task
+from envs.vector import make_eval_envs, make_task_env
+from harness.checkpoints import write_json_atomic
 from harness.errors import OneLineArgumentParser, UsageError, run_main
 from harness.train import create_agents, make_chunk_fn
 
@@ -158,8 +168,6 @@ def task_dims(task) -> tuple[int, int]:
 
 def _make_single_env(task):
     """One in-process env, made the way envs.vector's workers make theirs (headless GL first)."""
-    from envs.rendering import choose_mujoco_gl
-    from envs.vector import make_task_env
     choose_mujoco_gl()
     return make_task_env(task.env_id)
 
@@ -188,7 +196,6 @@ def _scan_fn():
 
 def figure_training(report: Report, sizes: Sizes, data) -> None:
     """Figure 1: updates/s of FQL and of QFQL with each target action, interleaved."""
-    from agents import make_agent
     ex_obs, ex_act = data['observations'][:2], data['actions'][:2]
     scan = _scan_fn()
     agents = {name: make_agent(kind, 0, ex_obs, ex_act, report.preset, **kw)
@@ -222,11 +229,6 @@ def figure_profile(report: Report, sizes: Sizes, data) -> None:
     """Figure 1p: where an update's time goes. Each building block is timed alone (interleaved), then
     the three updates are composed from blocks. The composed ratio is what equal-size networks allow;
     it is the ceiling for figure 1's ratios unless a block itself gets cheaper for one agent only."""
-    import optax
-
-    from agents import make_agent
-    from agents.losses import polyak_update
-    from agents.training import make_optimizer, sample_batch
     ex_obs, ex_act = data['observations'][:2], data['actions'][:2]
     qfql = make_agent('qfql', 0, ex_obs, ex_act, report.preset)
     fql = make_agent('fql', 0, ex_obs, ex_act, report.preset)
@@ -288,7 +290,6 @@ def figure_profile(report: Report, sizes: Sizes, data) -> None:
 
 def figure_scan(report: Report, sizes: Sizes, data) -> None:
     """Figure 2: one lax.scan over N updates (device sampling) vs N jitted calls (host sampling)."""
-    from agents import make_agent
     n = max(sizes.train_chunk, 10)   # per-call dispatch needs enough calls to show
     host = {k: np.asarray(v) for k, v in data.items()}
     rng = np.random.default_rng(0)
@@ -319,13 +320,11 @@ def figure_scan(report: Report, sizes: Sizes, data) -> None:
 
 def _seed_agents(preset: str, num_seeds: int, ex_obs, ex_act):
     """QFQL agents for seeds 0..M-1 stacked along a leading axis, as harness.run builds them."""
-    from agents import QFQLAgent, resolve_config
     return create_agents(QFQLAgent, range(num_seeds), ex_obs, ex_act, resolve_config(preset))
 
 
 def figure_seeds(report: Report, sizes: Sizes, data, num_seeds: int) -> None:
     """Figure 3: M seeds vmapped in one call vs M sequential single-seed calls."""
-    from agents import make_agent
     ex_obs, ex_act = data['observations'][:2], data['actions'][:2]
     n = sizes.train_chunk
     vmapped = {'agents': _seed_agents(report.preset, num_seeds, ex_obs, ex_act)}
@@ -353,7 +352,6 @@ def figure_seeds(report: Report, sizes: Sizes, data, num_seeds: int) -> None:
 
 def figure_sampling(report: Report, sizes: Sizes, data, num_envs: int = 50) -> None:
     """Figure 4: one batched guided action for `num_envs` envs at β = 1 vs β = 0 (no ∇Q)."""
-    from agents import make_agent
     agent = make_agent('qfql', 0, data['observations'][:2], data['actions'][:2], report.preset)
     obs = data['observations'][:num_envs]
     keys = iter(jax.random.split(jax.random.PRNGKey(5), 10_000))
@@ -373,7 +371,6 @@ def figure_sampling(report: Report, sizes: Sizes, data, num_envs: int = 50) -> N
 def _sampling_profile(agent, obs, sizes: Sizes) -> Row:
     """Figure 4p: one guided Euler step's blocks at the sampling batch size. Per step, β = 0 runs the
     actor once; β > 0 adds ∇_a of the ensemble-mean Q (a forward and a backward pass per member)."""
-    from agents.networks import MLP
     c = agent.config
     action = jnp.zeros((obs.shape[0], agent.action_dim), jnp.float32)
     times = jnp.zeros((obs.shape[0], 1), jnp.float32)
@@ -403,9 +400,6 @@ def _sampling_profile(agent, obs, sizes: Sizes) -> Row:
 def figure_rollouts(report: Report, sizes: Sizes, task, num_workers: int = 2) -> None:
     """Figure 5: vectorised evaluation (worker processes, one batched policy call per step) vs one
     env in a loop, both driven by the same jitted QFQL sampler (random init: speed, not skill)."""
-    from agents import make_agent
-    from envs.vector import make_eval_envs
-
     beta = 1.0
     agent = make_agent('qfql', 0, np.zeros((1, report.obs_dim), np.float32),
                        np.zeros((1, report.act_dim), np.float32), report.preset)
@@ -469,7 +463,6 @@ def figure_gpu(report: Report, sizes: Sizes, data) -> None:
                                None, '>= 3000 updates/s; 1M updates <= 6 min', None,
                                note=f'not measured: JAX backend is {report.backend}, no GPU in this session'))
         return
-    from agents import make_agent
     ex_obs, ex_act = data['observations'][:2], data['actions'][:2]
     scan = _scan_fn()
     agent = make_agent('qfql', 0, ex_obs, ex_act, report.preset)
@@ -508,7 +501,7 @@ def figure_gpu(report: Report, sizes: Sizes, data) -> None:
 
 def figure_memory(report: Report, sizes: Sizes) -> None:
     """Figure 7: peak RSS of a child process that trains at this preset on a 1M-transition dataset."""
-    command = [sys.executable, '-m', 'harness.bench', '--memory-child',
+    command = [sys.executable, '-m', 'tools.bench', '--memory-child',
                f'{report.obs_dim},{report.act_dim},{sizes.memory_updates}', '--preset', report.preset]
     done = subprocess.run(command, capture_output=True, text=True, cwd=os.getcwd())
     lines = [line for line in done.stdout.splitlines() if line.startswith(MEMORY_MARK)]
@@ -541,9 +534,6 @@ def _peak_rss_bytes() -> int:
 
 def memory_child(spec: str, preset: str) -> int:
     """Body of the figure-7 child: build the dataset on the device, train, print peak RSS as JSON."""
-    import psutil
-
-    from agents import make_agent
     process = psutil.Process()
     phases = {'after imports': process.memory_info().rss}
     obs_dim, act_dim, updates = (int(x) for x in spec.split(','))
@@ -590,8 +580,6 @@ def format_table(report: Report) -> str:
     return '\n'.join(lines)
 
 
-
-
 FIGURES = ('1', '2', '3', '4', '5', '6', '7')
 
 
@@ -603,7 +591,7 @@ def _dims(text: str) -> tuple[int, int]:
 
 
 def parse_args(argv):
-    parser = OneLineArgumentParser(prog='python -m harness.bench', description=__doc__.splitlines()[0])
+    parser = OneLineArgumentParser(prog='python -m tools.bench', description=__doc__.splitlines()[0])
     parser.add_argument('--quick', action='store_true', help='few iterations; under 5 minutes on a 2-core CPU')
     parser.add_argument('--json', metavar='PATH', help='also write the rows as JSON to PATH')
     parser.add_argument('--task', default='cube-double', help='task whose obs/action sizes and env are used')
@@ -618,7 +606,6 @@ def parse_args(argv):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from agents import PRESETS
     if args.preset not in PRESETS:
         raise UsageError(f'unknown preset {args.preset!r}; choose one of {sorted(PRESETS)}')
     if args.memory_child:
@@ -629,7 +616,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f'unknown figure(s) {unknown}; choose from {",".join(FIGURES)}')
     if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
         raise UsageError(f'--json {args.json}: its folder does not exist')
-    from envs.tasks import resolve_task
     task = resolve_task(args.task)
     sizes = QUICK if args.quick else FULL
     backend = jax.default_backend()
@@ -662,7 +648,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(report))
     print(f'total bench time: {time.perf_counter() - start:.0f} s')
     if args.json:
-        from harness.checkpoints import write_json_atomic
         write_json_atomic(args.json, asdict(report))
     return 0
 

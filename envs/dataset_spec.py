@@ -1,0 +1,47 @@
+"""What loading (envs/datasets.py), generation (envs/generate.py) and the collectors
+(envs/collectors.py, envs/locomotion.py) share about a dataset: where its files live, the error a user
+can fix, and the spec of its generator.
+
+It imports nothing else of the project, so each of those modules can use it without importing the
+others: loading regenerates through generate.py, and generate.py registers the locomotion
+collectors, so any import back from them would close a cycle.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+DEFAULT_DATA_DIR = os.path.expanduser('~/.ogbench/data')
+
+Episode = dict[str, np.ndarray]
+CollectorFactory = Callable[[int], Callable[[int], Episode]]
+
+
+class DatasetError(RuntimeError):
+    """A dataset problem the user can fix; str is one actionable line."""
+
+
+def dataset_paths(dataset_name: str, data_dir: str = DEFAULT_DATA_DIR) -> tuple[str, str]:
+    """(train, val) file paths, named as OGBench names them."""
+    data_dir = os.path.expanduser(data_dir)
+    return os.path.join(data_dir, f'{dataset_name}.npz'), os.path.join(data_dir, f'{dataset_name}-val.npz')
+
+
+def card_path(npz_path: str) -> str:
+    return npz_path[: -len('.npz')] + '.card.json'
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How one dataset is generated: `make_collector(episode_steps)` returns a function from an episode
+    seed to one episode (see envs/generate.py), and `generator` is the line the data card records."""
+
+    name: str
+    make_collector: CollectorFactory
+    default_episodes: int = 1000
+    episode_steps: int = 1001
+    generator: str = ''
