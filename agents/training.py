@@ -1,5 +1,6 @@
 """Train-step plumbing shared by the agents: the optimiser, device-side batch sampling and a
-lax.scan over many updates so a whole chunk of training is one compiled call."""
+lax.scan over many updates so a whole chunk of training is one compiled call, and agents of several
+seeds stacked along a leading axis."""
 from __future__ import annotations
 
 import jax
@@ -55,3 +56,17 @@ def as_key(seed_or_key):
     if isinstance(seed_or_key, int):
         return jax.random.PRNGKey(seed_or_key)
     return seed_or_key
+
+
+def create_agents(agent_cls, seeds, example_observations, example_actions, config):
+    """One agent per seed, stacked along a leading axis (jax.vmap over the seeds' keys): every seed
+    then trains in the same compiled call."""
+    keys = jnp.stack([jax.random.PRNGKey(int(s)) for s in seeds])
+    obs = jnp.asarray(example_observations, jnp.float32)
+    act = jnp.asarray(example_actions, jnp.float32)
+    return jax.jit(jax.vmap(lambda k: agent_cls.create(k, obs, act, config)))(keys)
+
+
+def select_seed(agents, index: int):
+    """The agent of one seed out of the stacked agents."""
+    return jax.tree.map(lambda x: x[index], agents)

@@ -23,6 +23,7 @@ import jax
 import numpy as np
 
 from agents import AGENTS, AgentConfig
+from agents.training import create_agents
 from envs.datasets import DEFAULT_DATA_DIR
 from envs.generate import card_path
 from envs.tasks import resolve_task
@@ -31,8 +32,7 @@ from harness.checkpoints import (CARD_FILE, export_params, find_checkpoint, read
                                  write_json_atomic)
 from harness.errors import OneLineArgumentParser, UsageError, run_main
 from harness.run import beta_list, main as run_harness, nonnegative_int, positive_int
-from harness.session import read_jsonl
-from harness.train import create_agents
+from harness.outputs import read_jsonl
 
 SHIPPED_ROOT = Path('artifacts/checkpoints')
 

@@ -23,6 +23,8 @@ from typing import Any, Iterator
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
+from flax import serialization
 
 from harness.errors import UsageError
 
@@ -87,8 +89,6 @@ def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
 
 def save_checkpoint(root: Path, step: int, state: Any, meta: dict, keep: int | None = 3) -> Path:
     """Save `state` (a pytree of arrays) at `step`; keep only the `keep` newest checkpoints."""
-    import orbax.checkpoint as ocp
-
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = checkpoint_dir(root, step)
@@ -154,12 +154,9 @@ def check_shapes(meta: dict, template: Any, expected_what: str) -> None:
 
 def restore_checkpoint(checkpoint: Path, template: Any, expected_what: str) -> Any:
     """Restore into the structure of `template` after checking every shape (see check_shapes)."""
-    import orbax.checkpoint as ocp
-
     checkpoint = Path(checkpoint)
     meta = {**read_meta(checkpoint), 'path': str(checkpoint)}
     if is_exported(checkpoint):
-        from flax import serialization
         wanted = exported_params(template)
         check_shapes(meta, wanted, expected_what)
         params = serialization.from_bytes(wanted, (checkpoint / PARAMS_FILE).read_bytes())
@@ -176,7 +173,6 @@ def restore_checkpoint(checkpoint: Path, template: Any, expected_what: str) -> A
 def export_params(out: Path, agents: Any, meta: dict, card: dict) -> None:
     """Write an exported checkpoint: params.msgpack, then card.json (with meta + shapes) last, so a
     folder without its card is never taken for a complete export."""
-    from flax import serialization
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     params = exported_params(agents)

@@ -12,6 +12,8 @@ import sys
 from typing import Callable, Sequence
 
 from envs.cli import EXIT_USAGE, OneLineArgumentParser  # noqa: F401 (re-exported for harness' commands)
+from envs.datasets import DatasetError
+from envs.tasks import UnknownTaskError
 
 
 class UsageError(Exception):
@@ -29,20 +31,8 @@ _DISK_ERRORS = {
 }
 
 
-def _user_error_types() -> tuple[type[BaseException], ...]:
-    """UsageError plus the one-line error types of envs/ (imported lazily: envs may be absent in unit tests)."""
-    types: list[type[BaseException]] = [UsageError]
-    try:
-        from envs.tasks import UnknownTaskError
-        types.append(UnknownTaskError)
-    except ImportError:
-        pass
-    try:
-        from envs.datasets import DatasetError
-        types.append(DatasetError)
-    except ImportError:
-        pass
-    return tuple(types)
+# Errors that already carry one actionable line: UsageError and envs' unknown-task and dataset errors.
+USER_ERRORS = (UsageError, UnknownTaskError, DatasetError)
 
 
 def one_line(message: object) -> str:
@@ -55,7 +45,7 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
     """Call main(argv); known user errors become one `error:` line and exit status 2."""
     try:
         return main(argv)
-    except _user_error_types() as error:
+    except USER_ERRORS as error:
         print(f'error: {one_line(error)}', file=sys.stderr)
         return EXIT_USAGE
     except OSError as error:

@@ -17,6 +17,7 @@ import math
 from typing import Sequence
 
 import numpy as np
+from rliable import metrics
 
 BOOTSTRAP_REPS = 2000
 CONFIDENCE = 0.95
@@ -24,7 +25,6 @@ CONFIDENCE = 0.95
 
 def iqm(values: np.ndarray) -> float:
     """Interquartile mean along the last axis (mean of the middle 50 %, ends trimmed by 25 %)."""
-    from rliable import metrics
     values = np.asarray(values, dtype=np.float64)
     return float(metrics.aggregate_iqm(values.reshape(-1, 1)))
 
@@ -47,7 +47,6 @@ def hierarchical_bootstrap_ci(successes: np.ndarray, reps: int = BOOTSTRAP_REPS,
 
 def iqm_bootstrap_ci(per_seed: np.ndarray, reps: int = BOOTSTRAP_REPS, seed: int = 0) -> list[float]:
     """Stratified (here: one task, so per-task) bootstrap over seeds of the IQM of per-seed rates."""
-    from rliable import metrics
     per_seed = np.asarray(per_seed, dtype=np.float64)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(per_seed), size=(reps, len(per_seed)))

@@ -1,4 +1,7 @@
-"""The training loop: many updates per jitted call, several seeds in one process, deterministic resume.
+"""`train(config)`: one training run from the dataset to summary.json, read top to bottom.
+
+    dataset -> one agent per seed -> chunks of updates (checkpoint, periodic evaluation)
+            -> final evaluation at every β -> plots, summary.json
 
 Seeds: one agent per seed is built with jax.vmap over PRNG keys, and one jitted call advances all
 of them by `chunk` updates (jax.vmap over agent.update_many, which samples its batches on the
@@ -12,7 +15,10 @@ checkpoints are placed on chunk boundaries), so a run stopped after a checkpoint
 """
 from __future__ import annotations
 
-import math
+import dataclasses
+import gc
+import json
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -20,26 +26,188 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm import tqdm
 
-# What precedes the Appendix-A failure, as `DivergenceWatch` reads it (see its docstring).
-Q_RANGE_MARGIN = 0.1         # Q may leave the range the rewards allow by 10 % of its width
-GROWTH_WINDOW = 5            # chunks in a row ...
-GROWTH_FACTOR = 4.0          # ... whose scale-free critic gradient norm is 4x its lowest so far
-
-
-def create_agents(agent_cls: Any, seeds: Sequence[int], example_observations, example_actions, config) -> Any:
-    """One agent per seed, stacked along a leading axis (jax.vmap over the seeds' keys)."""
-    keys = jnp.stack([jax.random.PRNGKey(int(s)) for s in seeds])
-    obs = jnp.asarray(example_observations, jnp.float32)
-    act = jnp.asarray(example_actions, jnp.float32)
-    return jax.jit(jax.vmap(lambda k: agent_cls.create(k, obs, act, config)))(keys)
-
-
-def select_seed(agents: Any, index: int) -> Any:
-    """The agent of one seed out of the stacked agents."""
-    return jax.tree.map(lambda x: x[index], agents)
+from agents import AGENTS
+from agents.training import create_agents
+from envs.datasets import check_against_env, ensure_dataset, load_task_dataset
+from envs.vector import make_task_env
+from harness.checkpoints import list_checkpoints, restore_checkpoint, save_checkpoint, write_json_atomic
+from harness.errors import UsageError
+from harness.outputs import (Timer, append_jsonl, fallback_warning, finish_plots, fmt_seconds, periodic_points,
+                             print_result, rows_by_step, truncate_logs_after, write_summary)
+from harness.sweep import evaluate_betas, make_envs
+from harness.watch import DivergenceWatch, q_bounds
 
 
+def train(config) -> int:
+    """Train (or continue, `config.mode == 'resume'`) and evaluate; returns the exit status."""
+    timer = Timer()
+    started = time.perf_counter()
+    dataset = load_dataset(config, timer)
+    start = time.perf_counter()
+    agents = create_agents(AGENTS[config.agent], config.seeds, dataset['observations'][:1], dataset['actions'][:1],
+                           config.agent_config)
+    if config.mode == 'resume' and config.checkpoint is not None:
+        obs_dim, act_dim = dataset['observations'].shape[1], dataset['actions'].shape[1]
+        agents, config = restore_newest_intact(config, agents, f'{config.task.env_id} (obs {obs_dim}, action '
+                                                               f'{act_dim}, preset {config.preset})')
+    timer.add('setup', time.perf_counter() - start)
+    out = config.out
+    write_run_folder(config)                     # everything is checked: from here on the folder is written
+
+    watch = DivergenceWatch(config.seeds, q_bounds(dataset['rewards'], config.agent_config.discount))
+    warnings = {'q_out_of_range': 0, 'critic_grad_growth': 0}
+    for step, infos in rows_by_step(out / 'metrics.jsonl'):   # a resumed run's watch continues where it stopped
+        for kind, _ in watch.check(step, infos):
+            warnings[kind] += 1
+    trainer = Trainer(agents, dataset, config.seeds)
+    # The trainer holds the dataset on the device; free the host copy now rather than at the next
+    # garbage collection, or a 1M-transition run holds the dataset twice.
+    del dataset
+    gc.collect()
+
+    envs, last_eval = None, '—'
+    periodic = periodic_points(out)
+    bar = tqdm(total=config.steps, initial=config.start_step, unit='upd', dynamic_ncols=True,
+               desc=f'{config.task.name} {config.agent}', file=sys.stdout, mininterval=1.0)
+    try:
+        if _periodic_evaluation_was_interrupted(config, periodic):
+            envs = make_envs(config, timer)
+            last_eval = periodic_evaluation(config, trainer.agents, envs, config.start_step, timer, bar, periodic)
+        for n, (first, count) in enumerate(chunk_boundaries(config.start_step, config.steps, config.chunk)):
+            report = trainer.run_chunk(first, count)
+            timer.add('compile', report.compile_seconds)
+            timer.add('training', report.seconds)
+            rate = count / max(report.seconds, 1e-9)
+            append_jsonl(out / 'metrics.jsonl', [{'step': report.step, 'seed': seed, 'updates_per_s': rate, **info}
+                                                 for seed, info in zip(config.seeds, report.infos)])
+            for kind, message in watch.check(report.step, report.infos):
+                warnings[kind] += 1
+                if sum(warnings.values()) <= 10:
+                    bar.write(f'warning: {message} (Appendix A of the paper saw this before guidance failed)')
+            if n == 0:
+                announce_eta(config, bar, report, rate)
+            bar.set_postfix_str(f'{rate:,.0f} upd/s, last eval: {last_eval}', refresh=False)
+            bar.update(count)
+            at_end = report.step == config.steps
+            if config.checkpoint_every and report.step % config.checkpoint_every == 0 or at_end:
+                start = time.perf_counter()
+                save_checkpoint(out / 'checkpoints', report.step, trainer.agents, checkpoint_meta(config))
+                timer.add('checkpointing', time.perf_counter() - start)
+            if config.eval_every and report.step % config.eval_every == 0 and not at_end:
+                envs = envs or make_envs(config, timer)
+                last_eval = periodic_evaluation(config, trainer.agents, envs, report.step, timer, bar, periodic)
+                bar.set_postfix_str(f'{rate:,.0f} upd/s, last eval: {last_eval}')
+        bar.close()
+        envs = envs or make_envs(config, timer)
+        final = evaluate_betas(config, trainer.agents, envs, config.final_betas, config.steps, 'final', out, timer,
+                               videos=True, bar=None)
+    finally:
+        bar.close()
+        if envs is not None:
+            envs.close()
+
+    if periodic:
+        at_beta = next((r for r in final if r['beta'] == config.beta), final[0])
+        periodic.append((config.steps, at_beta['success_rate'], *at_beta['ci95']))
+    start = time.perf_counter()
+    finish_plots(config, out, final, periodic)
+    timer.add('writing', time.perf_counter() - start)
+    timer.add('total', time.perf_counter() - started)
+    write_summary(config, out, final, timer, extra={'divergence_warnings': {**warnings, **fallback_warning(final)}})
+    print_result(out, final, timer)
+    return 0
+
+
+# ---- the steps of `train` ------------------------------------------------------------------------------
+def load_dataset(config, timer: Timer) -> dict:
+    """The task's dataset, checked against the env's sizes. A missing one is downloaded (--download) or
+    regenerated offline with OGBench's procedure; a present but broken one fails with one line."""
+    start = time.perf_counter()
+    ensure_dataset(config.task, config.data_dir, episodes=config.dataset_episodes, download=config.download)
+    dataset = load_task_dataset(config.task, config.data_dir, reward=config.reward)
+    env = make_task_env(config.task.env_id)
+    check_against_env(dataset, config.task, env.observation_space.shape[0], env.action_space.shape[0])
+    env.close()
+    timer.add('dataset', time.perf_counter() - start)
+    return dataset
+
+
+def restore_newest_intact(config, template, expected_what: str):
+    """Restore the newest checkpoint that reads back; a damaged one (truncated file, broken metadata)
+    is skipped with one warning line naming it, and the run continues from the one before."""
+    candidates = [(step, path) for step, path in list_checkpoints(config.checkpoint.parent)
+                  if step <= config.start_step]
+    for step, path in reversed(candidates):
+        try:
+            agents = restore_checkpoint(path, template, expected_what)
+        except UsageError:
+            raise                                   # intact but of another task / preset: the user must know
+        except Exception as error:                  # noqa: BLE001 -- any read failure means a damaged checkpoint
+            print(f'warning: checkpoint {path} is damaged ({type(error).__name__}); skipping it', file=sys.stderr)
+            continue
+        return agents, dataclasses.replace(config, checkpoint=path, start_step=step)
+    raise UsageError(f'--resume {config.out}: no intact checkpoint left in {config.checkpoint.parent}; delete the '
+                     'run folder and train again')
+
+
+def write_run_folder(config) -> None:
+    """Create the run folder and its config.json; a resumed run drops the log lines written after its
+    checkpoint and records the evaluation settings it changed."""
+    out = config.out
+    for sub in ('checkpoints', 'eval', 'videos', 'plots'):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    if config.mode == 'train':
+        write_json_atomic(out / 'config.json', config.to_json())
+        return
+    truncate_logs_after(out, config.start_step)
+    saved = json.loads((out / 'config.json').read_text())
+    saved['steps'] = config.steps
+    changed = {k: v for k, v in config.evaluation_settings().items() if saved.get(k) != v}
+    saved.update(changed)
+    saved.setdefault('resumed', []).append({'from_step': config.start_step, 'command': config.command,
+                                            'changed': sorted(changed)})
+    write_json_atomic(out / 'config.json', saved)
+    print(f'resuming {out} from update {config.start_step} of {config.steps}', flush=True)
+
+
+def checkpoint_meta(config) -> dict:
+    return {'task': dataclasses.asdict(config.task), 'agent': config.agent, 'preset': config.preset,
+            'config': dataclasses.asdict(config.agent_config), 'seeds': config.seeds, 'beta': config.beta,
+            'reward': config.reward}
+
+
+def _periodic_evaluation_was_interrupted(config, periodic: list) -> bool:
+    """Killed during the periodic evaluation that follows a checkpoint: it runs again before training goes on."""
+    return (config.mode == 'resume' and bool(config.eval_every) and 0 < config.start_step < config.steps
+            and config.start_step % config.eval_every == 0 and config.start_step not in [p[0] for p in periodic])
+
+
+def periodic_evaluation(config, agents, envs, step: int, timer: Timer, bar, periodic: list) -> str:
+    """Evaluate at the run's β during training; appends (step, success, ci) to `periodic`."""
+    r = evaluate_betas(config, agents, envs, [config.beta], step, 'periodic', config.out, timer, videos=False,
+                       bar=bar)[0]
+    periodic.append((step, r['success_rate'], *r['ci95']))
+    return f"{r['success_rate']:.2f} @ {step}"
+
+
+def announce_eta(config, bar, report, rate: float) -> None:
+    """Print the measured speed and the ETA before the long part of the run; on a CPU with the paper
+    preset say that it takes hours and name --preset small (but go on: the user asked for it)."""
+    remaining = config.steps - report.step
+    eta = remaining / max(rate, 1e-9)
+    periodic = len(range(config.eval_every, config.steps, config.eval_every)) if config.eval_every else 0
+    evals = periodic + len(config.final_betas)
+    bar.write(f'measured: compiled in {report.compile_seconds:.1f}s, {rate:,.0f} updates/s for {len(config.seeds)} '
+              f'seed(s) -> training ETA {fmt_seconds(eta)} for {remaining:,} more updates '
+              f'(+ {evals} evaluation(s) of {config.eval_episodes} episodes per seed)')
+    if jax.default_backend() == 'cpu' and config.preset == 'paper' and eta > 3600:
+        bar.write(f'note: no GPU found (JAX runs on the CPU): the paper preset needs about {fmt_seconds(eta)} here. '
+                  '`--preset small` trains a smaller model in minutes. Continuing as asked.')
+
+
+# ---- chunks of updates ---------------------------------------------------------------------------------
 def chunk_keys(seeds: Sequence[int], step: int) -> jax.Array:
     """[S, 2] keys of the chunk starting at `step`: a function of (seed, step) only."""
     return jnp.stack([jax.random.fold_in(jax.random.PRNGKey(int(s)), int(step)) for s in seeds])
@@ -62,11 +230,6 @@ def chunk_boundaries(start: int, end: int, chunk: int) -> list[tuple[int, int]]:
     return pieces
 
 
-def align(interval: int, chunk: int) -> int:
-    """Round an eval/checkpoint interval up to a whole number of chunks (0 stays 0 = never)."""
-    return 0 if interval <= 0 else int(math.ceil(interval / chunk) * chunk)
-
-
 @dataclass
 class ChunkReport:
     step: int                 # updates done after this chunk
@@ -76,7 +239,7 @@ class ChunkReport:
 
 
 class Trainer:
-    """Runs chunks of updates for stacked agents; callers decide when to evaluate and checkpoint."""
+    """Runs chunks of updates for stacked agents; `train` decides when to evaluate and checkpoint."""
 
     def __init__(self, agents: Any, dataset: dict, seeds: Sequence[int]):
         self.agents = agents
@@ -102,51 +265,3 @@ class Trainer:
         seconds = time.perf_counter() - start
         infos = [{k: float(np.asarray(v)[i]) for k, v in info.items()} for i in range(len(self.seeds))]
         return ChunkReport(step + num_updates, infos, seconds, compile_seconds)
-
-
-def q_bounds(rewards, discount: float) -> tuple[float, float]:
-    """The range the rewards allow Q to take: every Q is a discounted sum r_0 + γ r_1 + ... that may stop
-    at any step (mask 0), so it lies between min(r_min, r_min / (1 - γ)) and max(r_max, r_max / (1 - γ))."""
-    r_min, r_max = float(np.min(rewards)), float(np.max(rewards))
-    horizon = 1.0 / (1.0 - discount) if discount < 1 else math.inf
-    return min(r_min, r_min * horizon), max(r_max, r_max * horizon)
-
-
-class DivergenceWatch:
-    """Warnings for what preceded QFQL's puzzle-3x3 failure (Appendix A), per seed and chunk:
-
-    * 'q_out_of_range': the critic's Q leaves the range the rewards allow (`q_bounds`) by more than
-      Q_RANGE_MARGIN of its width -- TD values that no return could have;
-    * 'critic_grad_growth': the chunk-mean critic gradient norm, divided by (1 + |mean Q|), stays above
-      GROWTH_FACTOR x its lowest value so far for GROWTH_WINDOW chunks in a row. The raw norm is no
-      signal on its own: it grows with |Q| in healthy runs (a cube-single run where guidance worked:
-      from 2 to 23 while mean Q went from -5 to -55, and single-update maxima above 100 in most chunks,
-      which is why a "norm above 100" warning fires on runs that work). The ratio drifted from its
-      lowest, 0.18, to 0.3-0.5 there, so growth counts only beyond 4x (Appendix A: ~400 against < 10).
-    Non-finite guidance at evaluation is the third sign; the harness counts it from the sampler.
-    """
-
-    def __init__(self, seeds: Sequence[int], bounds: tuple[float, float]):
-        self.seeds = list(seeds)
-        low, high = bounds
-        margin = Q_RANGE_MARGIN * max(high - low, 1.0)
-        self.low, self.high = low - margin, high + margin
-        self.ratios: dict[int, list[float]] = {seed: [] for seed in self.seeds}
-
-    def check(self, step: int, infos: Sequence[dict]) -> list[tuple[str, str]]:
-        """(kind, message) for every sign seen in this chunk's per-seed infos."""
-        found = []
-        for seed, info in zip(self.seeds, infos):
-            q_min, q_max = info.get('critic/q_min', 0.0), info.get('critic/q_max', 0.0)
-            if not (self.low <= q_min and q_max <= self.high):
-                found.append(('q_out_of_range', f'seed {seed}: Q in [{q_min:.3g}, {q_max:.3g}] at update {step}, '
-                                                f'outside [{self.low:.3g}, {self.high:.3g}] that the rewards allow'))
-            ratio = info.get('critic/grad_norm', 0.0) / (1.0 + abs(info.get('critic/q_mean', 0.0)))
-            history = self.ratios[seed]
-            history.append(ratio if math.isfinite(ratio) else math.inf)
-            earlier = history[:-GROWTH_WINDOW]
-            if earlier and all(r > GROWTH_FACTOR * min(earlier) for r in history[-GROWTH_WINDOW:]):
-                found.append(('critic_grad_growth',
-                              f'seed {seed}: critic grad norm / (1 + |Q|) = {ratio:.3g} at update {step}, above '
-                              f'{GROWTH_FACTOR:g}x its lowest ({min(earlier):.3g}) for {GROWTH_WINDOW} chunks'))
-        return found

@@ -6,15 +6,20 @@ where in the episode the critic pushed the actions away from behaviour cloning.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Sequence
 
+import imageio.v2 as imageio
 import numpy as np
 
 from harness.checkpoints import atomic_target
 from harness.plots import render_strip
 
 STRIP_HEIGHT = 96
+
+# imageio starts ffmpeg with fork+exec; JAX's fork warning does not apply to an immediate exec.
+warnings.filterwarnings('ignore', message='os.fork\\(\\) was called')
 
 
 def _even(n: int) -> int:
@@ -42,12 +47,6 @@ def compose_frames(frames: Sequence[np.ndarray], frame_steps: Sequence[int], nor
 def write_video(path: Path, frames: Sequence[np.ndarray], frame_steps: Sequence[int], norms: dict[str, np.ndarray],
                 beta: float, fps: int = 20) -> Path:
     """Encode an mp4 (libx264 through imageio-ffmpeg) atomically."""
-    import warnings
-
-    import imageio.v2 as imageio
-    # imageio starts ffmpeg with fork+exec; JAX's fork warning does not apply to an immediate exec.
-    warnings.filterwarnings('ignore', message='os.fork\\(\\) was called')
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     video = compose_frames(frames, frame_steps, norms, beta)

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from agents import FQLAgent, QFQLAgent, make_agent
 from agents.config import AgentConfig, resolve_config
@@ -27,6 +28,7 @@ def random_dataset(seed=0, n=N):
 
 DATA = random_dataset()
 BATCH = {k: v[:TINY.batch_size] for k, v in DATA.items()}
+KEYED_AGENT = QFQLAgent.create(0, DATA['observations'][:2], DATA['actions'][:2], TINY)
 
 
 def leaves_equal(a, b):
@@ -178,15 +180,26 @@ def test_sample_actions_beta_is_a_runtime_value_and_zero_is_exact():
     assert _sample._cache_size() == compiled, 'changing beta recompiled the sampler'
     assert guided.shape == (16, ACTION_DIM) and diag['guidance_norm'].shape == (TINY.flow_steps, 16)
     assert np.all(np.abs(np.asarray(guided)) <= 1.0)
-    again, _ = agent.sample_actions(obs, key, 0.7)
-    np.testing.assert_array_equal(guided, again)
 
-    static_zero, zero_diag = agent.sample_actions(obs, key, 0)
-    runtime_zero, _ = agent.sample_actions(obs, key, jnp.float32(0.0))
+    static_zero, _ = agent.sample_actions(obs, key, 0)
+    runtime_zero, runtime_diag = agent.sample_actions(obs, key, jnp.float32(0.0))
     np.testing.assert_allclose(static_zero, runtime_zero, rtol=1e-6, atol=1e-6)
-    assert float(zero_diag['grad_q_norm'].max()) == 0.0
+    # a traced β = 0 still computes ∇Q (it cannot know β is 0) but applies none of it
+    assert float(runtime_diag['grad_q_norm'].max()) > 0 and float(runtime_diag['guidance_norm'].max()) == 0.0
     single, _ = agent.sample_actions(obs[0], key, 0.7)
     assert single.shape == (ACTION_DIM,)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), beta=st.sampled_from([0.0, 0.7]))
+def test_actions_are_a_function_of_the_key(seed, beta):
+    """The sampler's only randomness is its key: the same key gives the same actions, another key others."""
+    obs = DATA['observations'][:8]
+    actions, _ = KEYED_AGENT.sample_actions(obs, jax.random.PRNGKey(seed), beta)
+    again, _ = KEYED_AGENT.sample_actions(obs, jax.random.PRNGKey(seed), beta)
+    other, _ = KEYED_AGENT.sample_actions(obs, jax.random.fold_in(jax.random.PRNGKey(seed), 1), beta)
+    np.testing.assert_array_equal(actions, again)
+    assert not np.allclose(actions, other)
 
 
 # ---- FQL -------------------------------------------------------------------------------------------
@@ -201,14 +214,69 @@ def test_fql_critic_is_not_trained_by_the_actor_loss_and_vice_versa():
     assert not all_zero(actor_grads['actor_onestep']) and not all_zero(actor_grads['actor_bc'])
 
 
-def test_fql_sample_actions_api_parity():
+def test_fql_acts_with_its_clipped_one_step_policy_whatever_beta():
+    """FQL's action is clip(μ_ω(s, ε)) with ε drawn from the key; β and the sampler's knobs change nothing,
+    and its diagnostics have the guided sampler's keys so the harness reads both agents alike."""
     agent = FQLAgent.create(0, DATA['observations'][:2], DATA['actions'][:2], TINY)
-    actions, diag = agent.sample_actions(DATA['observations'][:5], jax.random.PRNGKey(0), 3.0)
-    assert actions.shape == (5, ACTION_DIM) and np.all(np.abs(np.asarray(actions)) <= 1.0)
+    obs, key = DATA['observations'][:5], jax.random.PRNGKey(0)
+    actions, diag = agent.sample_actions(obs, key, 0.0)
+    guided, _ = agent.sample_actions(obs, key, 3.0, num_steps=7)
+    expected = jnp.clip(agent.onestep_actions(agent.params['actor_onestep'], obs, agent._noise(key, 5)), -1.0, 1.0)
+    np.testing.assert_allclose(actions, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(actions, guided)
     qfql = QFQLAgent.create(0, DATA['observations'][:2], DATA['actions'][:2], TINY)
-    _, qfql_diag = qfql.sample_actions(DATA['observations'][:5], jax.random.PRNGKey(0), 3.0)
+    _, qfql_diag = qfql.sample_actions(obs, key, 3.0)
     assert set(diag) == set(qfql_diag)
-    assert int(diag['nonfinite_fallbacks']) == 0 and int(diag['nonfinite_velocity']) == 0
+
+
+def _scaled_critic(agent, factor):
+    """The agent with every critic's output layer (kernel and bias) times `factor`: Q becomes factor * Q."""
+    critic = agent.params['critic']
+    members = critic['VmapMLP_0']
+    last = max((k for k in members if k.startswith('Dense_')), key=lambda k: int(k.split('_')[1]))
+    scaled = {**members, last: jax.tree.map(lambda x: factor * x, members[last])}
+    return agent.replace(params={**agent.params, 'critic': {**critic, 'VmapMLP_0': scaled}})
+
+
+def test_fql_actor_loss_values():
+    """α weights the distillation term only, the distillation target is the clipped K-step flow sample from
+    the same noise, and the Q term is -mean Q of the current critic."""
+    key = jax.random.PRNGKey(5)
+    low = FQLAgent.create(0, DATA['observations'][:2], DATA['actions'][:2], TINY.replace(alpha=1.0))
+    high = low.replace(config=TINY.replace(alpha=11.0))
+    low_loss, low_info = low.actor_loss(low.params, BATCH, key)
+    high_loss, high_info = high.actor_loss(high.params, BATCH, key)
+    np.testing.assert_allclose(high_loss - low_loss, 10.0 * low_info['actor/distill_loss'], rtol=1e-4)
+
+    obs = BATCH['observations']
+    noise = low._noise(jax.random.split(key, 3)[2], obs.shape[0])
+    flow, _ = guided_flow_sample(low.velocity_fn(low.params['actor_bc']), None, obs, noise, 0, TINY.flow_steps)
+    onestep = low.onestep_actions(low.params['actor_onestep'], obs, noise)
+    np.testing.assert_allclose(low_info['actor/distill_loss'], jnp.mean(jnp.square(onestep - flow)), rtol=1e-5)
+    q = low.critic_values(low.params['critic'], obs, jnp.clip(onestep, -1.0, 1.0)).mean(axis=0)
+    np.testing.assert_allclose(low_info['actor/q_loss'], -q.mean(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(low_loss, low_info['actor/flow_loss'] + low_info['actor/distill_loss']
+                               + low_info['actor/q_loss'], rtol=1e-5)
+
+
+@pytest.mark.parametrize('normalize', [False, True])
+def test_fql_normalize_q_loss_makes_the_q_term_scale_free(normalize):
+    key = jax.random.PRNGKey(6)
+    agent = FQLAgent.create(0, DATA['observations'][:2], DATA['actions'][:2], TINY.replace(normalize_q_loss=normalize))
+    q_loss = agent.actor_loss(agent.params, BATCH, key)[1]['actor/q_loss']
+    scaled = _scaled_critic(agent, 5.0)
+    scaled_q_loss = scaled.actor_loss(scaled.params, BATCH, key)[1]['actor/q_loss']
+    np.testing.assert_allclose(scaled_q_loss, q_loss if normalize else 5.0 * q_loss, rtol=1e-4, atol=1e-6)
+
+
+def test_fql_critic_bootstraps_on_the_one_step_policy_not_the_flow():
+    key = jax.random.PRNGKey(7)
+    agent = FQLAgent.create(0, DATA['observations'][:2], DATA['actions'][:2], TINY)
+    loss = agent.critic_loss(agent.params, BATCH, key)[0]
+    other_flow = {**agent.params, 'actor_bc': perturbed(agent.params['actor_bc'], 1)}
+    other_onestep = {**agent.params, 'actor_onestep': perturbed(agent.params['actor_onestep'], 2)}
+    np.testing.assert_array_equal(agent.critic_loss(other_flow, BATCH, key)[0], loss)
+    assert not np.isclose(agent.critic_loss(other_onestep, BATCH, key)[0], loss)
 
 
 def test_bad_names_give_one_line_errors():

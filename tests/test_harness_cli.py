@@ -1,12 +1,21 @@
 """Bad input: one `error:` line, exit status 2, nothing written."""
+import dataclasses
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
+import jax.numpy as jnp
 import pytest
 
-from harness.checkpoints import save_checkpoint
-from harness.run import main
+from agents import PRESETS, QFQLAgent
+from agents.training import create_agents
+from envs.tasks import resolve_task
+from harness.checkpoints import save_checkpoint, write_json_atomic
+from harness.config import plan_run
+from harness.outputs import read_jsonl
+from harness.run import build_parser, execute, main
+from harness.train import announce_eta
 from tests.cli import run_cli
 
 
@@ -37,11 +46,10 @@ def test_bad_flags_are_one_line(argv, needle, capsys, tmp_path):
 
 
 def test_agent_flags_reach_the_config(tmp_path):
-    from harness.run import build_parser, plan_run
     args = build_parser().parse_args(['--task', 'pointmaze', '--preset', 'tiny', '--target-action', 'guided',
                                       '--target-flow-steps', '3', '--critic', 'expectile', '--expectile', '0.7',
                                       '--grad-clip', '2', '--out', str(tmp_path / 'run')])
-    config = plan_run(args).config
+    config = plan_run(args).agent_config
     assert (config.target_action, config.target_flow_steps, config.flow_steps) == ('guided', 3, 10)
     assert (config.critic, config.expectile, config.grad_clip) == ('expectile', 0.7, 2.0)
 
@@ -50,18 +58,11 @@ def test_agent_flags_reach_the_config(tmp_path):
                                          ('scene', 300.0), ('puzzle-3x3-play-singletask-task1-v0', 1000.0),
                                          ('antsoccer', 10.0), ('antmaze-large-diverse', 3.0), ('pointmaze', 10.0)])
 def test_fql_alpha_follows_the_task_family(task, alpha, tmp_path):
-    from harness.run import build_parser, plan_run
     args = build_parser().parse_args(['--task', task, '--agent', 'fql', '--out', str(tmp_path / 'run')])
-    assert plan_run(args).config.alpha == alpha
+    assert plan_run(args).agent_config.alpha == alpha
 
 
 def test_reward_labels_cannot_change_after_training(tmp_path, capsys):
-    import jax.numpy as jnp
-    from agents import PRESETS, QFQLAgent
-    import dataclasses
-    from envs.tasks import resolve_task
-    from harness.run import build_parser, plan_run
-    from harness.train import create_agents
     args = build_parser().parse_args(['--task', 'pointmaze', '--reward', 'sparse', '--out', str(tmp_path / 'run')])
     plan = plan_run(args)
     assert plan.reward == 'sparse' and plan.to_json()['reward'] == 'sparse'
@@ -76,17 +77,12 @@ def test_reward_labels_cannot_change_after_training(tmp_path, capsys):
 
 
 def test_resume_refuses_training_changes_and_takes_evaluation_changes(tmp_path, capsys):
-    import jax.numpy as jnp
-    from agents import QFQLAgent
-    from harness.checkpoints import write_json_atomic
-    from harness.run import build_parser, plan_run
-    from harness.train import create_agents
     run = tmp_path / 'run'
     plan = plan_run(build_parser().parse_args(['--task', 'pointmaze', '--preset', 'tiny', '--steps', '400',
                                                '--out', str(run)]))
     run.mkdir()
     write_json_atomic(run / 'config.json', plan.to_json())
-    agents = create_agents(QFQLAgent, [0], jnp.zeros((1, 2)), jnp.zeros((1, 2)), plan.config)
+    agents = create_agents(QFQLAgent, [0], jnp.zeros((1, 2)), jnp.zeros((1, 2)), plan.agent_config)
     save_checkpoint(run / 'checkpoints', 250, agents, {'agent': 'qfql'})
     status, err = run_cli(main, ['--resume', str(run), '--preset', 'small', '--seed', '5', '--discount', '0.5',
                                  '--beta', '3'], capsys)
@@ -95,7 +91,7 @@ def test_resume_refuses_training_changes_and_takes_evaluation_changes(tmp_path, 
     resumed = plan_run(build_parser().parse_args(['--resume', str(run), '--beta', '3', '--eval-episodes', '2',
                                                   '--guidance-at', 'denoised', '--preset', 'tiny']))
     assert (resumed.beta, resumed.eval_episodes, resumed.sampler.guidance_at, resumed.start_step) == (3.0, 2, 'denoised', 250)
-    assert resumed.config == plan.config and resumed.seeds == plan.seeds
+    assert resumed.agent_config == plan.agent_config and resumed.seeds == plan.seeds
     assert resumed.evaluation_settings()['eval_episodes'] == 2
 
 
@@ -125,12 +121,6 @@ def test_unwritable_out(capsys, tmp_path):
 
 def test_checkpoint_of_another_task_fails_before_writing(tmp_path):
     """A checkpoint whose shapes belong to another task: one line from the real entry point, no output folder."""
-    import jax.numpy as jnp
-    from agents import PRESETS
-    import dataclasses
-    from envs.tasks import resolve_task
-    from harness.train import create_agents
-    from agents import QFQLAgent
     cube = resolve_task('cube-single')
     agents = create_agents(QFQLAgent, [0], jnp.zeros((1, 28)), jnp.zeros((1, 5)), PRESETS['tiny'])
     meta = {'task': dataclasses.asdict(cube), 'agent': 'qfql', 'preset': 'tiny',
@@ -148,37 +138,50 @@ def test_checkpoint_of_another_task_fails_before_writing(tmp_path):
 
 def test_long_cpu_run_names_the_small_preset():
     """The paper preset on a CPU: the measured ETA is printed with a pointer to --preset small."""
-    from types import SimpleNamespace
-
-    from harness.session import _announce_eta
     lines = []
     bar = SimpleNamespace(write=lines.append)
     plan = SimpleNamespace(steps=1_000_000, eval_every=100_000, final_betas=[1.0], eval_episodes=50, seeds=[0],
                            preset='paper')
     report = SimpleNamespace(step=1000, compile_seconds=3.0)
-    _announce_eta(plan, bar, report, rate=20.0)
+    announce_eta(plan, bar, report, rate=20.0)
     assert lines[0].startswith('measured:') and 'ETA 13h52m' in lines[0]
     assert len(lines) == 2 and '--preset small' in lines[1]
 
 
 def test_ctrl_c_is_one_line_naming_the_run_folder(monkeypatch, capsys, tmp_path):
-    from types import SimpleNamespace
-
-    from harness import session
-
-    def interrupted(plan):
+    def interrupted(config):
         raise KeyboardInterrupt
-    monkeypatch.setattr(session, '_train', interrupted)
-    assert session.execute(SimpleNamespace(mode='train', out=tmp_path / 'run')) == 130
+    monkeypatch.setattr('harness.run.train', interrupted)
+    assert execute(SimpleNamespace(mode='train', out=tmp_path / 'run')) == 130
     err = capsys.readouterr().err.strip()
     assert err.count('\n') == 0 and err == f"error: interrupted; continue with --resume {tmp_path / 'run'}"
 
 
 def test_a_log_line_cut_short_by_a_kill_is_dropped_only_at_the_end(tmp_path):
-    from harness.session import read_jsonl
     path = tmp_path / 'metrics.jsonl'
     path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "los')
     assert read_jsonl(path) == [{'step': 1}, {'step': 2}]
     path.write_text('{"step": 1}\n{"st\n{"step": 3}\n')
     with pytest.raises(json.JSONDecodeError):
         read_jsonl(path)
+
+
+def test_bare_resume_picks_the_newest_unfinished_run_with_a_checkpoint(tmp_path, monkeypatch):
+    """`--resume` without a folder: finished runs are skipped, and a run with a checkpoint wins over a newer one
+    that was killed before its first checkpoint."""
+    monkeypatch.chdir(tmp_path)
+    folders = {}
+    for name, checkpoint, finished in (('pointmaze-a', True, False), ('pointmaze-b', False, False),
+                                       ('pointmaze-c', True, True)):
+        config = plan_run(build_parser().parse_args(['--task', 'pointmaze', '--preset', 'tiny',
+                                                     '--out', f'artifacts/runs/{name}']))
+        folders[name] = config.out
+        config.out.mkdir(parents=True)
+        write_json_atomic(config.out / 'config.json', config.to_json())
+        if checkpoint:
+            agents = create_agents(QFQLAgent, [0], jnp.zeros((1, 2)), jnp.zeros((1, 2)), config.agent_config)
+            save_checkpoint(config.out / 'checkpoints', 250, agents, {'agent': 'qfql'})
+        if finished:
+            (config.out / 'summary.json').write_text('{}')
+    resumed = plan_run(build_parser().parse_args(['--resume']))
+    assert resumed.out == folders['pointmaze-a'] and resumed.start_step == 250

@@ -1,9 +1,19 @@
 """The command line end to end on a tiny pointmaze dataset: train -> video + plots -> β sweep; resume."""
 import json
+import shutil
+import subprocess
+import sys
+import time
 
+import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
+from envs.datasets import ensure_dataset
+from envs.tasks import resolve_task
+from harness.card import main as card_main
+from harness.checkpoints import CARD_FILE, PARAMS_FILE, find_checkpoint
 from harness.errors import run_main
 from harness.run import main
 from tests.cli import run_cli
@@ -13,8 +23,6 @@ COMMON = ['--task', 'pointmaze', '--preset', 'tiny', '--eval-episodes', '2', '--
 
 @pytest.fixture(scope='module')
 def data_dir(tmp_path_factory):
-    from envs.datasets import ensure_dataset
-    from envs.tasks import resolve_task
     path = tmp_path_factory.mktemp('data')
     ensure_dataset(resolve_task('pointmaze'), str(path), episodes=10, seed=0)
     return str(path)
@@ -62,8 +70,6 @@ def test_train_then_sweep_writes_the_documented_files(data_dir, tmp_path):
     assert summary['best_beta'] == max((0.0, 1.0), key=lambda b: (by_beta[b]['selection_success_rate'], -b))
 
     # Shipping: one seed's parameters and a card; the export evaluates exactly like the trained run.
-    from harness.card import main as card_main
-    from harness.checkpoints import CARD_FILE, PARAMS_FILE
     assert run_main(card_main, [str(run), '--seed', '0', '--name', 'tiny', '--betas', '0,1', '--eval-episodes', '2',
                                 '--root', str(tmp_path / 'shipped')]) == 0
     shipped = tmp_path / 'shipped' / 'tiny'
@@ -81,8 +87,6 @@ def test_train_then_sweep_writes_the_documented_files(data_dir, tmp_path):
 
 
 def test_resume_from_the_command_line_matches_an_uninterrupted_run(data_dir, tmp_path, capsys):
-    from harness.checkpoints import find_checkpoint
-    import orbax.checkpoint as ocp
     args = COMMON + ['--video-episodes', '0', '--updates-per-call', '100', '--checkpoint-every', '100',
                      '--eval-every', '100', '--data-dir', data_dir]
     straight, resumed = tmp_path / 'straight', tmp_path / 'resumed'
@@ -92,14 +96,12 @@ def test_resume_from_the_command_line_matches_an_uninterrupted_run(data_dir, tmp
     checkpointer = ocp.StandardCheckpointer()
     a = checkpointer.restore((find_checkpoint(straight) / 'state').resolve())
     b = checkpointer.restore((find_checkpoint(resumed) / 'state').resolve())
-    import jax
     assert all(jax.tree.leaves(jax.tree.map(lambda x, y: np.array_equal(x, y), a, b)))
     steps = [json.loads(line)['step'] for line in (resumed / 'metrics.jsonl').read_text().splitlines()]
     assert steps == [100, 200, 300]
 
     # Killed during the periodic evaluation after the checkpoint at 200: --resume evaluates at 200 again,
     # and the logs end up as the uninterrupted run's.
-    import shutil
     killed = tmp_path / 'killed'
     shutil.copytree(straight, killed)
     shutil.rmtree(find_checkpoint(killed))
@@ -153,14 +155,6 @@ def test_kill_at_any_moment_then_resume_gives_the_uninterrupted_run(data_dir, tm
     """Fault injection: SIGKILL a real `python -m harness.run` at several moments (training,
     checkpoint writes, periodic and final evaluation, summary -- wherever the moment falls), then
     --resume; every resumed run ends with the same logs, results and parameters."""
-    import subprocess
-    import sys
-    import time
-
-    import jax
-    import orbax.checkpoint as ocp
-
-    from harness.checkpoints import find_checkpoint
     argv = COMMON + ['--steps', '300', '--updates-per-call', '100', '--checkpoint-every', '100', '--eval-every', '100',
                      '--video-episodes', '0', '--data-dir', data_dir]
     straight = tmp_path / 'straight'

@@ -6,8 +6,10 @@ from hypothesis import given, strategies as st
 
 from agents import PRESETS, QFQLAgent
 from harness.checkpoints import find_checkpoint, restore_checkpoint, save_checkpoint
-from harness.train import (DivergenceWatch, Trainer, align, chunk_boundaries, create_agents, q_bounds,
-                           select_seed)
+from agents.training import create_agents, select_seed
+from harness.config import align
+from harness.train import Trainer, chunk_boundaries
+from harness.watch import DivergenceWatch, q_bounds
 
 SEEDS = [3, 4]
 CHUNK = 50

@@ -111,10 +111,9 @@ def _exploding_q(obs, a):
 def test_beta_zero_never_traces_grad_q(num_steps, batch, seed):
     """Static path: a q_fn that raises when called (or no q_fn at all) is fine at β = 0."""
     obs, noise = inputs(seed, batch)
-    with_raising_q, diag = guided_flow_sample(linear_velocity, _exploding_q, obs, noise, 0, num_steps)
+    with_raising_q, _ = guided_flow_sample(linear_velocity, _exploding_q, obs, noise, 0, num_steps)
     without_q, _ = guided_flow_sample(linear_velocity, None, obs, noise, 0.0, num_steps)
     np.testing.assert_array_equal(with_raising_q, without_q)
-    assert float(jnp.max(diag['grad_q_norm'])) == 0.0
 
 
 def test_beta_zero_never_evaluates_grad_q_at_run_time():
@@ -214,15 +213,11 @@ def test_rows_are_independent(beta, num_steps, seed, use_clip, use_trust, at, sc
 
 @SETTINGS
 @given(beta=st.floats(0.0, 50.0), num_steps=step_counts, batch=batch_sizes, seed=seeds)
-def test_same_key_same_output_finite_and_in_box(beta, num_steps, batch, seed):
+def test_output_is_finite_and_in_the_box_from_any_start(beta, num_steps, batch, seed):
     obs, noise = inputs(seed, batch)
-    noise = 3.0 * noise  # start well outside the box
-    first, _ = sample(obs, noise, beta, q='steep', num_steps=num_steps, clip_actions=True)
-    obs_again, noise_again = inputs(seed, batch)
-    second, _ = sample(obs_again, 3.0 * noise_again, beta, q='steep', num_steps=num_steps, clip_actions=True)
-    np.testing.assert_array_equal(first, second)
-    assert np.all(np.isfinite(first))
-    assert np.all(np.abs(np.asarray(first)) <= 1.0)
+    actions, _ = sample(obs, 3.0 * noise, beta, q='steep', num_steps=num_steps, clip_actions=True)  # starts outside
+    assert np.all(np.isfinite(actions))
+    assert np.all(np.abs(np.asarray(actions)) <= 1.0)
 
 
 @SETTINGS

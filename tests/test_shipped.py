@@ -17,15 +17,22 @@ flags, episode records): if success were never reported, it would fail too.
 """
 import json
 import math
+from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
-from harness.checkpoints import CARD_FILE, PARAMS_FILE
+from envs.tasks import resolve_task
+from envs.vector import make_eval_envs, make_task_env
 from harness.card import SHIPPED_ROOT
+from harness.checkpoints import CARD_FILE, PARAMS_FILE
+from harness.defaults import EVAL_SEED_BASE
 from harness.errors import run_main
-from harness.run import EVAL_SEED_BASE, main
-from harness.baseline import REPO_ROOT
+from harness.evaluate import evaluate
+from harness.run import main
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 SHIPPED = sorted(p for p in (REPO_ROOT / SHIPPED_ROOT).glob('*') if (p / CARD_FILE).is_file())
 
@@ -73,12 +80,6 @@ def test_oracle_reaches_the_goal_through_the_evaluation_path():
     """Pointmaze's BFS oracle (OGBench's get_oracle_subgoal), acting from the observations alone as a
     policy does, scored by `harness.evaluate.evaluate` on the vector envs. With success computed
     before the action ('pre', from s) an episode needs one step more than with 'post' (from s')."""
-    import jax
-
-    from envs.tasks import resolve_task
-    from envs.vector import make_eval_envs, make_task_env
-    from harness.evaluate import evaluate
-
     task = resolve_task('pointmaze')
     maze_env = make_task_env(task.env_id)
     maze_env.reset(seed=0)

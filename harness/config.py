@@ -1,0 +1,318 @@
+"""The run configuration: `RunConfig`, a frozen record of every resolved setting, and `plan_run`, which
+builds it from the command line's arguments. Everything the user can get wrong is checked here,
+before anything is written; a mistake raises `UsageError` (one line, exit status 2).
+
+Three modes: 'train' (a new run folder), 'resume' (an interrupted run's folder, from its newest
+intact checkpoint) and 'evaluate' (a β sweep of a trained agent into a new sweep folder).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from agents import AgentConfig, resolve_config
+from envs.datasets import DEFAULT_DATA_DIR
+from envs.tasks import Task, resolve_task
+from harness.checkpoints import find_checkpoint, list_checkpoints, read_meta
+from harness.defaults import (DEFAULT_BETA, DEFAULT_OUT_ROOT, DEFAULT_SUCCESS_TIMING, DEFAULT_SWEEP_ROOT,
+                              EVAL_SEED_BASE, PRESET_DEFAULTS, SELECTION_SEED_BASE, fql_alpha)
+from harness.errors import UsageError
+from harness.evaluate import SamplerSettings
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    mode: str                  # 'train' | 'resume' | 'evaluate'
+    task: Task
+    agent: str                 # 'qfql' | 'fql'
+    preset: str
+    agent_config: AgentConfig
+    seeds: list[int]
+    steps: int
+    beta: float                # the run's β: periodic evaluations (and the guided TD target)
+    final_betas: list[float]
+    eval_every: int
+    eval_episodes: int
+    eval_envs: int
+    video_episodes: int
+    frame_skip: int | None
+    checkpoint_every: int
+    chunk: int                 # updates per jitted call
+    out: Path
+    data_dir: str
+    dataset_episodes: int | None
+    checkpoint: Path | None    # what to restore (resume / evaluate); None: resume from update 0
+    start_step: int = 0
+    download: bool = False     # fetch a missing dataset from OGBench's server instead of regenerating it
+    sampler: SamplerSettings = SamplerSettings()
+    selection_episodes: int = 0   # per seed and β, on SELECTION_SEED_BASE starts; 0 = no β selection
+    success_timing: str = DEFAULT_SUCCESS_TIMING
+    reward: str = 'dense'         # dataset reward labels (training only)
+    command: str = ''             # the command line, as recorded in config.json
+
+    def evaluation_settings(self) -> dict:
+        """The settings a --resume may change (they shape evaluation, never training)."""
+        keys = ('beta', 'final_betas', 'eval_every', 'eval_episodes', 'eval_envs', 'video_episodes', 'frame_skip',
+                'checkpoint_every', 'sampler', 'selection_episodes', 'success_timing')
+        return {k: v for k, v in self.to_json().items() if k in keys}
+
+    def to_json(self) -> dict:
+        """config.json (its keys predate this class: 'config' is the agent's, 'updates_per_call' the chunk)."""
+        return {
+            'mode': self.mode, 'task': dataclasses.asdict(self.task), 'agent': self.agent, 'preset': self.preset,
+            'config': dataclasses.asdict(self.agent_config), 'seeds': self.seeds, 'steps': self.steps,
+            'beta': self.beta, 'final_betas': self.final_betas, 'eval_every': self.eval_every,
+            'eval_episodes': self.eval_episodes, 'eval_envs': self.eval_envs, 'video_episodes': self.video_episodes,
+            'frame_skip': self.frame_skip, 'checkpoint_every': self.checkpoint_every, 'updates_per_call': self.chunk,
+            'out': str(self.out), 'data_dir': self.data_dir, 'dataset_episodes': self.dataset_episodes,
+            'checkpoint': None if self.checkpoint is None else str(self.checkpoint), 'download': self.download,
+            'eval_seed_base': EVAL_SEED_BASE, 'sampler': self.sampler.to_json(),
+            'selection_episodes': self.selection_episodes, 'selection_seed_base': SELECTION_SEED_BASE,
+            'success_timing': self.success_timing, 'reward': self.reward, 'command': self.command,
+        }
+
+
+def plan_run(args, command: str = '') -> RunConfig:
+    """Resolve defaults and check every input of the parsed command line `args`."""
+    if args.resume and args.checkpoint:
+        raise UsageError('--resume continues training and --checkpoint only evaluates; use one of them')
+    if args.checkpoint:
+        return _plan_evaluation(args, command)
+    if args.resume:
+        return _plan_resume(args, command)
+    return _plan_training(args, command)
+
+
+def _plan_training(args, command: str) -> RunConfig:
+    if not args.task:
+        raise UsageError('--task is required (e.g. --task pointmaze), unless --checkpoint or --resume is given')
+    task = resolve_task(args.task)
+    agent = args.agent or 'qfql'
+    preset = args.preset or 'paper'
+    defaults = PRESET_DEFAULTS[preset]
+    _refuse_beta_for_fql(agent, args)
+    beta = 0.0 if agent == 'fql' else _pick(args.beta, task.beta if task.beta is not None else DEFAULT_BETA)
+    agent_config = _agent_config_for(task, agent, preset, beta, args)
+    seeds = args.seeds or [_pick(args.seed, 0)]
+    steps = _pick(args.steps, defaults['steps'])
+    chunk = min(_pick(args.updates_per_call, defaults['chunk']), steps)
+    eval_episodes = _pick(args.eval_episodes, defaults['eval_episodes'])
+    out = Path(args.out) if args.out else DEFAULT_OUT_ROOT / _run_name(task.name, agent, preset, seeds)
+    check_writable(out)
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f'--out {out} already holds files; continue it with --resume {out} or choose a new folder')
+    betas = args.betas or [beta]
+    return RunConfig(
+        mode='train', task=task, agent=agent, preset=preset, agent_config=agent_config, seeds=seeds, steps=steps,
+        beta=beta, final_betas=betas, eval_every=align(_pick(args.eval_every, defaults['eval_every']), chunk),
+        eval_episodes=eval_episodes, eval_envs=min(_pick(args.eval_envs, defaults['eval_envs']), eval_episodes),
+        video_episodes=_pick(args.video_episodes, defaults['video_episodes']), frame_skip=args.frame_skip,
+        checkpoint_every=align(_pick(args.checkpoint_every, defaults['checkpoint_every']), chunk), chunk=chunk,
+        out=out, data_dir=args.data_dir or DEFAULT_DATA_DIR,
+        dataset_episodes=_pick(args.dataset_episodes, defaults['dataset_episodes']), checkpoint=None,
+        download=args.download, sampler=_sampler_settings(args, None, agent_config),
+        selection_episodes=_selection_episodes(args, betas, eval_episodes),
+        success_timing=_pick(args.success_timing, DEFAULT_SUCCESS_TIMING), reward=args.reward or 'dense',
+        command=command)
+
+
+def _plan_resume(args, command: str) -> RunConfig:
+    run_dir = _latest_run(args.task) if args.resume == 'latest' else Path(args.resume)
+    if not (run_dir / 'config.json').is_file():
+        raise UsageError(f'--resume {run_dir}: not a run folder (no config.json)')
+    saved = json.loads((run_dir / 'config.json').read_text())
+    if not {'task', 'config', 'agent', 'seeds', 'steps'} <= set(saved):
+        raise UsageError(f'--resume {run_dir}: its config.json is not a training run\'s; start a new run with --task')
+    task = resolve_task(saved['task']['name'])
+    if args.task and resolve_task(args.task).env_id != task.env_id:
+        raise UsageError(f'--resume {run_dir} trained task {task.env_id}, not {args.task}')
+    agent_config = AgentConfig(**saved['config'])
+    check_writable(run_dir)
+    # Killed before its first checkpoint: the run starts again from update 0 in the same folder.
+    found = list_checkpoints(run_dir / 'checkpoints')
+    step, checkpoint = found[-1] if found else (0, None)
+    steps = _pick(args.steps, saved['steps'])
+    # A run stopped after its last checkpoint (during the final evaluation, plots or summary)
+    # resumes into its final evaluation; a finished one (it has summary.json) has nothing left to do.
+    if step > steps or step == steps and (run_dir / 'summary.json').is_file():
+        raise UsageError(f'--resume {run_dir}: already trained {step} of {steps} updates and evaluated; pass a '
+                         f'larger --steps, or evaluate it with --checkpoint {run_dir}')
+    _refuse_beta_for_fql(saved['agent'], args)
+    _refuse_training_changes(args, saved, run_dir)
+    betas = args.betas or saved['final_betas']
+    chunk = saved['updates_per_call']
+    eval_episodes = _pick(args.eval_episodes, saved['eval_episodes'])
+    return RunConfig(
+        mode='resume', task=task, agent=saved['agent'], preset=saved['preset'], agent_config=agent_config,
+        seeds=saved['seeds'], steps=steps, beta=_pick(args.beta, saved['beta']), final_betas=betas,
+        eval_every=align(_pick(args.eval_every, saved['eval_every']), chunk), eval_episodes=eval_episodes,
+        eval_envs=min(_pick(args.eval_envs, saved['eval_envs']), eval_episodes),
+        video_episodes=_pick(args.video_episodes, saved['video_episodes']),
+        frame_skip=_pick(args.frame_skip, saved['frame_skip']),
+        checkpoint_every=align(_pick(args.checkpoint_every, saved['checkpoint_every']), chunk), chunk=chunk,
+        out=run_dir, data_dir=saved['data_dir'], dataset_episodes=saved['dataset_episodes'], checkpoint=checkpoint,
+        start_step=step, download=args.download, sampler=_sampler_settings(args, saved.get('sampler'), agent_config),
+        selection_episodes=_selection_episodes(args, betas, eval_episodes, saved.get('selection_episodes')),
+        success_timing=_pick(args.success_timing, saved.get('success_timing', DEFAULT_SUCCESS_TIMING)),
+        reward=_refuse_reward_change(args, saved.get('reward', 'dense')), command=command)
+
+
+def _plan_evaluation(args, command: str) -> RunConfig:
+    checkpoint = find_checkpoint(args.checkpoint)
+    meta = read_meta(checkpoint)
+    saved_task = resolve_task(meta['task']['name'] or meta['task']['env_id'])
+    task = resolve_task(args.task) if args.task else saved_task
+    if args.agent and args.agent != meta['agent']:
+        raise UsageError(f"--agent {args.agent} does not match the checkpoint's agent {meta['agent']}")
+    agent_config = AgentConfig(**meta['config'])
+    preset = meta['preset']
+    defaults = PRESET_DEFAULTS.get(preset, PRESET_DEFAULTS['paper'])
+    _refuse_beta_for_fql(meta['agent'], args)
+    beta = 0.0 if meta['agent'] == 'fql' else _pick(args.beta, meta.get('beta', DEFAULT_BETA))
+    betas = args.betas or [beta]
+    out = Path(args.out) if args.out else DEFAULT_SWEEP_ROOT / (
+        f"{Path(checkpoint).parent.parent.name or 'checkpoint'}-step{meta['step']}-betas-"
+        f"{'_'.join(f'{b:g}' for b in betas)}-{time.strftime('%Y%m%d-%H%M%S')}")
+    check_writable(out)
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f'--out {out} is not empty; choose a new folder')
+    eval_episodes = _pick(args.eval_episodes, defaults['eval_episodes'])
+    return RunConfig(
+        mode='evaluate', task=task, agent=meta['agent'], preset=preset, agent_config=agent_config,
+        seeds=list(meta['seeds']), steps=int(meta['step']), beta=beta, final_betas=betas, eval_every=0,
+        eval_episodes=eval_episodes, eval_envs=min(_pick(args.eval_envs, defaults['eval_envs']), eval_episodes),
+        video_episodes=_pick(args.video_episodes, defaults['video_episodes']), frame_skip=args.frame_skip,
+        checkpoint_every=0, chunk=1, out=out, data_dir=args.data_dir or DEFAULT_DATA_DIR, dataset_episodes=None,
+        checkpoint=checkpoint, start_step=int(meta['step']), download=args.download,
+        sampler=_sampler_settings(args, None, agent_config),
+        selection_episodes=_selection_episodes(args, betas, eval_episodes),
+        success_timing=_pick(args.success_timing, DEFAULT_SUCCESS_TIMING),
+        reward=_refuse_reward_change(args, meta.get('reward', 'dense')), command=command)
+
+
+# ---- helpers of the three plans ----------------------------------------------------------------------------
+def align(interval: int, chunk: int) -> int:
+    """Round an eval/checkpoint interval up to a whole number of chunks (0 stays 0 = never)."""
+    return 0 if interval <= 0 else int(math.ceil(interval / chunk) * chunk)
+
+
+def check_writable(path: Path) -> None:
+    """Fail early, with one line, if `path` cannot be created or written (nothing is left behind)."""
+    probe = Path(path).absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f'--out {path} is not writable: {probe} is a file, not a folder')
+    try:
+        fd, name = tempfile.mkstemp(dir=probe, prefix='.qfql-write-probe-')
+        os.close(fd)
+        os.unlink(name)
+    except OSError as error:
+        raise UsageError(f'--out {path} is not writable ({error.strerror} in {probe}); choose another folder with --out')
+    if Path(path).exists() and not Path(path).is_dir():
+        raise UsageError(f'--out {path} exists and is not a folder')
+
+
+def _run_name(task_name: str, agent: str, preset: str, seeds: list[int]) -> str:
+    seed_part = f's{seeds[0]}' if len(seeds) == 1 else f's{seeds[0]}-{seeds[-1]}x{len(seeds)}'
+    return f"{task_name.replace('/', '_')}-{agent}-{preset}-{seed_part}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _agent_config_for(task, agent: str, preset: str, beta: float, args) -> AgentConfig:
+    overrides = {'discount': task.discount if args.discount is None else args.discount,
+                 'q_agg': task.q_agg if args.q_agg is None else args.q_agg,
+                 'beta': beta}
+    qfql_only = {'--target-action': args.target_action, '--target-flow-steps': args.target_flow_steps,
+                 '--critic': args.critic, '--expectile': args.expectile}
+    if agent == 'fql' and any(v is not None for v in qfql_only.values()):
+        raise UsageError(f"{', '.join(k for k, v in qfql_only.items() if v is not None)}: QFQL options (FQL trains its "
+                         'own TD critic with its one-step policy); drop them or use --agent qfql')
+    # The guided TD target (--target-action guided) runs the sampler too, with these guards.
+    optional = {'critic': args.critic, 'expectile': args.expectile, 'grad_clip': args.grad_clip,
+                'trust_ratio': args.trust_ratio, 'guidance_q_agg': args.guidance_q_agg,
+                'target_action': args.target_action, 'target_flow_steps': args.target_flow_steps}
+    overrides.update({field: value for field, value in optional.items() if value is not None})
+    if agent == 'fql':
+        overrides['alpha'] = args.alpha if args.alpha is not None else fql_alpha(task.source, task.env_id)
+    try:
+        return resolve_config(preset, **overrides)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def _pick(explicit, default):
+    return default if explicit is None else explicit
+
+
+def _sampler_settings(args, saved: dict | None, agent_config: AgentConfig) -> SamplerSettings:
+    """Flags win; then what the run recorded (resume); then the agent config's sampler defaults."""
+    base = SamplerSettings(grad_clip=agent_config.grad_clip, trust_ratio=agent_config.trust_ratio,
+                           guidance_q_agg=agent_config.guidance_q_agg)
+    if saved:
+        base = SamplerSettings(**saved)
+    flags = {'beta_schedule': args.beta_schedule, 'grad_clip': args.grad_clip, 'trust_ratio': args.trust_ratio,
+             'flow_steps': args.flow_steps, 'guidance_q_agg': args.guidance_q_agg, 'guidance_at': args.guidance_at,
+             'guidance_scale': args.guidance_scale}
+    return dataclasses.replace(base, **{k: v for k, v in flags.items() if v is not None})
+
+
+def _refuse_training_changes(args, saved: dict, run_dir: Path) -> None:
+    """--resume continues the same training: a flag that would change it is refused in one line (flags
+    that only change evaluation -- β, episodes, videos, sampler settings -- are taken and recorded)."""
+    config = saved['config']
+    seeds = args.seeds or ([args.seed] if args.seed is not None else None)
+    given = {'--agent': (args.agent, saved['agent']), '--preset': (args.preset, saved['preset']),
+             '--seed/--seeds': (seeds, saved['seeds']), '--discount': (args.discount, config['discount']),
+             '--q-agg': (args.q_agg, config['q_agg']), '--target-action': (args.target_action, config['target_action']),
+             '--target-flow-steps': (args.target_flow_steps, config['target_flow_steps']),
+             '--critic': (args.critic, config.get('critic', 'td')), '--expectile': (args.expectile, config.get('expectile')),
+             '--alpha': (args.alpha, config['alpha']), '--updates-per-call': (args.updates_per_call, saved['updates_per_call']),
+             '--dataset-episodes': (args.dataset_episodes, saved['dataset_episodes']),
+             '--data-dir': (args.data_dir, saved['data_dir'])}
+    if config['target_action'] == 'guided':     # the guided TD target trains with the run's β
+        given['--beta'] = (args.beta, saved['beta'])
+    changed = [f'{flag} {value} (trained with {before})' for flag, (value, before) in given.items()
+               if value is not None and value != before]
+    if changed:
+        raise UsageError(f"--resume {run_dir} would change its training: {'; '.join(changed)}; drop these flags, or "
+                         'start a new run')
+
+
+def _refuse_reward_change(args, trained_with: str) -> str:
+    """The reward labels shaped the critic: a trained agent keeps the ones it was trained with."""
+    if args.reward is not None and args.reward != trained_with:
+        raise UsageError(f'--reward {args.reward}: this agent was trained with {trained_with} rewards; '
+                         'the reward labels only matter for training, so drop --reward or train a new run')
+    return trained_with
+
+
+def _refuse_beta_for_fql(agent: str, args) -> None:
+    """FQL acts with its distilled one-step policy, so a β would only mislabel its results."""
+    if agent == 'fql' and (args.beta is not None or args.betas):
+        raise UsageError('FQL acts with its one-step policy and has no β; drop --beta/--betas '
+                         '(its runs are reported at β = 0, i.e. no guidance)')
+
+
+def _selection_episodes(args, betas: list[float], eval_episodes: int, saved: int | None = None) -> int:
+    """β selection needs more than one β; by default it gets as many episodes as the held-out set."""
+    if len(betas) < 2:
+        return 0
+    return _pick(args.selection_episodes, _pick(saved, eval_episodes))
+
+
+def _latest_run(task_name: str | None) -> Path:
+    """The newest unfinished run (no summary.json), preferring one with a checkpoint to continue from."""
+    root = DEFAULT_OUT_ROOT
+    candidates = [d for d in root.glob('*') if (d / 'config.json').is_file() and not (d / 'summary.json').is_file()]
+    if task_name:
+        candidates = [d for d in candidates if d.name.startswith(task_name.replace('/', '_') + '-')]
+    if not candidates:
+        raise UsageError(f'--resume: no unfinished run under {root}/' + (f' for task {task_name}' if task_name else '')
+                         + '; pass the run folder: --resume RUN_DIR')
+    return max(candidates, key=lambda d: (bool(list_checkpoints(d / 'checkpoints')), d.stat().st_mtime))

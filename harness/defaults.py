@@ -1,0 +1,58 @@
+"""Every default and constant of a run in one leaf module: it imports nothing of the project, so any
+module may import it without creating a cycle.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+# Defaults that depend on the preset; an explicit flag always wins. Why these numbers:
+#   paper -- the paper's protocol (1M updates, 50 evaluation episodes; evaluation every 100k).
+#   small -- a CPU: 3-layer 256-wide MLPs (agents' 'small' preset), 15k updates, 20 evaluation
+#            episodes at 5k/10k/15k, one video, and a dataset regenerated with 100 episodes when missing.
+#   tiny  -- tests and CI smoke runs: 2x64 MLPs, seconds per thousand updates.
+PRESET_DEFAULTS = {
+    'paper': dict(steps=1_000_000, eval_every=100_000, checkpoint_every=100_000, eval_episodes=50, eval_envs=25,
+                  video_episodes=2, chunk=1000, dataset_episodes=None),
+    'small': dict(steps=15_000, eval_every=5_000, checkpoint_every=5_000, eval_episodes=20, eval_envs=10,
+                  video_episodes=1, chunk=500, dataset_episodes=100),
+    'tiny': dict(steps=2_000, eval_every=0, checkpoint_every=1_000, eval_episodes=10, eval_envs=5,
+                 video_episodes=0, chunk=250, dataset_episodes=20),
+}
+
+# β for tasks where the paper gives none (pointmaze, cube-single, puzzle-3x3, ids outside the table):
+# 0.3, the value the paper chose for five of its eight tasks.
+DEFAULT_BETA = 0.3
+
+# FQL's distillation weight α by OGBench task family, from its official README (cube-* and scene 300,
+# puzzle-* 1000, humanoidmaze 30, antmaze and antsoccer 10); the D4RL antmaze tasks take theirs from
+# the FQL paper's table. A family not listed (pointmaze) gets 10.
+FQL_ALPHA_BY_FAMILY = {'cube': 300.0, 'scene': 300.0, 'puzzle': 1000.0, 'humanoidmaze': 30.0, 'antmaze': 10.0,
+                       'antsoccer': 10.0}
+FQL_ALPHA_D4RL = {'antmaze-umaze-diverse-v2': 10.0, 'antmaze-medium-diverse-v2': 10.0, 'antmaze-large-diverse-v2': 3.0}
+FQL_ALPHA_OTHER = 10.0
+
+
+def fql_alpha(source: str, env_id: str) -> float:
+    """FQL's α for a task (`source` 'ogbench' or 'd4rl')."""
+    if source == 'd4rl':
+        return FQL_ALPHA_D4RL.get(env_id, FQL_ALPHA_OTHER)
+    return FQL_ALPHA_BY_FAMILY.get(env_id.removeprefix('visual-').split('-')[0], FQL_ALPHA_OTHER)
+
+
+DEFAULT_OUT_ROOT = Path('artifacts/runs')
+DEFAULT_SWEEP_ROOT = Path('artifacts/sweeps')
+
+# Evaluation start states and sampler noise. Held-out episode i starts from env seed EVAL_SEED_BASE + i,
+# β-selection episode i from SELECTION_SEED_BASE + i (disjoint, so the β that is reported was not chosen
+# on the episodes it is reported on). A seed's sampler key is fold_in(PRNGKey(seed), salt): the same
+# noise for every β, other noise for the selection episodes.
+EVAL_SEED_BASE = 1_000_000
+SELECTION_SEED_BASE = 2_000_000
+EVAL_KEY_SALT = 0xE7A1
+SELECTION_KEY_SALT = 0x5E1E
+
+# Success from s' (OGBench 1.1, as the FQL and QFQL papers evaluated); OGBench >= 1.2 defaults to s.
+DEFAULT_SUCCESS_TIMING = 'post'
+
+FRAMES_PER_VIDEO = 100
+RENDER_SIZE = 256
