@@ -5,7 +5,9 @@ import dataclasses
 
 import pytest
 
-from tools.bench import QUICK, Report, figure_gpu, main, synthetic_dataset
+from tools.bench import main
+from tools.bench_figures import figure_gpu
+from tools.bench_measure import QUICK, Report, synthetic_dataset
 from tests.cli import run_cli
 
 

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tools import experts
+from tools import experts, sac
 
 pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
 
@@ -49,7 +49,7 @@ def test_shipped_ant_expert_walks_in_the_commanded_direction(ant_expert, angle):
 
 def test_tanh_gaussian_log_prob_matches_change_of_variables():
     mean, log_std = jnp.array([[0.3, -1.2]]), jnp.array([[-0.5, 0.2]])
-    action, logp = experts.tanh_gaussian_sample(mean, log_std, jax.random.PRNGKey(3))
+    action, logp = sac.tanh_gaussian_sample(mean, log_std, jax.random.PRNGKey(3))
     pre = jnp.arctanh(action)
     std = jnp.exp(log_std)
     gauss = -0.5 * ((pre - mean) / std) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi)
@@ -59,8 +59,8 @@ def test_tanh_gaussian_log_prob_matches_change_of_variables():
 
 def test_sac_training_resumes_from_its_checkpoint_and_exports_a_card_of_it(tmp_path, monkeypatch):
     tiny = dataclasses.replace(
-        experts.EXPERTS['ant'], sac=dataclasses.replace(experts.SACConfig(), actor_hidden=(16,), critic_hidden=(16,),
-                                                         batch_size=8),
+        experts.EXPERTS['ant'], sac=dataclasses.replace(sac.SACConfig(), actor_hidden=(16,), critic_hidden=(16,),
+                                                     batch_size=8),
         seed_steps=32,
     )
     first = experts.train(tiny, 64, tmp_path, num_envs=4, checkpoint_every=32, eval_every=10**9, eval_episodes=1)
