@@ -6,15 +6,21 @@ Episodes are short (`episode_steps=40`, a test-only override) so the whole modul
 import json
 import os
 import shutil
+import subprocess
+import sys
+import time
+import urllib.error
 
 import numpy as np
 import ogbench
+import psutil
 import pytest
 
 from envs import datasets, generate, locomotion
 from envs.datasets import DatasetError, check_against_env, dataset_paths, ensure_dataset, load_task_dataset
 from envs.generate import DATASETS, card_path, generate_dataset, main
 from envs.tasks import TASKS, resolve_task
+from tests.processes import kill_and_wait_for_workers
 
 EPISODES, STEPS = 10, 40  # 10 train + 1 val episode of 40 rows
 SINGLE_TASK_ID = {
@@ -226,8 +232,6 @@ def test_ensure_dataset_regenerates_a_missing_dataset_and_says_so(tmp_path, caps
 
 
 def test_failed_download_falls_back_to_the_regeneration_command(tmp_path, monkeypatch):
-    import urllib.error
-
     def offline(*args, **kwargs):
         raise urllib.error.URLError('no route to host')
 
@@ -250,13 +254,6 @@ def test_a_dataset_that_does_not_fit_the_env_is_refused_in_one_line(data_dir):
 
 def test_generation_workers_exit_when_the_generator_is_killed(tmp_path):
     """kill -9 of `python -m envs.generate` leaves no orphaned collector processes behind."""
-    import subprocess
-    import sys
-    import time
-
-    import psutil
-
-    from tests.processes import kill_and_wait_for_workers
     proc = subprocess.Popen([sys.executable, '-m', 'envs.generate', 'pointmaze-medium-navigate-v0', '--episodes',
                              '200', '--workers', '2', '--data-dir', str(tmp_path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -1,10 +1,18 @@
 """Vectorised evaluation envs: seeded resets, frozen finished envs, success flags, headless frames."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import numpy as np
+import psutil
 import pytest
 
 from envs.tasks import resolve_task
 from envs.vector import make_eval_envs
+from tests.processes import kill_and_wait_for_workers
 
 
 @pytest.fixture(scope='module')
@@ -86,15 +94,6 @@ def test_an_env_seed_reproduces_its_episode_in_a_fresh_worker():
 def test_workers_leave_ctrl_c_to_the_parent_and_die_with_it():
     """SIGINT (Ctrl-C reaches the whole process group) does not stop a worker; SIGKILL of the parent,
     which cannot shut its workers down, does, within a few seconds (no orphans)."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    import psutil
-
-    from tests.processes import kill_and_wait_for_workers
     script = ('from envs.tasks import resolve_task\nfrom envs.vector import make_eval_envs\n'
               "envs = make_eval_envs(resolve_task('pointmaze'), 2, num_workers=2)\n"
               "print(' '.join(str(p.pid) for p in envs._procs), flush=True)\nimport time\ntime.sleep(120)\n")

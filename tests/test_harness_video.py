@@ -1,4 +1,5 @@
 """MP4 assembly with the guidance-norm strip."""
+import imageio.v2 as imageio
 import numpy as np
 
 from harness.video import STRIP_HEIGHT, compose_frames, write_video
@@ -16,7 +17,6 @@ def test_strip_under_frames_with_moving_cursor():
 
 
 def test_write_video_counts_frames(tmp_path):
-    import imageio.v2 as imageio
     frames = [np.random.default_rng(i).integers(0, 255, (48, 64, 3), dtype=np.uint8) for i in range(12)]
     path = write_video(tmp_path / 'v.mp4', frames, list(range(12)), {'‖β∇Q‖': np.ones(12)}, beta=0.3)
     assert path.exists() and imageio.get_reader(path).count_frames() == 12

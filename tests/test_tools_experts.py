@@ -7,9 +7,11 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import gymnasium
 import jax
 import jax.numpy as jnp
 import numpy as np
+import ogbench.online_locomotion  # noqa: F401  (registers online-ant-v0)
 import pytest
 
 from tools import experts, sac
@@ -24,10 +26,6 @@ def ant_expert():
 
 def _walk(expert, direction: np.ndarray, steps: int, seed: int) -> np.ndarray:
     """Displacement of the ant on OGBench's online ant env when the expert is told to walk along `direction`."""
-    import gymnasium
-
-    import ogbench.online_locomotion  # noqa: F401
-
     env = gymnasium.make('online-ant-v0').unwrapped
     env.reset(seed=seed)
     start = env.data.qpos[:2].copy()
