@@ -18,9 +18,6 @@ from harness.plots import render_strip
 
 STRIP_HEIGHT = 96
 
-# imageio starts ffmpeg with fork+exec; JAX's fork warning does not apply to an immediate exec.
-warnings.filterwarnings('ignore', message='os.fork\\(\\) was called')
-
 
 def _even(n: int) -> int:
     return n + (n % 16 and 16 - n % 16)
@@ -47,6 +44,8 @@ def compose_frames(frames: Sequence[np.ndarray], frame_steps: Sequence[int], nor
 def write_video(path: Path, frames: Sequence[np.ndarray], frame_steps: Sequence[int], norms: dict[str, np.ndarray],
                 beta: float, fps: int = 20) -> Path:
     """Encode an mp4 (libx264 through imageio-ffmpeg) atomically."""
+    # imageio starts ffmpeg with fork+exec; JAX's fork warning does not apply to an immediate exec.
+    warnings.filterwarnings('ignore', message='os.fork\\(\\) was called')
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     video = compose_frames(frames, frame_steps, norms, beta)
