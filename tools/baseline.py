@@ -14,7 +14,6 @@ changes the trajectory of training), estimated by running the pipeline with othe
 """
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import sys
@@ -27,7 +26,7 @@ import jax
 from envs.datasets import ensure_dataset
 from envs.tasks import resolve_task
 from harness.checkpoints import write_json_atomic
-from harness.errors import run_main
+from harness.errors import OneLineArgumentParser, UsageError, run_main
 from harness.run import main as run_harness
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -98,13 +97,19 @@ def compare(measured: dict, baseline: dict) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m tools.baseline', description=__doc__.split('\n\n')[0])
+    parser = OneLineArgumentParser(prog='python -m tools.baseline', description=__doc__.split('\n\n')[0])
     parser.add_argument('--update', action='store_true', help=f'rewrite {BASELINE_PATH.relative_to(REPO_ROOT)}')
     parser.add_argument('--repeats', type=int, default=0, help='also run with this many other seed sets; print the spread')
     parser.add_argument('--tolerance', type=float, default=None, help='with --update: success tolerance to store')
     parser.add_argument('--training-tolerance', type=float, default=None,
                         help='with --update: relative tolerance of the final training metrics')
     args = parser.parse_args(argv)
+    if not args.update and not BASELINE_PATH.exists():
+        raise UsageError(f'no baseline at {BASELINE_PATH}; create it with `{UPDATE_COMMAND} --tolerance T --training-tolerance R`')
+    if args.repeats < 0:
+        raise UsageError('--repeats must be >= 0')
+    if args.update and not BASELINE_PATH.exists() and (args.tolerance is None or args.training_tolerance is None):
+        raise UsageError('the first --update needs --tolerance and --training-tolerance (measure them with --repeats)')
 
     start = time.time()
     measured = run_pipeline()
@@ -125,8 +130,6 @@ def main(argv=None) -> int:
         tolerance = args.tolerance if args.tolerance is not None else old.get('tolerance')
         training_tolerance = (args.training_tolerance if args.training_tolerance is not None
                               else old.get('training_relative_tolerance'))
-        if tolerance is None or training_tolerance is None:
-            raise SystemExit('error: the first --update needs --tolerance and --training-tolerance (from --repeats)')
         payload = {
             'description': 'numbers of the fixed CI pipeline (tools/baseline.py); checked by tests/test_regression.py',
             'update_command': UPDATE_COMMAND,
@@ -144,9 +147,6 @@ def main(argv=None) -> int:
         write_json_atomic(BASELINE_PATH, payload)
         print(f'wrote {BASELINE_PATH}')
         return 0
-    if not BASELINE_PATH.exists():
-        print(f'error: no baseline at {BASELINE_PATH}; create it with `{UPDATE_COMMAND} --tolerance T --training-tolerance R`', file=sys.stderr)
-        return 2
     failures = compare(measured, json.loads(BASELINE_PATH.read_text()))
     for line in failures:
         print(f'REGRESSION: {line}', file=sys.stderr)
@@ -154,4 +154,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -19,7 +19,8 @@ from agents.losses import polyak_update
 from agents.networks import MLP
 from agents.training import make_optimizer, sample_batch
 from envs.vector import make_eval_envs
-from harness.train import create_agents, make_chunk_fn
+from agents.training import create_agents
+from harness.train import make_chunk_fn
 from tools.bench_measure import (MEMORY_MARK, Report, Row, Sizes, block_medians_ms, interleaved_medians,
                                  make_single_env, ready, scan_fn)
 

@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from envs.cli import OneLineArgumentParser
 from envs.locomotion import EXPERTS_DIR
+from harness.errors import UsageError, run_main
 from tools.sac import (ReplayBuffer, SACConfig, atomic_write_bytes, atomic_write_text, init_train_state,
                        load_checkpoint, make_modules, make_policy_fn, make_update_fn, save_checkpoint, to_numpy)
 
@@ -79,7 +80,7 @@ EXPERTS: dict[str, ExpertSpec] = {
 }
 
 
-class ExpertError(RuntimeError):
+class ExpertError(UsageError):
     """Bad user input or missing files; str is one actionable line."""
 
 
@@ -358,28 +359,24 @@ def _parse(argv):
 
 def main(argv=None) -> int:
     args = _parse(argv)
-    try:
-        if args.expert not in EXPERTS:
-            raise ExpertError(f'unknown expert {args.expert!r}; choose one of {sorted(EXPERTS)}')
-        spec = EXPERTS[args.expert]
-        run_dir = args.run_dir or DEFAULT_RUNS_DIR / spec.name
-        if args.command == 'train':
-            steps = args.steps or spec.default_steps
-            if steps <= 0 or args.num_envs <= 0:
-                raise ExpertError('--steps and --num-envs must be positive')
-            train(spec, steps, run_dir, args.seed, args.num_envs, args.checkpoint_every, args.eval_every)
-            if args.export:
-                print(export_expert(spec, run_dir))
-        elif args.command == 'export':
+    if args.expert not in EXPERTS:
+        raise ExpertError(f'unknown expert {args.expert!r}; choose one of {sorted(EXPERTS)}')
+    spec = EXPERTS[args.expert]
+    run_dir = args.run_dir or DEFAULT_RUNS_DIR / spec.name
+    if args.command == 'train':
+        steps = args.steps or spec.default_steps
+        if steps <= 0 or args.num_envs <= 0:
+            raise ExpertError('--steps and --num-envs must be positive')
+        train(spec, steps, run_dir, args.seed, args.num_envs, args.checkpoint_every, args.eval_every)
+        if args.export:
             print(export_expert(spec, run_dir))
-        else:
-            expert = load_expert(spec.name, args.weights)
-            print(json.dumps(evaluate(spec, expert.params, args.episodes, seed=args.seed)))
-    except ExpertError as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
+    elif args.command == 'export':
+        print(export_expert(spec, run_dir))
+    else:
+        expert = load_expert(spec.name, args.weights)
+        print(json.dumps(evaluate(spec, expert.params, args.episodes, seed=args.seed)))
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_main(main))

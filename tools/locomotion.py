@@ -18,6 +18,7 @@ from envs.cli import OneLineArgumentParser
 from envs.dataset_spec import DatasetError
 from envs.generate import episode_seed
 from envs.locomotion import DATASETS
+from harness.errors import UsageError, run_main
 
 
 def collector_success(name: str, episodes: int, seed: int = 0, episode_steps: int = 1001) -> dict:
@@ -50,15 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--episode-steps', type=int, default=1001)
     args = parser.parse_args(argv)
-    try:
-        if args.episodes < 1 or args.episode_steps < 2:
-            raise DatasetError('--episodes must be >= 1 and --episode-steps >= 2')
-        print(json.dumps(collector_success(args.dataset, args.episodes, args.seed, args.episode_steps)))
-    except DatasetError as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
+    if args.episodes < 1 or args.episode_steps < 2:
+        raise UsageError('--episodes must be >= 1 and --episode-steps >= 2')
+    print(json.dumps(collector_success(args.dataset, args.episodes, args.seed, args.episode_steps)))
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_main(main))
