@@ -17,10 +17,12 @@ import math
 from typing import Sequence
 
 import numpy as np
+import scipy.stats
 from rliable import metrics
 
 BOOTSTRAP_REPS = 2000
 CONFIDENCE = 0.95
+IQM_TRIM = 0.25        # the share cut from each end: rliable's aggregate_iqm
 
 
 def iqm(values: np.ndarray) -> float:
@@ -46,12 +48,21 @@ def hierarchical_bootstrap_ci(successes: np.ndarray, reps: int = BOOTSTRAP_REPS,
 
 
 def iqm_bootstrap_ci(per_seed: np.ndarray, reps: int = BOOTSTRAP_REPS, seed: int = 0) -> list[float]:
-    """Stratified (here: one task, so per-task) bootstrap over seeds of the IQM of per-seed rates."""
-    per_seed = np.asarray(per_seed, dtype=np.float64)
+    """Bootstrap over seeds of the IQM of one task's per-seed rates."""
+    return stratified_iqm_ci(np.asarray(per_seed, dtype=np.float64).reshape(-1, 1), reps, seed)
+
+
+def stratified_iqm_ci(scores: np.ndarray, reps: int = BOOTSTRAP_REPS, seed: int = 0) -> list[float]:
+    """95 % stratified-bootstrap interval of the IQM of a [runs, tasks] score matrix (rliable's layout).
+
+    Runs are resampled within each task, never across, so every replicate keeps the task mix
+    (Agarwal et al., 2021); each replicate's statistic is rliable's `aggregate_iqm`, vectorised."""
+    scores = np.asarray(scores, dtype=np.float64)
+    num_runs, num_tasks = scores.shape
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(per_seed), size=(reps, len(per_seed)))
-    stats = np.array([metrics.aggregate_iqm(per_seed[row].reshape(-1, 1)) for row in idx])
-    return _percentile_interval(stats)
+    idx = rng.integers(0, num_runs, size=(reps, num_runs, num_tasks))
+    resampled = scores[idx, np.arange(num_tasks)]
+    return _percentile_interval(scipy.stats.trim_mean(resampled.reshape(reps, -1), IQM_TRIM, axis=1))
 
 
 def success_matrix(episodes: Sequence[dict]) -> tuple[list, np.ndarray]:

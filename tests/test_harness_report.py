@@ -2,8 +2,8 @@
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from harness.report import (best_beta, hierarchical_bootstrap_ci, iqm, max_over_betas, summarize_beta, sweep_csv,
-                            sweep_table)
+from harness.report import (best_beta, hierarchical_bootstrap_ci, iqm, max_over_betas, stratified_iqm_ci,
+                            summarize_beta, sweep_csv, sweep_table)
 
 
 def _episodes(successes_by_seed):
@@ -22,6 +22,20 @@ def test_interval_contains_the_mean_and_stays_in_unit_range(matrix):
     matrix = np.array(matrix, float)
     low, high = hierarchical_bootstrap_ci(matrix, reps=300)
     assert 0.0 <= low <= matrix.mean() + 1e-12 and matrix.mean() - 1e-12 <= high <= 1.0
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.floats(0, 1), min_size=3, max_size=3), st.lists(st.floats(0, 1), min_size=4, max_size=4))
+def test_stratified_iqm_interval_keeps_every_task_in_every_replicate(task_levels, noise):
+    # Seeds agree within each task, so a replicate that resampled runs within tasks always sees the
+    # same multiset of scores: the interval collapses to the IQM. Resampling across tasks would not.
+    scores = np.tile(np.array(task_levels), (4, 1))
+    low, high = stratified_iqm_ci(scores, reps=200)
+    assert np.isclose(low, iqm(scores)) and np.isclose(high, iqm(scores))
+    # With seeds that disagree, the interval stays within the range of the scores.
+    noisy = np.clip(scores + 0.3 * (np.array(noise)[:, None] - 0.5), 0, 1)
+    low, high = stratified_iqm_ci(noisy, reps=200)
+    assert noisy.min() - 1e-12 <= low <= high <= noisy.max() + 1e-12
 
 
 def test_constant_outcomes_give_a_point_interval_and_summary_fields():
