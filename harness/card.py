@@ -25,12 +25,12 @@ import numpy as np
 from agents import AGENTS, AgentConfig
 from agents.training import create_agents
 from envs.datasets import DEFAULT_DATA_DIR
-from envs.generate import card_path
 from envs.tasks import resolve_task
 from envs.vector import make_task_env
 from harness.checkpoints import (CARD_FILE, export_params, find_checkpoint, read_meta, restore_checkpoint,
                                  write_json_atomic)
 from harness.errors import OneLineArgumentParser, UsageError, run_main
+from harness.page import dataset_card
 from harness.run import beta_list, main as run_harness, nonnegative_int, positive_int
 from harness.outputs import read_jsonl
 
@@ -49,17 +49,6 @@ def parse_args(argv):
     p.add_argument('--sampler-args', default='', help='extra harness.run sampler flags, e.g. "--guidance-at denoised"')
     p.add_argument('--root', default=str(SHIPPED_ROOT), help='where shipped checkpoints live')
     return p.parse_args(argv)
-
-
-def _dataset_card(task, data_dir: str) -> dict:
-    """The dataset the run trained on, from the data card `envs.generate` wrote beside it."""
-    path = Path(card_path(str(Path(data_dir).expanduser() / f'{task.dataset_name}.npz')))
-    if not path.is_file():
-        return {'name': task.dataset_name, 'card': 'missing (downloaded or moved)'}
-    card = json.loads(path.read_text())
-    return {'name': task.dataset_name, 'episodes': card['episodes'], 'transitions': card['transitions'],
-            'generator_seed': card['seed'], 'generator': card['generator'],
-            'regenerate': f"python -m envs.generate {task.dataset_name} --episodes {card['episodes']} --seed {card['seed']}"}
 
 
 def training_seconds(run_dir: Path) -> float:
@@ -95,7 +84,7 @@ def export(args) -> int:
                     'reward': meta.get('reward', 'dense')}
     card = {
         'name': args.name, 'task': task.name, 'env_id': task.env_id,
-        'dataset': _dataset_card(task, run_config.get('data_dir', DEFAULT_DATA_DIR)),
+        'dataset': dataset_card(task.dataset_name, run_config.get('data_dir', DEFAULT_DATA_DIR)),
         'training_command': run_config['command'], 'trained_seeds': meta['seeds'], 'seeds': [args.seed],
         'updates': meta['step'], 'agent': meta['agent'], 'preset': meta['preset'], 'critic': meta['config'].get('critic', 'td'),
         'reward': meta.get('reward', 'dense'),

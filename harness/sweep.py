@@ -23,6 +23,7 @@ from harness.defaults import (EVAL_KEY_SALT, EVAL_SEED_BASE, FRAMES_PER_VIDEO, R
                               SELECTION_SEED_BASE)
 from harness.evaluate import evaluate, make_sample_fn, per_step_profile
 from harness.outputs import Timer, append_jsonl, fallback_warning, print_result, write_summary
+from harness.page import write_page
 from harness.plots import plot_guidance_norms, plot_success_vs_beta
 from harness.report import summarize_beta, sweep_csv, sweep_table
 from harness.video import write_video
@@ -142,4 +143,5 @@ def evaluate_checkpoint(config) -> int:
     write_summary(config, out, results, timer, extra={'divergence_warnings': fallback_warning(results)})
     print_result(out, results, timer)
     print(f'table: {out}/sweep.md, plot: {out}/plots/success_vs_beta.png')
+    print(f'page: {write_page(out)}  (python -m harness.view {out})')
     return 0

@@ -36,6 +36,7 @@ from harness.checkpoints import list_checkpoints, restore_checkpoint, save_check
 from harness.errors import UsageError
 from harness.outputs import (Timer, append_jsonl, fallback_warning, finish_plots, fmt_seconds, periodic_points,
                              print_result, rows_by_step, truncate_logs_after, write_summary)
+from harness.page import write_page
 from harness.sweep import evaluate_betas, make_envs
 from harness.watch import DivergenceWatch, q_bounds
 
@@ -117,6 +118,7 @@ def train(config) -> int:
     timer.add('total', time.perf_counter() - started)
     write_summary(config, out, final, timer, extra={'divergence_warnings': {**warnings, **fallback_warning(final)}})
     print_result(out, final, timer)
+    print(f'page: {write_page(out)}  (python -m harness.view {out})')
     return 0
 
 
