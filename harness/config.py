@@ -24,6 +24,7 @@ from harness.defaults import (DEFAULT_BETA, DEFAULT_OUT_ROOT, DEFAULT_SUCCESS_TI
                               EVAL_SEED_BASE, PRESET_DEFAULTS, SELECTION_SEED_BASE, fql_alpha)
 from harness.errors import UsageError
 from harness.evaluate import SamplerSettings
+from harness.tracking import import_wandb
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,11 +56,12 @@ class RunConfig:
     success_timing: str = DEFAULT_SUCCESS_TIMING
     reward: str = 'dense'         # dataset reward labels (training only)
     command: str = ''             # the command line, as recorded in config.json
+    wandb: str | None = None      # W&B project that mirrors the run (harness/tracking.py); None: off
 
     def evaluation_settings(self) -> dict:
         """The settings a --resume may change (they shape evaluation, never training)."""
         keys = ('beta', 'final_betas', 'eval_every', 'eval_episodes', 'eval_envs', 'video_episodes', 'frame_skip',
-                'checkpoint_every', 'sampler', 'selection_episodes', 'success_timing')
+                'checkpoint_every', 'sampler', 'selection_episodes', 'success_timing', 'wandb')
         return {k: v for k, v in self.to_json().items() if k in keys}
 
     def to_json(self) -> dict:
@@ -75,6 +77,7 @@ class RunConfig:
             'eval_seed_base': EVAL_SEED_BASE, 'sampler': self.sampler.to_json(),
             'selection_episodes': self.selection_episodes, 'selection_seed_base': SELECTION_SEED_BASE,
             'success_timing': self.success_timing, 'reward': self.reward, 'command': self.command,
+            'wandb': self.wandb,
         }
 
 
@@ -83,10 +86,14 @@ def plan_run(args, command: str = '') -> RunConfig:
     if args.resume and args.checkpoint:
         raise UsageError('--resume continues training and --checkpoint only evaluates; use one of them')
     if args.checkpoint:
-        return _plan_evaluation(args, command)
-    if args.resume:
-        return _plan_resume(args, command)
-    return _plan_training(args, command)
+        config = _plan_evaluation(args, command)
+    elif args.resume:
+        config = _plan_resume(args, command)
+    else:
+        config = _plan_training(args, command)
+    if config.wandb:
+        import_wandb()            # installed? (one line if not; a resumed run may have logged to W&B before)
+    return config
 
 
 def _plan_training(args, command: str) -> RunConfig:
@@ -119,7 +126,7 @@ def _plan_training(args, command: str) -> RunConfig:
         download=args.download, sampler=_sampler_settings(args, None, agent_config),
         selection_episodes=_selection_episodes(args, betas, eval_episodes),
         success_timing=_pick(args.success_timing, DEFAULT_SUCCESS_TIMING), reward=args.reward or 'dense',
-        command=command)
+        command=command, wandb=args.wandb)
 
 
 def _plan_resume(args, command: str) -> RunConfig:
@@ -160,7 +167,8 @@ def _plan_resume(args, command: str) -> RunConfig:
         start_step=step, download=args.download, sampler=_sampler_settings(args, saved.get('sampler'), agent_config),
         selection_episodes=_selection_episodes(args, betas, eval_episodes, saved.get('selection_episodes')),
         success_timing=_pick(args.success_timing, saved.get('success_timing', DEFAULT_SUCCESS_TIMING)),
-        reward=_refuse_reward_change(args, saved.get('reward', 'dense')), command=command)
+        reward=_refuse_reward_change(args, saved.get('reward', 'dense')), command=command,
+        wandb=_pick(args.wandb, saved.get('wandb')))
 
 
 def _plan_evaluation(args, command: str) -> RunConfig:
@@ -193,7 +201,7 @@ def _plan_evaluation(args, command: str) -> RunConfig:
         sampler=_sampler_settings(args, None, agent_config),
         selection_episodes=_selection_episodes(args, betas, eval_episodes),
         success_timing=_pick(args.success_timing, DEFAULT_SUCCESS_TIMING),
-        reward=_refuse_reward_change(args, meta.get('reward', 'dense')), command=command)
+        reward=_refuse_reward_change(args, meta.get('reward', 'dense')), command=command, wandb=args.wandb)
 
 
 # ---- helpers of the three plans ----------------------------------------------------------------------------

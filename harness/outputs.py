@@ -120,7 +120,7 @@ def finish_plots(config, out: Path, final: list[dict], periodic: list) -> None:
                                    f'{config.task.env_id}, β={config.beta:g}')
 
 
-def write_summary(config, out: Path, results: list[dict], timer: Timer, extra: dict | None = None) -> None:
+def write_summary(config, out: Path, results: list[dict], timer: Timer, extra: dict | None = None) -> dict:
     chosen = best_beta(results)
     summary = {
         'task': config.task.name, 'env_id': config.task.env_id, 'agent': config.agent, 'preset': config.preset,
@@ -147,6 +147,7 @@ def write_summary(config, out: Path, results: list[dict], timer: Timer, extra: d
         **(extra or {}),
     }
     write_json_atomic(out / 'summary.json', summary)
+    return summary
 
 
 def print_result(out: Path, results: list[dict], timer: Timer) -> None:

@@ -21,7 +21,7 @@ from agents.config import BETA_SCHEDULES, GUIDANCE_POINTS, GUIDANCE_SCALES
 from harness.config import RunConfig, plan_run
 from harness.defaults import PRESET_DEFAULTS
 from harness.errors import OneLineArgumentParser, run_main
-from harness.sweep import evaluate_checkpoint
+from harness.betas import evaluate_checkpoint
 from harness.train import train
 
 
@@ -161,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--resume', nargs='?', const='latest', metavar='RUN_DIR',
                    help='continue an interrupted run from its last checkpoint (default: the newest run of this task)')
     p.add_argument('--checkpoint', metavar='PATH', help='evaluate a trained agent (run folder or checkpoint) without training')
+    p.add_argument('--wandb', metavar='PROJECT',
+                   help="also log metrics, evaluations and videos to this W&B project (pip install -e '.[wandb]'; "
+                        'offline unless W&B credentials and a network are there, or WANDB_MODE says otherwise)')
     return p
 
 

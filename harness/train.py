@@ -37,7 +37,8 @@ from harness.errors import UsageError
 from harness.outputs import (Timer, append_jsonl, fallback_warning, finish_plots, fmt_seconds, periodic_points,
                              print_result, rows_by_step, truncate_logs_after, write_summary)
 from harness.page import write_page
-from harness.sweep import evaluate_betas, make_envs
+from harness.betas import evaluate_betas, make_envs
+from harness.tracking import make_tracker
 from harness.watch import DivergenceWatch, q_bounds
 
 
@@ -56,6 +57,7 @@ def train(config) -> int:
     timer.add('setup', time.perf_counter() - start)
     out = config.out
     write_run_folder(config)                     # everything is checked: from here on the folder is written
+    tracker = make_tracker(config)
 
     watch = DivergenceWatch(config.seeds, q_bounds(dataset['rewards'], config.agent_config.discount))
     warnings = {'q_out_of_range': 0, 'critic_grad_growth': 0}
@@ -75,14 +77,17 @@ def train(config) -> int:
     try:
         if _periodic_evaluation_was_interrupted(config, periodic):
             envs = make_envs(config, timer)
-            last_eval = periodic_evaluation(config, trainer.agents, envs, config.start_step, timer, bar, periodic)
+            last_eval = periodic_evaluation(config, trainer.agents, envs, config.start_step, timer, bar, periodic,
+                                            tracker)
         for n, (first, count) in enumerate(chunk_boundaries(config.start_step, config.steps, config.chunk)):
             report = trainer.run_chunk(first, count)
             timer.add('compile', report.compile_seconds)
             timer.add('training', report.seconds)
             rate = count / max(report.seconds, 1e-9)
-            append_jsonl(out / 'metrics.jsonl', [{'step': report.step, 'seed': seed, 'updates_per_s': rate, **info}
-                                                 for seed, info in zip(config.seeds, report.infos)])
+            rows = [{'step': report.step, 'seed': seed, 'updates_per_s': rate, **info}
+                    for seed, info in zip(config.seeds, report.infos)]
+            append_jsonl(out / 'metrics.jsonl', rows)
+            tracker.log_training(report.step, rows)
             for kind, message in watch.check(report.step, report.infos):
                 warnings[kind] += 1
                 if sum(warnings.values()) <= 10:
@@ -98,12 +103,14 @@ def train(config) -> int:
                 timer.add('checkpointing', time.perf_counter() - start)
             if config.eval_every and report.step % config.eval_every == 0 and not at_end:
                 envs = envs or make_envs(config, timer)
-                last_eval = periodic_evaluation(config, trainer.agents, envs, report.step, timer, bar, periodic)
+                last_eval = periodic_evaluation(config, trainer.agents, envs, report.step, timer, bar, periodic,
+                                                tracker)
                 bar.set_postfix_str(f'{rate:,.0f} upd/s, last eval: {last_eval}')
         bar.close()
         envs = envs or make_envs(config, timer)
         final = evaluate_betas(config, trainer.agents, envs, config.final_betas, config.steps, 'final', out, timer,
                                videos=True, bar=None)
+        tracker.log_evaluation(config.steps, 'final', final)
     finally:
         bar.close()
         if envs is not None:
@@ -116,7 +123,9 @@ def train(config) -> int:
     finish_plots(config, out, final, periodic)
     timer.add('writing', time.perf_counter() - start)
     timer.add('total', time.perf_counter() - started)
-    write_summary(config, out, final, timer, extra={'divergence_warnings': {**warnings, **fallback_warning(final)}})
+    summary = write_summary(config, out, final, timer,
+                            extra={'divergence_warnings': {**warnings, **fallback_warning(final)}})
+    tracker.finish(summary, out)
     print_result(out, final, timer)
     print(f'page: {write_page(out)}  (python -m harness.view {out})')
     return 0
@@ -186,10 +195,11 @@ def _periodic_evaluation_was_interrupted(config, periodic: list) -> bool:
             and config.start_step % config.eval_every == 0 and config.start_step not in [p[0] for p in periodic])
 
 
-def periodic_evaluation(config, agents, envs, step: int, timer: Timer, bar, periodic: list) -> str:
+def periodic_evaluation(config, agents, envs, step: int, timer: Timer, bar, periodic: list, tracker) -> str:
     """Evaluate at the run's β during training; appends (step, success, ci) to `periodic`."""
     r = evaluate_betas(config, agents, envs, [config.beta], step, 'periodic', config.out, timer, videos=False,
                        bar=bar)[0]
+    tracker.log_evaluation(step, 'periodic', [r])
     periodic.append((step, r['success_rate'], *r['ci95']))
     return f"{r['success_rate']:.2f} @ {step}"
 

@@ -26,6 +26,7 @@ from harness.outputs import Timer, append_jsonl, fallback_warning, print_result,
 from harness.page import write_page
 from harness.plots import plot_guidance_norms, plot_success_vs_beta
 from harness.report import summarize_beta, sweep_csv, sweep_table
+from harness.tracking import make_tracker
 from harness.video import write_video
 
 
@@ -130,8 +131,10 @@ def evaluate_checkpoint(config) -> int:
         for sub in ('eval', 'videos', 'plots'):
             (out / sub).mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / 'config.json', config.to_json())
+        tracker = make_tracker(config)
         results = evaluate_betas(config, agents, envs, config.final_betas, config.steps, 'sweep', out, timer,
                                  videos=config.video_episodes > 0, bar=None)
+        tracker.log_evaluation(config.steps, 'sweep', results)
     finally:
         envs.close()
     write_text_atomic(out / 'sweep.md', sweep_table(results))
@@ -140,7 +143,8 @@ def evaluate_checkpoint(config) -> int:
         plot_success_vs_beta(results, out / 'plots' / 'success_vs_beta.png',
                              f'{config.task.env_id}, {config.agent}, checkpoint step {config.steps}')
     timer.add('total', time.perf_counter() - started)
-    write_summary(config, out, results, timer, extra={'divergence_warnings': fallback_warning(results)})
+    summary = write_summary(config, out, results, timer, extra={'divergence_warnings': fallback_warning(results)})
+    tracker.finish(summary, out)
     print_result(out, results, timer)
     print(f'table: {out}/sweep.md, plot: {out}/plots/success_vs_beta.png')
     print(f'page: {write_page(out)}  (python -m harness.view {out})')
