@@ -8,8 +8,9 @@ For each β the evaluation yields a 0/1 success matrix [seeds, episodes]. We rep
                    `aggregate_iqm`) with a stratified-bootstrap interval over seeds, the field's
                    practice (Agarwal et al., 2021). With a single seed the IQM interval collapses to a
                    point, which is why ci95 is reported too.
-rliable's `library.get_interval_estimates` is not used because rliable 1.2 imports `arch`, whose
-current release fails to import next to pandas 3; the stratified bootstrap is a few lines here.
+rliable's `library.get_interval_estimates` is not used: rliable 1.2 (its latest release) builds on
+`arch`, and arch 7 fails to import next to pandas 3, while arch 8, which imports, no longer accepts
+the `random_state` argument that rliable passes it. The stratified bootstrap is a few lines here.
 """
 from __future__ import annotations
 
@@ -63,6 +64,20 @@ def stratified_iqm_ci(scores: np.ndarray, reps: int = BOOTSTRAP_REPS, seed: int 
     idx = rng.integers(0, num_runs, size=(reps, num_runs, num_tasks))
     resampled = scores[idx, np.arange(num_tasks)]
     return _percentile_interval(scipy.stats.trim_mean(resampled.reshape(reps, -1), IQM_TRIM, axis=1))
+
+
+def seed_task_matrix(per_seed_by_task: Sequence[Sequence[float]]) -> np.ndarray:
+    """[seeds, tasks] per-seed success from one per-seed list per task (rliable's layout); ValueError
+    when the tasks have different numbers of seeds, which a stratified bootstrap cannot pair up."""
+    if len({len(column) for column in per_seed_by_task}) != 1:
+        raise ValueError('every task needs the same number of seeds')
+    return np.array(per_seed_by_task, dtype=np.float64).T
+
+
+def iqm_with_interval(scores: np.ndarray) -> str:
+    """'IQM [low, high]' of a [seeds, tasks] matrix, with its stratified-bootstrap 95 % interval."""
+    low, high = stratified_iqm_ci(scores)
+    return f'{iqm(scores):.2f} [{low:.2f}, {high:.2f}]'
 
 
 def success_matrix(episodes: Sequence[dict]) -> tuple[list, np.ndarray]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import OneLineArgumentParser, UsageError, run_main
-from harness.report import iqm, stratified_iqm_ci
+from harness.report import iqm_with_interval, seed_task_matrix
 
 
 @dataclass(frozen=True)
@@ -72,15 +72,10 @@ def default_label(folder: Path) -> str:
 
 def score_matrix(results: list[dict], tasks: list[str]) -> np.ndarray:
     """[seeds, tasks] per-seed success (rliable's layout); every task must have the same number of seeds."""
-    columns = [r['per_seed_success'] for r in results]
-    if len({len(c) for c in columns}) != 1:
-        raise UsageError(f'the tasks {tasks} were run with different numbers of seeds; the IQM needs one design')
-    return np.array(columns, dtype=np.float64).T
-
-
-def interval(scores: np.ndarray) -> str:
-    low, high = stratified_iqm_ci(scores)
-    return f'{iqm(scores):.2f} [{low:.2f}, {high:.2f}]'
+    try:
+        return seed_task_matrix([r['per_seed_success'] for r in results])
+    except ValueError:
+        raise UsageError(f'the tasks {tasks} were run with different numbers of seeds; the IQM needs one design') from None
 
 
 def table(rows: list[tuple[str, list[TaskResult]]]) -> str:
@@ -101,8 +96,8 @@ def table(rows: list[tuple[str, list[TaskResult]]]) -> str:
         cells = [f'{r.selected["success_rate"]:.2f}' + ('' if r.agent == 'fql' else f' (β {r.selected_beta:g})')
                  for r in ordered]
         unguided = ('—' if any(r.unguided is None for r in ordered)
-                    else interval(score_matrix([r.unguided for r in ordered], tasks)))
-        guided = interval(score_matrix([r.selected for r in ordered], tasks))
+                    else iqm_with_interval(score_matrix([r.unguided for r in ordered], tasks)))
+        guided = iqm_with_interval(score_matrix([r.selected for r in ordered], tasks))
         lines.append(f'| {label} | ' + ' | '.join(cells) + f' | {unguided} | {guided} |')
     return '\n'.join(lines) + '\n'
 
