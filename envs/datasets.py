@@ -10,6 +10,8 @@ corrupt files and files with non-finite values are refused, never returned.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import urllib.error
 import zipfile
@@ -149,14 +151,28 @@ def ensure_dataset(task, data_dir: str = DEFAULT_DATA_DIR, episodes: int | None 
     paths = dataset_paths(task.dataset_name, data_dir)
     if all(os.path.exists(p) for p in paths):
         return paths
-    if download:
-        _download(task, data_dir)
-        return paths
-    spec = get_spec(task.dataset_name)
-    n = spec.default_episodes if episodes is None else episodes
-    print(
-        f'{task.dataset_name} not found in {data_dir}: regenerating {n} episodes locally '
-        f'(`{regenerate_command(task.dataset_name, data_dir)} --episodes {n}`)',
-        flush=True,
-    )
-    return generate_dataset(task.dataset_name, data_dir, episodes, workers, seed, episode_steps)
+    with _exclusive(data_dir, task.dataset_name):
+        if all(os.path.exists(p) for p in paths):  # made while this process waited
+            return paths
+        if download:
+            _download(task, data_dir)
+            return paths
+        spec = get_spec(task.dataset_name)
+        n = spec.default_episodes if episodes is None else episodes
+        print(
+            f'{task.dataset_name} not found in {data_dir}: regenerating {n} episodes locally '
+            f'(`{regenerate_command(task.dataset_name, data_dir)} --episodes {n}`)',
+            flush=True,
+        )
+        return generate_dataset(task.dataset_name, data_dir, episodes, workers, seed, episode_steps)
+
+
+@contextlib.contextmanager
+def _exclusive(data_dir: str, dataset_name: str):
+    """Runs that need the same missing dataset at once (the jobs of a sweep) take turns: the first
+    makes it, the others find it made. Two generators at once would each clear the other's
+    half-written files."""
+    os.makedirs(data_dir, exist_ok=True)
+    with open(os.path.join(data_dir, f'.{dataset_name}.lock'), 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
