@@ -71,6 +71,44 @@ def plot_success_vs_beta(results: Sequence[dict], path: Path, title: str = '') -
     return _save(fig, path)
 
 
+def plot_sweep_success(panels: dict[str, list[dict]], path: Path, title: str = '') -> Path:
+    """One panel per task. Each arm is a dict with agent, results (beta, iqm, iqm_ci95 per β),
+    selected_beta and paper (Table 1's mean success in %, or None). An arm with several βs is drawn
+    as IQM against β with its interval and the selected β ringed; an arm with one (FQL acts without
+    β) as a band across the panel; the paper's numbers as dotted lines in the arm's colour."""
+    colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
+    for ax, (task, arms) in zip(axes[0], sorted(panels.items())):
+        betas = sorted({r['beta'] for arm in arms if len(arm['results']) > 1 for r in arm['results']}) or [0.0]
+        positions = {b: i for i, b in enumerate(betas)}
+        for n, arm in enumerate(arms):
+            colour = colours[n % len(colours)]
+            rows = sorted(arm['results'], key=lambda r: r['beta'])
+            iqms = np.array([r['iqm'] for r in rows])
+            low, high = (np.array([r['iqm_ci95'][i] for r in rows]) for i in (0, 1))
+            if len(rows) > 1:
+                x = [positions[r['beta']] for r in rows]
+                ax.errorbar(x, iqms, yerr=[iqms - low, high - iqms], marker='o', capsize=4, color=colour,
+                            label=arm['agent'])
+                if arm['selected_beta'] is not None:
+                    chosen = next(r for r in rows if r['beta'] == arm['selected_beta'])
+                    ax.plot(positions[chosen['beta']], chosen['iqm'], 'o', ms=13, mfc='none', color=colour,
+                            label=f"{arm['agent']}: selected β")
+            else:
+                ax.axhline(iqms[0], color=colour, lw=1.5, label=arm['agent'])
+                ax.axhspan(low[0], high[0], color=colour, alpha=0.15)
+            if arm['paper'] is not None:
+                ax.axhline(arm['paper'] / 100, color=colour, ls=':', label=f"{arm['agent']}: paper, Table 1")
+        ax.set_xticks(range(len(betas)), [f'{b:g}' for b in betas])
+        ax.set(xlabel='β (test-time guidance)', ylabel='held-out success, IQM over seeds', ylim=(-0.02, 1.02))
+        ax.grid(alpha=0.3)
+        ax.set_title(task, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_training(metrics: Sequence[dict], path: Path, title: str = '') -> Path:
     """Losses, Q statistics and gradient norms over training (mean over seeds at each step)."""
     steps = sorted({m['step'] for m in metrics})
