@@ -318,10 +318,15 @@ def connect(ray, args) -> bool:
         return False
     address = args.address or os.environ.get('RAY_ADDRESS')
     quiet = dict(log_to_driver=False, logging_level=logging.ERROR)   # each job's output is in its log
-    if address:
-        ray.init(address=address, **quiet)
-    else:
-        ray.init(num_cpus=args.num_cpus or os.cpu_count(), num_gpus=args.num_gpus, include_dashboard=False, **quiet)
+    try:
+        if address:
+            ray.init(address=address, **quiet)
+        else:
+            ray.init(num_cpus=args.num_cpus or os.cpu_count(), num_gpus=args.num_gpus, include_dashboard=False,
+                     **quiet)
+    except Exception as error:   # noqa: BLE001 -- Ray reports a failed start or connection as a bare Exception
+        where = f'reach the Ray cluster at {address}' if address else 'start Ray on this machine'
+        raise UsageError(f'could not {where}: {one_line(error)}') from None
     return True
 
 

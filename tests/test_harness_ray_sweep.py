@@ -16,7 +16,7 @@ import ray
 from envs.datasets import ensure_dataset
 from envs.tasks import resolve_task
 from harness.report import iqm
-from harness.sweep import Job, build_parser, job_env, main, plan_jobs, run_job
+from harness.sweep import Job, build_parser, connect, job_env, main, plan_jobs, run_job
 from harness.sweep_report import combine_seed_groups
 from tests.cli import run_cli
 
@@ -44,14 +44,15 @@ def must_not_run(job: Job) -> dict:
 
 
 @pytest.fixture(scope='module')
-def local_ray(tmp_path_factory):
-    """Ray with 2 CPUs whose workers import the fake wandb (and this module, for the job functions above)."""
+def local_ray():
+    """Ray started as the sweep starts it, with 2 CPUs, its workers importing the fake wandb (and this
+    module, for the job functions above); every sweep of the module runs on it."""
     with pytest.MonkeyPatch.context() as patch:
         path = os.pathsep.join(filter(None, [str(FAKE_WANDB), str(REPO), os.environ.get('PYTHONPATH')]))
         patch.setenv('PYTHONPATH', path)
         patch.setenv('WANDB_MODE', 'offline')
         patch.syspath_prepend(str(FAKE_WANDB))
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        connect(ray, build_parser().parse_args(['--tasks', 'pointmaze', '--num-cpus', '2', '--out', 'unused']))
         yield
         ray.shutdown()
 
