@@ -51,8 +51,8 @@ from harness.tracking import import_wandb
 AGENTS = ('qfql', 'fql')
 # Flags passed through to every job's `python -m harness.run` as given (dest -> flag); the
 # training-only ones go to training jobs only.
-EVALUATION_FLAGS = {'eval_episodes': '--eval-episodes', 'eval_envs': '--eval-envs', 'video_episodes': '--video-episodes',
-                    'success_timing': '--success-timing', 'wandb': '--wandb'}
+EVALUATION_FLAGS = {'eval_episodes': '--eval-episodes', 'eval_envs': '--eval-envs',
+                    'video_episodes': '--video-episodes', 'success_timing': '--success-timing', 'wandb': '--wandb'}
 TRAINING_FLAGS = {'preset': '--preset', 'steps': '--steps', 'eval_every': '--eval-every',
                   'checkpoint_every': '--checkpoint-every', 'data_dir': '--data-dir',
                   'dataset_episodes': '--dataset-episodes', 'reward': '--reward', 'download': '--download'}
@@ -233,9 +233,9 @@ class Driver:
         self.bar.update()
 
     def fail(self, flight: InFlight, reason: str) -> None:
-        job, waited = flight.job, fmt_seconds(time.perf_counter() - flight.submitted)
+        job, elapsed = flight.job, fmt_seconds(time.perf_counter() - flight.submitted)
         if flight.attempt <= self.args.retries:
-            self.say(f'failed  {job.name} after {waited} (attempt {flight.attempt} of {self.args.retries + 1}): '
+            self.say(f'failed  {job.name} after {elapsed} (attempt {flight.attempt} of {self.args.retries + 1}): '
                      f'{reason}; retrying')
             self.submit(job, flight.attempt + 1)
             return
@@ -286,8 +286,8 @@ def load_records(out: Path, jobs: list[Job]) -> dict[str, dict]:
         if path.is_file():
             record = json.loads(path.read_text())
             if tuple(record['argv']) != job.argv:
-                raise UsageError(f"--out {out} holds job {job.name} run with other settings ({' '.join(record['argv'])}); "
-                                 'rerun with those, or choose a new --out')
+                raise UsageError(f"--out {out} holds job {job.name} run with other settings "
+                                 f"({' '.join(record['argv'])}); rerun with those, or choose a new --out")
             records[job.name] = record
     return records
 

@@ -102,7 +102,8 @@ def report_markdown(arms: Sequence[Arm], header: str) -> str:
              'IQM of the per-seed success with a stratified-bootstrap 95 % interval over seeds. The selected β '
              'is the one the selection episodes chose (their success is the last column); every other number '
              'comes from the held-out episodes. FQL acts with its one-step policy, without β.', '',
-             '| task | agent | β | held-out success | IQM over seeds [95 % CI] | seeds × episodes | selection success |',
+             '| task | agent | β | held-out success | IQM over seeds [95 % CI] | seeds × episodes '
+             '| selection success |',
              '|---|---|---|---|---|---|---|']
     for arm in arms:
         if not arm.results:

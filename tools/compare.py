@@ -75,7 +75,8 @@ def score_matrix(results: list[dict], tasks: list[str]) -> np.ndarray:
     try:
         return seed_task_matrix([r['per_seed_success'] for r in results])
     except ValueError:
-        raise UsageError(f'the tasks {tasks} were run with different numbers of seeds; the IQM needs one design') from None
+        raise UsageError(f'the tasks {tasks} were run with different numbers of seeds; '
+                         'the IQM needs one design') from None
 
 
 def table(rows: list[tuple[str, list[TaskResult]]]) -> str:
