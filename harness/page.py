@@ -88,7 +88,7 @@ def definition_table(rows: Iterable[tuple[str, object]]) -> str:
 
 
 def video_name(row: dict) -> str:
-    """The file harness/sweep.py writes for a recorded episode (same formatting of β)."""
+    """The file harness/betas.py writes for a recorded episode (same formatting of β)."""
     return f"videos/beta{row['beta']:g}-seed{row['seed']}-ep{row['episode']}.mp4"
 
 

@@ -45,6 +45,7 @@ from harness.config import check_writable
 from harness.defaults import PRESET_DEFAULTS
 from harness.errors import USER_ERRORS, OneLineArgumentParser, UsageError, one_line, run_main
 from harness.outputs import fmt_seconds
+from harness.page import PAGE
 from harness.sweep_report import build_arms, write_report
 from harness.tracking import import_wandb
 
@@ -358,7 +359,9 @@ def main(argv: Sequence[str] | None = None, job_fn: Callable[[Job], dict] = run_
         if started_here:
             ray.shutdown()
     command = ' '.join(['python -m harness.sweep', *argv])
-    paths = write_report(out, build_arms(jobs, driver.records), report_header(args, command))
+    pages = [(job.describe(), os.path.relpath(Path(job.out) / PAGE, out)) for job in jobs
+             if (Path(job.out) / PAGE).is_file()]
+    paths = write_report(out, build_arms(jobs, driver.records), report_header(args, command), pages)
     print(f"{len(driver.records)} of {len(jobs)} jobs done, {len(driver.failed)} failed; report: "
           + ', '.join(str(p) for p in paths))
     return 1 if driver.failed else 0

@@ -97,7 +97,8 @@ def _paper_text(arm: Arm) -> str:
     return f'{mean}' if sd is None else f'{mean} ± {sd}'
 
 
-def report_markdown(arms: Sequence[Arm], header: str) -> str:
+def report_markdown(arms: Sequence[Arm], header: str, pages: Sequence[tuple[str, str]] = ()) -> str:
+    """`pages`: (what the job did, relative link) for each job folder whose index.html this machine can see."""
     lines = ['# Sweep report', '', header, '', '## Held-out success at each β', '',
              'IQM of the per-seed success with a stratified-bootstrap 95 % interval over seeds. The selected β '
              'is the one the selection episodes chose (their success is the last column); every other number '
@@ -131,6 +132,9 @@ def report_markdown(arms: Sequence[Arm], header: str) -> str:
             beta = '—' if arm.agent == 'fql' else f'{arm.selected_beta:g}'
         lines.append(f'| {arm.task} | {arm.agent} | {ours} | {beta} | {_paper_text(arm)} |')
     lines += _across_tasks(arms)
+    if pages:
+        lines += ['', '## Run pages', '', 'Each job\'s own page (videos, plots, settings), where its folder is on this disk.',
+                  '', *[f'- [{label}]({link})' for label, link in pages]]
     return '\n'.join(lines) + '\n'
 
 
@@ -167,9 +171,9 @@ def report_csv(arms: Sequence[Arm]) -> str:
     return '\n'.join(rows) + '\n'
 
 
-def write_report(out: Path, arms: Sequence[Arm], header: str) -> list[Path]:
+def write_report(out: Path, arms: Sequence[Arm], header: str, pages: Sequence[tuple[str, str]] = ()) -> list[Path]:
     """report.md, report.csv and success_vs_beta.png, each written atomically; returns their paths."""
-    write_text_atomic(out / 'report.md', report_markdown(arms, header))
+    write_text_atomic(out / 'report.md', report_markdown(arms, header, pages))
     write_text_atomic(out / 'report.csv', report_csv(arms))
     paths = [out / 'report.md', out / 'report.csv']
     panels = defaultdict(list)

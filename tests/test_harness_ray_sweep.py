@@ -4,6 +4,7 @@ resumes from its checkpoint, a rerun of the same command runs nothing, and --wan
 import csv
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -29,6 +30,7 @@ def crash_once_after_a_checkpoint(job: Job) -> dict:
     disk, as a killed machine would; every other attempt and job runs as usual."""
     marker = Path(job.out).parent.parent / f'{job.name}.crashed'
     if job.kind == 'train' and job.agent == 'qfql' and not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)   # the job may start before anything made the folder
         marker.touch()
 
         def die_after_checkpoint():
@@ -94,6 +96,9 @@ def test_sweep_end_to_end_retries_a_lost_worker_and_a_rerun_runs_nothing(local_r
     report = (out / 'report.md').read_text()
     assert '(selected)' in report and "Beside the paper's Table 1" in report and 'not in Table 1' in report
     assert (out / 'success_vs_beta.png').stat().st_size > 0
+    # Every job folder on this disk is linked to its own page, by a link that resolves from the report.
+    links = re.findall(r'\]\(([^)]+index\.html)\)', report)
+    assert len(links) == 3 and all((out / link).is_file() for link in links)
 
     # --wandb reached every job: training metrics, the evaluations and the summary, offline.
     calls = _fake_wandb_calls(out / 'runs' / 'pointmaze-qfql-s0_1')
