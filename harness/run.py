@@ -18,10 +18,10 @@ import sys
 from typing import Sequence
 
 from agents.config import BETA_SCHEDULES, GUIDANCE_POINTS, GUIDANCE_SCALES
+from harness.betas import evaluate_checkpoint
 from harness.config import RunConfig, plan_run
 from harness.defaults import PRESET_DEFAULTS
 from harness.errors import OneLineArgumentParser, run_main
-from harness.betas import evaluate_checkpoint
 from harness.train import train
 
 

@@ -32,12 +32,12 @@ from agents import AGENTS
 from agents.training import create_agents
 from envs.datasets import check_against_env, ensure_dataset, load_task_dataset
 from envs.vector import make_task_env
+from harness.betas import evaluate_betas, make_envs
 from harness.checkpoints import list_checkpoints, restore_checkpoint, save_checkpoint, write_json_atomic
 from harness.errors import UsageError
 from harness.outputs import (Timer, append_jsonl, fallback_warning, finish_plots, fmt_seconds, periodic_points,
                              print_result, rows_by_step, truncate_logs_after, write_summary)
 from harness.page import write_page
-from harness.betas import evaluate_betas, make_envs
 from harness.tracking import make_tracker
 from harness.watch import DivergenceWatch, q_bounds
 
