@@ -11,6 +11,7 @@ and the command lines of its owner, nothing to publish on a network by accident.
 from __future__ import annotations
 
 import errno
+import signal
 import sys
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -70,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f'page: {page}')
         return 0
     server = make_server(page.parent, args.port)
+    # Ctrl-C must stop it even when a shell started it with SIGINT ignored (a background job `... &`
+    # inherits SIG_IGN, and Python then never raises KeyboardInterrupt).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     print(f'serving {page.parent} at http://{HOST}:{server.server_address[1]}/{PAGE}  (Ctrl-C stops)', flush=True)
     try:
         server.serve_forever()
