@@ -19,6 +19,7 @@ import zlib
 
 import numpy as np
 
+from envs import d4rl_antmaze
 from envs.dataset_spec import DEFAULT_DATA_DIR, DatasetError, dataset_paths
 from envs.generate import generate_dataset, get_spec
 
@@ -36,12 +37,11 @@ def _missing_message(task, data_dir: str, missing: list[str]) -> str:
             f'`{regenerate_command(task.dataset_name, data_dir)}` or pass --download')
 
 
-def _require_ogbench(task) -> None:
-    if task.source != 'ogbench':
-        raise DatasetError(
-            f'{task.name} is a D4RL task ({task.env_id}); D4RL is not installed and its files cannot be '
-            'regenerated here; use an OGBench task'
-        )
+def _d4rl_download_error(task) -> DatasetError:
+    """D4RL's server is not OGBench's, so --download cannot fetch its files (see envs/d4rl_antmaze.py)."""
+    return DatasetError(f'--download fetches OGBench files only; for {task.env_id} put D4RL\'s own '
+                        f'{d4rl_antmaze.D4RL_FILES[task.dataset_name]} in --data-dir, or drop --download to '
+                        'regenerate it')
 
 
 REWARDS = ('dense', 'sparse')
@@ -66,10 +66,11 @@ def load_task_dataset(task, data_dir: str = DEFAULT_DATA_DIR, download: bool = F
         raise DatasetError(f'reward must be one of {REWARDS}, not {reward!r}')
     if split not in ('train', 'val'):
         raise DatasetError(f"split must be 'train' or 'val', not {split!r}")
-    _require_ogbench(task)
     data_dir = os.path.expanduser(data_dir)
     paths = dataset_paths(task.dataset_name, data_dir)
     missing = [p for p in paths if not os.path.exists(p)]
+    if task.source == 'd4rl':
+        return _load_d4rl(task, data_dir, split, missing)
     if missing:
         if not download:
             raise DatasetError(_missing_message(task, data_dir, missing))
@@ -87,6 +88,31 @@ def load_task_dataset(task, data_dir: str = DEFAULT_DATA_DIR, download: bool = F
         ) from None
     dataset = train if split == 'train' else val
     out = {k: np.asarray(dataset[k], dtype=np.float32) for k in TRANSITION_KEYS}
+    _refuse_bad_transitions(task, out, split, data_dir)
+    if reward == 'sparse':
+        out['rewards'] = sparse_rewards(out['rewards'])
+    return out
+
+
+def _load_d4rl(task, data_dir: str, split: str, missing: list[str]) -> dict:
+    """D4RL antmaze transitions (envs/d4rl_antmaze.py): D4RL's own hdf5 when data_dir has it, else ours.
+    Their rewards are already sparse (0 at the goal, -1 elsewhere), so both reward labels give the same."""
+    if d4rl_antmaze.official_file(task.dataset_name, data_dir) is None and missing:
+        raise DatasetError(f"dataset file {', '.join(missing)} not found; regenerate it with "
+                           f'`{regenerate_command(task.dataset_name, data_dir)}` or put D4RL\'s '
+                           f'{d4rl_antmaze.D4RL_FILES[task.dataset_name]} in {data_dir}')
+    try:
+        out, _ = d4rl_antmaze.load_transitions(task.dataset_name, data_dir, split)
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, IndexError, OSError) as e:
+        raise DatasetError(
+            f'{task.dataset_name} in {data_dir} is truncated or corrupt ({type(e).__name__}: {str(e)[:80]}); '
+            f'delete it and regenerate with `{regenerate_command(task.dataset_name, data_dir)} --force`'
+        ) from None
+    _refuse_bad_transitions(task, out, split, data_dir)
+    return out
+
+
+def _refuse_bad_transitions(task, out: dict, split: str, data_dir: str) -> None:
     for k, v in out.items():
         if not np.isfinite(v).all():
             raise DatasetError(
@@ -95,9 +121,6 @@ def load_task_dataset(task, data_dir: str = DEFAULT_DATA_DIR, download: bool = F
             )
     if len(out['observations']) == 0:
         raise DatasetError(f'{task.dataset_name} ({split}) is empty; regenerate it with --force')
-    if reward == 'sparse':
-        out['rewards'] = sparse_rewards(out['rewards'])
-    return out
 
 
 def _refuse_nonfinite_state(task, paths, data_dir: str) -> None:
@@ -146,11 +169,16 @@ def ensure_dataset(task, data_dir: str = DEFAULT_DATA_DIR, episodes: int | None 
 
     `episodes` < 1000 gives a smaller dataset (CI); the data card beside the file records the count.
     """
-    _require_ogbench(task)
     data_dir = os.path.expanduser(data_dir)
     paths = dataset_paths(task.dataset_name, data_dir)
     if all(os.path.exists(p) for p in paths):
         return paths
+    if task.source == 'd4rl':
+        official = d4rl_antmaze.official_file(task.dataset_name, data_dir)
+        if official is not None:
+            return official, official
+        if download:
+            raise _d4rl_download_error(task)
     with _exclusive(data_dir, task.dataset_name):
         if all(os.path.exists(p) for p in paths):  # made while this process waited
             return paths

@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from envs import collectors, locomotion
+from envs import collectors, d4rl_antmaze, locomotion
 from envs.cli import OneLineArgumentParser
 from envs.dataset_spec import (DEFAULT_DATA_DIR, CollectorFactory, DatasetError, DatasetSpec, Episode, card_path,
                                dataset_paths)
@@ -48,6 +48,8 @@ FILE_DTYPES = {
     'qpos': np.float32,
     'qvel': np.float32,
     'button_states': np.int64,
+    'rewards': np.float32,  # D4RL antmaze: the relabelled sparse reward
+    'goals': np.float32,  # D4RL antmaze: the collector's goal (D4RL's infos/goal)
 }
 REQUIRED_KEYS = ('observations', 'actions', 'terminals', 'qpos', 'qvel')
 
@@ -79,12 +81,14 @@ DATASETS: dict[str, DatasetSpec] = {
 
 def get_spec(name: str) -> DatasetSpec:
     """The DatasetSpec of a dataset name: the oracle datasets above, or the expert-driven locomotion
-    ones of envs/locomotion.py."""
+    ones of envs/locomotion.py and envs/d4rl_antmaze.py."""
     if name in DATASETS:
         return DATASETS[name]
     if name in locomotion.DATASETS:
         return locomotion.DATASETS[name]
-    known = list(DATASETS) + list(locomotion.DATASETS)
+    if name in d4rl_antmaze.DATASETS:
+        return d4rl_antmaze.DATASETS[name]
+    known = list(DATASETS) + list(locomotion.DATASETS) + list(d4rl_antmaze.DATASETS)
     close = difflib.get_close_matches(name, known, n=4, cutoff=0.4) or known
     raise DatasetError(f"no offline generator for dataset '{name}' (close matches: {', '.join(close)}); any other "
                        "OGBench dataset can be fetched with `python -m harness.run ... --download` (needs a network)")
@@ -263,6 +267,7 @@ def generate_dataset(
             'versions': _versions(),
             'sha256': _sha256(path),
             'created_utc': datetime.now(timezone.utc).isoformat(timespec='seconds'),
+            **(spec.summarize(split_arrays) if spec.summarize else {}),
         }
         _atomic_write_text(card_path(path), json.dumps(card, indent=2) + '\n')
     shutil.rmtree(os.path.dirname(shard_dir), ignore_errors=True)
@@ -297,7 +302,8 @@ def _run_pool(
 
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineArgumentParser(prog='python -m envs.generate', description=__doc__.split('\n\n')[0])
-    parser.add_argument('dataset', help=f"one of: {', '.join(list(DATASETS) + list(locomotion.DATASETS))}")
+    known = list(DATASETS) + list(locomotion.DATASETS) + list(d4rl_antmaze.DATASETS)
+    parser.add_argument('dataset', help=f"one of: {', '.join(known)}")
     parser.add_argument('--episodes', type=int, default=None, help='train episodes (default 1000); val gets N // 10')
     parser.add_argument('--workers', type=int, default=None, help='worker processes (default: all cores)')
     parser.add_argument('--seed', type=int, default=0)

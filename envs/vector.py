@@ -20,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
+from envs import d4rl_antmaze
 from envs.rendering import choose_mujoco_gl
 from envs.seeding import seed_everything
 from envs.workers import start_worker
@@ -45,6 +46,8 @@ def make_task_env(env_id: str, render_size: int | None = None, success_timing: s
     action: the default of OGBench >= 1.2's single-task envs) or 'post' (from s', after it: OGBench
     1.1, which the FQL and QFQL papers evaluated with); None keeps the installed OGBench's default."""
     warnings.filterwarnings('ignore', message='.*precision lowered by casting')
+    if env_id in d4rl_antmaze.MAZES:  # D4RL's antmazes, rebuilt on OGBench's ant maze
+        return d4rl_antmaze.make_env(env_id, render_size, success_timing)
     import ogbench  # heavy (MuJoCo): imported only in the processes that build envs
 
     kwargs = {} if render_size is None else dict(width=render_size, height=render_size)

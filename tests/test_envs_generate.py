@@ -179,11 +179,6 @@ def test_nan_in_observations_or_simulator_state_is_refused(data_dir, tmp_path, k
     assert '\n' not in str(err.value) and '--force' in str(err.value)
 
 
-def test_d4rl_tasks_are_refused_clearly(tmp_path):
-    with pytest.raises(DatasetError, match='D4RL'):
-        load_task_dataset(resolve_task('antmaze-large-diverse'), str(tmp_path))
-
-
 def test_unknown_dataset_exits_with_one_line(capsys):
     assert main(['cube-dubble-play-v0', '--data-dir', '/nonexistent']) == 2
     err = capsys.readouterr().err.strip()
