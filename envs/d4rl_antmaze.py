@@ -142,10 +142,10 @@ def _env_class() -> type:
         def reset(self, *, seed=None, options=None):
             options = options or {}
             super(ogbench_maze, self).reset(seed=seed)  # the ant's own reset (qpos ± 0.1, qvel N(0, 0.1²))
-            if 'start_xy' in options:
-                self.set_xy(np.asarray(options['start_xy'], float))
             goal = options['goal_xy'] if 'goal_xy' in options else sample_goal(self.d4rl_maze.cell('G'))
             self.set_goal(goal_xy=np.asarray(goal, float))
+            # set_xy runs MuJoCo's forward pass, which also moves the goal marker for the first frame.
+            self.set_xy(np.asarray(options.get('start_xy', self.get_xy()), float))
             return self.get_ob(), {}
 
     return D4RLAntMazeEnv

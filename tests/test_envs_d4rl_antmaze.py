@@ -110,6 +110,13 @@ def test_short_generation_loads_back_as_fql_transitions(tmp_path, env_id):
     assert 0 <= card['collector_success'] <= 1 and 'ant expert' in card['generator']
 
 
+def test_collector_episode_is_a_function_of_its_seed():
+    collect = d4rl_antmaze.make_medium_collector(20)
+    first, other, again = collect(5), collect(6), collect(5)
+    assert all(np.array_equal(first[k], again[k]) for k in first)
+    assert not np.array_equal(first['observations'], other['observations'])
+
+
 def test_collector_summary_counts_episodes_that_reach_their_goal():
     goals = np.zeros((6, 2))
     obs = np.full((6, 29), 5.0)
