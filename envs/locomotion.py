@@ -13,16 +13,23 @@ written against the per-episode collector contract of `envs/generate.py`:
   a new goal cell is drawn; if the agent has stayed within 2 m for 150 steps it detours to a random cell.
 
 Dribbling. OGBench dribbles with a second SAC expert trained for 12M steps on `online-antball-v0`, far out
-of reach of this project's CPU. `DribbleController` replaces it with a controller built on the ant walking
-expert: it circles the ball until it is behind it (as seen from the goal), then walks through the ball
-toward the goal. The ant tends to step over the ball, so each pass moves the ball about a metre and the
+of reach of this project's CPU. `DribbleController` replaces it with passes of the ant walking expert along
+the goal line: stage behind the ball, walk through it toward the goal, circle back. The walking expert
+cannot push the ball (see the controller's docstring), so each pass moves it about half a metre and the
 collector scores far less often than a dedicated dribbling expert would. The dataset card's `generator`
-line names the controller. `python -m tools.locomotion success` measures how often the collectors
-reach a goal.
+line names the controller.
+
+`python -m envs.locomotion success DATASET [--episodes N] [--seed S | --data-dir D]` measures how often the
+collectors reach a goal: it replays the generation episodes (same per-episode seeds), checked row for row
+against the dataset file when given one, and ends with the line `collector success: K/N episodes`.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +37,10 @@ from typing import Callable
 
 import numpy as np
 
+from envs.cli import OneLineArgumentParser
 from envs.collectors import EpisodeRows, MazeNavigateCollector, make_locomaze_env, maze_cells, unit
-from envs.dataset_spec import DatasetError, DatasetSpec, Episode
-from envs.seeding import seed_everything
+from envs.dataset_spec import DatasetError, DatasetSpec, Episode, card_path, dataset_paths
+from envs.seeding import episode_seed, seed_everything
 
 EXPERTS_DIR = Path(__file__).resolve().parent.parent / 'artifacts' / 'experts'
 
@@ -40,6 +48,7 @@ ACTION_NOISE = 0.2  # OGBench generate_locomaze.py / generate_antsoccer.py defau
 BALL_NEAR = 2.0  # generate_antsoccer.py: dribble when the agent is within 2 m of the ball
 STUCK_WINDOW, STUCK_RADIUS = 150, 2.0  # generate_antsoccer.py stuck detection
 VIRTUAL_GOAL_TOL = 0.5
+FIELD_MARGIN = 0.7  # the dribbler's stand-off points stay this far from the walls (about an ant's half-span)
 ANTMAZE_ENV, ANTSOCCER_ENV = 'antmaze-large-v0', 'antsoccer-arena-v0'
 
 
@@ -107,38 +116,60 @@ def make_antmaze_large_collector(episode_steps: int) -> Callable[[int], Episode]
 # ---------------------------------------------------------------------------------------------- antsoccer
 
 
-def rotate(v: np.ndarray, angle: float) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([c * v[0] - s * v[1], s * v[0] + c * v[1]])
+def ball_frame(agent_xy: np.ndarray, ball_xy: np.ndarray, goal_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """(u, n, along, across): u the unit ball->goal direction, n its left normal, and the agent's position
+    relative to the ball in that frame (along < 0: behind the ball as seen from the goal)."""
+    u = unit(goal_xy - ball_xy)
+    n = np.array([-u[1], u[0]])
+    rel = agent_xy - ball_xy
+    return u, n, float(rel @ u), float(rel @ n)
 
 
 @dataclass(frozen=True)
 class DribbleController:
     """Dribbling on top of the ant walking expert: choose the walking direction from agent, ball and goal.
 
-    Let e be the signed angle from the agent->ball direction to the ball->goal direction. When |e| is
-    below `push_angle` the agent is behind the ball: it walks at the ball, turned by `push_gain * e` away
-    from the goal side, so the contact point slides onto the goal line while the ball rolls goalward.
-    Otherwise it circles the ball at radius `orbit_radius` (tangential walking plus a radial correction of
-    gain `radial_gain`), in the sense that shrinks |e|, until it is behind the ball.
+    Why passes. The ball weighs as much as the ant's torso (0.33 kg) and its rolling friction (0.5) makes
+    it slide rather than roll, with sliding friction 1: a push must supply about 3 N. The torso sits above
+    the ball's equator, so pressing into the ball pins it to the floor (the contact normal points down)
+    and the expert, trained to walk, cannot push harder; only its legs move the ball, by kicking it as the
+    ant walks over it, about half a metre a pass. So the controller makes passes along the goal line. In
+    the ball's frame (`ball_frame`):
+
+    * charge: behind the ball inside a lane that widens backward (`lane` + `cone` per metre beyond
+      half a metre): walk at the ball while farther than `aim_from` behind it, then along the goal line
+      with a steer back onto it (gain `steer`) until `through` metres past the ball;
+    * stage: behind the ball but outside the lane: walk to the stand-off point `standoff` metres behind
+      the ball on the goal line, clamped into the playing field (`field`, the lowest and highest x and y
+      the ant can stand on) so that the ant never aims into a wall;
+    * circle: beside or in front of the ball: circle it at `orbit` metres (tangent plus a radial
+      correction of gain `radial_gain`) in the sense that brings the agent behind it.
     """
 
-    push_angle: float = np.deg2rad(35)
-    push_gain: float = 1.0
-    orbit_radius: float = 1.5
-    radial_gain: float = 1.0
+    standoff: float = 1.4
+    lane: float = 0.8
+    cone: float = 0.6
+    aim_from: float = 0.7
+    through: float = 0.9
+    steer: float = 1.0
+    orbit: float = 1.3
+    radial_gain: float = 2.0
+    field: tuple[float, float] = (-np.inf, np.inf)
 
     def direction(self, agent_xy: np.ndarray, ball_xy: np.ndarray, goal_xy: np.ndarray) -> np.ndarray:
-        to_goal = unit(goal_xy - ball_xy)
-        to_ball = ball_xy - agent_xy
-        dist = np.linalg.norm(to_ball)
-        to_ball = to_ball / (dist + 1e-6)
-        e = np.arctan2(to_ball[0] * to_goal[1] - to_ball[1] * to_goal[0], to_ball @ to_goal)
-        if abs(e) <= self.push_angle:
-            return unit(rotate(to_ball, -self.push_gain * e))
-        # Circling counter-clockwise (e > 0) turns the agent->ball direction toward the goal direction.
-        tangent = rotate(-to_ball, np.sign(e) * np.pi / 2)
-        return unit(tangent + self.radial_gain * (dist - self.orbit_radius) * to_ball)
+        u, n, along, across = ball_frame(agent_xy, ball_xy, goal_xy)
+        if -2.5 < along < self.through and abs(across) < self.lane + self.cone * max(0.0, -along - 0.5):
+            if along < -self.aim_from:
+                return unit(ball_xy - agent_xy)
+            return unit(u - self.steer * across * n)
+        if along < -0.5 * self.standoff:
+            return unit(np.clip(ball_xy - self.standoff * u, *self.field) - agent_xy)
+        to_agent = unit(agent_xy - ball_xy)
+        tangent = np.array([-to_agent[1], to_agent[0]])
+        if tangent @ u > 0:
+            tangent = -tangent
+        distance = np.linalg.norm(agent_xy - ball_xy)
+        return unit(tangent + self.radial_gain * (self.orbit - distance) * to_agent)
 
 
 class AntsoccerNavigateCollector:
@@ -198,8 +229,16 @@ class AntsoccerNavigateCollector:
         return rows.stack()
 
 
+def arena_field(base) -> tuple[float, float]:
+    """Lowest and highest x (and y: the arena is square) of the floor, `FIELD_MARGIN` inside the walls."""
+    centres = np.array([base.ij_to_xy(cell) for cell in maze_cells(base.maze_map)[0]])
+    half_cell = np.linalg.norm(np.subtract(base.ij_to_xy((1, 2)), base.ij_to_xy((1, 1)))) / 2
+    return float(centres.min() - half_cell + FIELD_MARGIN), float(centres.max() + half_cell - FIELD_MARGIN)
+
+
 def make_antsoccer_arena_collector(episode_steps: int) -> Callable[[int], Episode]:
-    return AntsoccerNavigateCollector(make_locomaze_env(ANTSOCCER_ENV, episode_steps), load_ant_actor())
+    env = make_locomaze_env(ANTSOCCER_ENV, episode_steps)
+    return AntsoccerNavigateCollector(env, load_ant_actor(), DribbleController(field=arena_field(env.unwrapped)))
 
 
 # --------------------------------------------------------------------------------------------- registry
@@ -217,9 +256,100 @@ DATASETS: dict[str, DatasetSpec] = {
             'antsoccer-arena-navigate-v0',
             make_antsoccer_arena_collector,
             generator='SAC ant expert (artifacts/experts/ant.msgpack): walk to the ball, then dribble with '
-            'envs.locomotion.DribbleController (scripted, in place of OGBench antball SAC expert) + N(0, 0.2^2) '
-            'action noise, new goal on success, stuck detour',
+            'envs.locomotion.DribbleController (scripted passes along the goal line: stage behind the ball, walk '
+            'through it, circle back; in place of OGBench antball SAC expert) + N(0, 0.2^2) action noise, new goal '
+            'on success, stuck detour',
         ),
     ]
 }
 
+
+
+# ------------------------------------------------------------------------------------ collector success
+
+
+def collector_success(name: str, episodes: int, seed: int = 0, episode_steps: int = 1001,
+                      data_file: str | None = None) -> dict:
+    """Replay the first `episodes` episodes of `python -m envs.generate NAME --seed SEED` and count reached goals.
+
+    The goals are not in the files (antsoccer's observation has no goal), so success is measured by
+    running the collector again on the same per-episode seeds. With `data_file`, each replayed episode
+    must equal that file's rows, so the rate is the one of the data on disk and not of a newer collector.
+    """
+    if name not in DATASETS:
+        raise DatasetError(f"unknown locomotion dataset '{name}'; choose one of {', '.join(DATASETS)}")
+    stored = None
+    if data_file:
+        with np.load(data_file) as npz:  # each key of an npz is read in full on every access: read once
+            stored = {k: npz[k] for k in ('observations', 'actions')}
+        if episodes * episode_steps > len(stored['actions']):
+            raise DatasetError(f"{data_file} holds {len(stored['actions']) // episode_steps} episodes; "
+                               'ask for at most that many with --episodes')
+    collect = DATASETS[name].make_collector(episode_steps)
+    goals, t0 = [], time.time()
+    for i in range(episodes):
+        episode = collect(episode_seed(seed, i))
+        if stored is not None:
+            rows = slice(i * episode_steps, (i + 1) * episode_steps)
+            if not all(np.array_equal(stored[k][rows], episode[k].astype(stored[k].dtype))
+                       for k in ('observations', 'actions')):
+                raise DatasetError(
+                    f'episode {i} of {data_file} is not what this collector produces for its seed (the file comes '
+                    f'from another collector version); regenerate it with `python -m envs.generate {name} --force`')
+        goals.append(collect.goals_reached)
+    goals = np.asarray(goals)
+    return {
+        'dataset': name,
+        'file': data_file,
+        'episodes': episodes,
+        'seed': seed,
+        'episode_steps': episode_steps,
+        'episodes_with_goal': int(np.sum(goals > 0)),
+        'success_rate': float(np.mean(goals > 0)),
+        'goals_per_episode': float(np.mean(goals)),
+        'wall_time_s': round(time.time() - t0, 1),
+    }
+
+
+def main(argv: list[str] | None = None, prog: str = 'python -m envs.locomotion') -> int:
+    """`success DATASET`: how often the collector reached a goal, as one JSON line then
+    `collector success: K/N episodes`. With --data-dir the dataset's own file is replayed (seed and episode
+    length from its data card) and checked row for row; without, the episodes of `--seed` are replayed."""
+    parser = OneLineArgumentParser(prog=prog, description=__doc__.split('\n\n')[0])
+    sub = parser.add_subparsers(dest='command', required=True)
+    p = sub.add_parser('success', help="fraction of a dataset's episodes in which the collector reached a goal")
+    p.add_argument('dataset', help=f"one of: {', '.join(DATASETS)}")
+    p.add_argument('--episodes', type=int, default=50)
+    p.add_argument('--seed', type=int, default=None, help='generation seed to replay (default 0, or the card\'s)')
+    p.add_argument('--episode-steps', type=int, default=None, help='rows per episode (default 1001, or the card\'s)')
+    p.add_argument('--data-dir', default=None, help='replay and check the dataset file in this folder')
+    args = parser.parse_args(argv)
+    try:
+        seed, steps, data_file = args.seed, args.episode_steps, None
+        if args.data_dir is not None:
+            data_file = dataset_paths(args.dataset, args.data_dir)[0]
+            if not os.path.exists(data_file) or not os.path.exists(card_path(data_file)):
+                raise DatasetError(f'{data_file} (and its data card) not found; generate it with '
+                                   f'`python -m envs.generate {args.dataset} --data-dir {args.data_dir}`')
+            card = json.load(open(card_path(data_file)))
+            for flag, given, recorded in (('--seed', seed, card['seed']),
+                                          ('--episode-steps', steps, card['episode_steps'])):
+                if given is not None and given != recorded:
+                    parser.error(f'{flag} {given} disagrees with {data_file}, generated with {flag} {recorded}; '
+                                 f'drop {flag} to replay the file')
+            seed, steps = card['seed'], card['episode_steps']
+        seed = 0 if seed is None else seed
+        steps = 1001 if steps is None else steps
+        if args.episodes < 1 or steps < 2:
+            parser.error('--episodes must be >= 1 and --episode-steps >= 2')
+        result = collector_success(args.dataset, args.episodes, seed, steps, data_file)
+    except DatasetError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    print(f"collector success: {result['episodes_with_goal']}/{result['episodes']} episodes")
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

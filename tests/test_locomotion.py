@@ -1,20 +1,24 @@
 """The antmaze / antsoccer collectors and the runtime loader of the shipped ant expert.
 
 Fast checks only: the loader reads the same actor the expert's own flax model acts with, short generation
-runs of both datasets load back through OGBench's loader, the collectors are deterministic per seed, and the
-dribble controller pushes goalward. The expert's training is tested in tests/test_tools_experts.py.
+runs of both datasets load back through OGBench's loader, the collectors are deterministic per seed, the
+dribble controller's geometry (charge along the goal line from behind, circle from the front, stand-off points
+inside the walls), and `python -m envs.locomotion success` replays a dataset file row for row. The expert's
+training is tested in tests/test_tools_experts.py.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from envs import locomotion
+from envs import generate, locomotion, seeding
+from envs.collectors import make_locomaze_env
 from envs.datasets import DatasetError, load_task_dataset
 from envs.generate import generate_dataset
 from envs.tasks import resolve_task
@@ -73,6 +77,14 @@ def test_collector_episode_is_a_function_of_its_seed(dataset):
 # --------------------------------------------------------------------------------------- dribble controller
 
 coordinate = st.floats(-20, 20, allow_nan=False)
+FIELD = (-1.3, 21.3)
+
+
+def goal_line(angle: float, goal_distance: float = 8.0):
+    """A ball in the open and a goal `goal_distance` away from it at `angle`: (ball, goal, u)."""
+    u = np.array([np.cos(angle), np.sin(angle)])
+    ball = np.array([10.0, 10.0])
+    return ball, ball + goal_distance * u, u
 
 
 @settings(max_examples=200, deadline=None)
@@ -80,19 +92,108 @@ coordinate = st.floats(-20, 20, allow_nan=False)
 def test_dribble_direction_is_a_unit_vector(agent, ball, goal):
     agent, ball, goal = np.array(agent), np.array(ball), np.array(goal)
     assume(np.linalg.norm(agent - ball) > 1e-2 and np.linalg.norm(goal - ball) > 1e-2)
-    direction = locomotion.DribbleController().direction(agent, ball, goal)
+    direction = locomotion.DribbleController(field=FIELD).direction(agent, ball, goal)
     assert np.isfinite(direction).all() and abs(np.linalg.norm(direction) - 1) < 1e-3
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.floats(0, 2 * np.pi), st.floats(0.5, 1.5), st.floats(3, 15))
-def test_dribble_pushes_goalward_from_behind_and_goes_around_from_the_front(angle, gap, goal_distance):
+@given(st.floats(0, 2 * np.pi), st.floats(0.1, 2.0), st.floats(-0.2, 0.2))
+def test_dribble_charges_along_the_goal_line_from_behind(angle, gap, offset):
+    ball, goal, u = goal_line(angle)
+    n = np.array([-u[1], u[0]])
+    direction = locomotion.DribbleController().direction(ball - gap * u + offset * n, ball, goal)
+    assert direction @ u > 0.9
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.floats(0, 2 * np.pi), st.floats(-0.7, 0.7))
+def test_dribble_steers_back_onto_the_goal_line_while_pushing(angle, offset):
+    ball, goal, u = goal_line(angle)
+    n = np.array([-u[1], u[0]])
+    assume(abs(offset) > 0.05)
+    direction = locomotion.DribbleController().direction(ball - 0.3 * u + offset * n, ball, goal)
+    assert direction @ u > 0 and np.sign(direction @ n) == -np.sign(offset)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.floats(0, 2 * np.pi), st.floats(-np.pi / 2, np.pi / 2))
+def test_dribble_circles_from_the_front_without_walking_into_the_ball(angle, bearing):
     controller = locomotion.DribbleController()
-    to_goal = np.array([np.cos(angle), np.sin(angle)])
-    ball = np.array([1.0, -2.0])
-    goal = ball + goal_distance * to_goal
-    behind = controller.direction(ball - gap * to_goal, ball, goal)
-    assert behind @ to_goal > 0.9
-    in_front = ball + gap * to_goal
-    around = controller.direction(in_front, ball, goal)
-    assert around @ (ball - in_front) / gap < 0.9  # does not walk straight through the ball back toward it
+    ball, goal, u = goal_line(angle)
+    to_agent = locomotion.unit(np.array([np.cos(angle + bearing), np.sin(angle + bearing)]))
+    agent = ball + controller.orbit * to_agent  # in front of or beside the ball, on the orbit
+    direction = controller.direction(agent, ball, goal)
+    assert direction @ u <= 1e-4  # never further goalward: each step brings the agent nearer the back
+    assert direction @ -to_agent < 0.5  # not at the ball
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.floats(0, 2 * np.pi), st.floats(1.5, 3.0))
+def test_dribble_stages_at_the_stand_off_point_when_off_the_lane(angle, side):
+    controller = locomotion.DribbleController()
+    ball, goal, u = goal_line(angle)
+    n = np.array([-u[1], u[0]])
+    agent = ball - 1.5 * u + side * n  # behind the ball, outside the lane
+    stand_off = ball - controller.standoff * u
+    assert np.allclose(controller.direction(agent, ball, goal), locomotion.unit(stand_off - agent), atol=1e-4)
+
+
+def test_dribble_stand_off_point_stays_inside_the_walls():
+    controller = locomotion.DribbleController(field=FIELD)
+    ball, goal = np.array([10.0, 21.0]), np.array([10.0, 12.0])  # the ball by the top wall, the goal below it
+    agent = np.array([12.5, 21.8])  # behind the ball, off the lane
+    direction = controller.direction(agent, ball, goal)  # the stand-off point (10, 22.4) lies in the wall
+    assert np.allclose(direction, locomotion.unit(np.array([10.0, FIELD[1]]) - agent), atol=1e-4)
+
+
+def test_arena_field_is_the_floor_inside_the_walls():
+    env = make_locomaze_env(locomotion.ANTSOCCER_ENV, 10)
+    assert locomotion.arena_field(env.unwrapped) == pytest.approx((-2 + locomotion.FIELD_MARGIN, 22 - locomotion.FIELD_MARGIN))
+
+
+# ----------------------------------------------------------------------------------- collector success CLI
+
+SOCCER = 'antsoccer-arena-navigate-v0'
+CLI_STEPS = 30
+
+
+@pytest.fixture(scope='module')
+def soccer_dir(tmp_path_factory):
+    """A two-episode antsoccer dataset of 30-row episodes, generated at seed 3."""
+    root = str(tmp_path_factory.mktemp('soccer'))
+    generate_dataset(SOCCER, root, episodes=2, workers=1, seed=3, episode_steps=CLI_STEPS, progress=False)
+    return root
+
+
+def test_episode_seeds_are_the_generators():
+    assert [seeding.episode_seed(5, i) for i in range(4)] == [generate.episode_seed(5, i) for i in range(4)]
+
+
+def test_success_replays_the_file_and_ends_with_the_count(soccer_dir, capsys):
+    assert locomotion.main(['success', SOCCER, '--episodes', '2', '--data-dir', soccer_dir]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(lines[0])
+    assert (result['seed'], result['episode_steps'], result['episodes']) == (3, CLI_STEPS, 2)  # from the card
+    assert lines[-1] == f"collector success: {result['episodes_with_goal']}/2 episodes"
+
+
+def test_success_refuses_a_file_from_another_collector(soccer_dir, tmp_path, capsys):
+    train_path = locomotion.dataset_paths(SOCCER, soccer_dir)[0]
+    arrays = dict(np.load(train_path))
+    arrays['actions'][CLI_STEPS + 5] *= -1  # episode 1 no longer matches its seed's replay
+    np.savez(tmp_path / f'{SOCCER}.npz', **arrays)
+    shutil.copy(locomotion.card_path(train_path), tmp_path)
+    assert locomotion.main(['success', SOCCER, '--episodes', '2', '--data-dir', str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert '\n' not in err and err.startswith('error: episode 1 of') and '--force' in err
+
+
+def test_success_refuses_a_seed_other_than_the_files(soccer_dir, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        locomotion.main(['success', SOCCER, '--seed', '0', '--data-dir', soccer_dir])
+    assert exit_.value.code == 2 and 'generated with --seed 3' in capsys.readouterr().err
+
+
+def test_success_names_the_command_that_generates_a_missing_file(tmp_path, capsys):
+    assert locomotion.main(['success', SOCCER, '--data-dir', str(tmp_path)]) == 2
+    assert f'python -m envs.generate {SOCCER} --data-dir {tmp_path}' in capsys.readouterr().err
