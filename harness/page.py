@@ -119,6 +119,8 @@ def render_page(summary: dict, config: dict, episodes: Sequence[dict], files: Se
     present = set(files)
     videos = {video_name(row): row for row in episodes if row['phase'] in REPORTED_PHASES}
     videos = {name: row for name, row in videos.items() if name in present}
+    pairs = _pairs(summary, videos)
+    paired = {name for _, names in (pairs[2] if pairs else []) for name in names}
     kind = 'β sweep' if summary['mode'] == 'evaluate' else 'training run'
     title = f"{summary['task']} · {summary['agent']} · {kind}"
     sections = [
@@ -126,8 +128,8 @@ def render_page(summary: dict, config: dict, episodes: Sequence[dict], files: Se
         f'{esc(summary["steps"])} updates, seeds {esc(", ".join(map(str, summary["seeds"])))}</p>',
         _headline(summary),
         _success_table(summary),
-        _side_by_side(summary, videos),
-        _videos_per_beta(summary, videos),
+        _side_by_side(pairs, videos),
+        _videos_per_beta(summary, videos, paired),
         _plots(files),
         '<h2>Dataset</h2>' + definition_table(dataset.items()),
         _settings(summary, config),
@@ -207,36 +209,51 @@ def _video_figure(name: str, row: dict) -> str:
             f'<figcaption>{esc(label)}</figcaption></figure>')
 
 
-def _side_by_side(summary: dict, videos: dict[str, dict]) -> str:
+def _pairs(summary: dict, videos: dict[str, dict]) -> tuple[float, str, list[tuple[tuple, list[str]]]] | None:
+    """(guided β, why it was picked, [(seed and episode, [video at β = 0, video at β])]) for every start
+    state recorded at both βs; None without a β = 0 and a guided β to compare."""
     pick = guided_beta(summary)
-    heading = '<h2>β = 0 beside guidance, same start state</h2>'
     if pick is None:
-        return heading + ('<p class="note">Needs β = 0 and a β &gt; 0 among the evaluated βs, e.g. '
-                          '<code>--betas 0,0.3</code> or a β sweep of this checkpoint.</p>')
+        return None
     beta, why = pick
     at = {b: {(row['seed'], row['episode']): name for name, row in videos.items() if row['beta'] == b}
           for b in (0.0, beta)}
     starts = sorted(set(at[0.0]) & set(at[beta]))
+    return beta, why, [(start, [at[0.0][start], at[beta][start]]) for start in starts]
+
+
+def _side_by_side(pairs, videos: dict[str, dict]) -> str:
+    heading = '<h2>β = 0 beside guidance, same start state</h2>'
+    if pairs is None:
+        return heading + ('<p class="note">Needs β = 0 and a β &gt; 0 among the evaluated βs, e.g. '
+                          '<code>--betas 0,0.3</code> or a β sweep of this checkpoint.</p>')
+    beta, why, starts = pairs
     if not starts:
         return heading + f'<p class="note">No episode was recorded at both β = 0 and β = {beta:g}.</p>'
-    pairs = []
-    for index, start in enumerate(starts):
-        figures = ''.join(_video_figure(at[b][start], videos[at[b][start]]) for b in (0.0, beta))
-        pairs.append(f'<div class="pair" data-pair="{index}"><button type="button" data-play-pair>'
-                     f'▶ play both from the start (seed {start[0]}, episode {start[1]})</button>'
-                     f'<div class="videos">{figures}</div></div>')
-    return heading + f'<p class="note">β = {beta:g}: {esc(why)}. The strip under each video plots ‖β∇Q‖ and ‖v‖ per env step.</p>' + ''.join(pairs)
+    blocks = []
+    for index, (start, names) in enumerate(starts):
+        figures = ''.join(_video_figure(name, videos[name]) for name in names)
+        blocks.append(f'<div class="pair" data-pair="{index}"><button type="button" data-play-pair>'
+                      f'▶ play both from the start (seed {start[0]}, episode {start[1]})</button>'
+                      f'<div class="videos">{figures}</div></div>')
+    return heading + f'<p class="note">β = {beta:g}: {esc(why)}. The strip under each video plots ‖β∇Q‖ and ‖v‖ per env step.</p>' + ''.join(blocks)
 
 
-def _videos_per_beta(summary: dict, videos: dict[str, dict]) -> str:
+def _videos_per_beta(summary: dict, videos: dict[str, dict], paired: set[str]) -> str:
+    """Every recorded video not already shown in a pair above (a page loads each video once)."""
     parts = ['<h2>Videos per β</h2>']
     for r in summary['results']:
-        names = sorted((name for name, row in videos.items() if row['beta'] == r['beta']),
+        recorded = [name for name, row in videos.items() if row['beta'] == r['beta']]
+        names = sorted((name for name in recorded if name not in paired),
                        key=lambda name: (videos[name]['seed'], videos[name]['episode']))
         figures = ''.join(_video_figure(name, videos[name]) for name in names)
-        parts.append(f'<h3>β = {r["beta"]:g} (held-out success {rate(r["success_rate"])})</h3>' +
-                     (f'<div class="videos">{figures}</div>' if names else
-                      '<p class="note">No video recorded (--video-episodes 0).</p>'))
+        if names:
+            body = f'<div class="videos">{figures}</div>'
+        elif recorded:
+            body = '<p class="note">Its recorded episodes are in the pairs above.</p>'
+        else:
+            body = '<p class="note">No video recorded (--video-episodes 0).</p>'
+        parts.append(f'<h3>β = {r["beta"]:g} (held-out success {rate(r["success_rate"])})</h3>' + body)
     return ''.join(parts)
 
 

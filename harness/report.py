@@ -89,6 +89,13 @@ def success_matrix(episodes: Sequence[dict]) -> tuple[list, np.ndarray]:
     return seeds, np.array([[float(e['success']) for e in rows[:width]] for rows in by_seed])
 
 
+def per_seed_statistics(per_seed: Sequence[float]) -> dict:
+    """The per-seed part of a result: the rates, their IQM and its bootstrap interval over seeds."""
+    per_seed = np.asarray(per_seed, dtype=np.float64)
+    return {'iqm': iqm(per_seed), 'iqm_ci95': iqm_bootstrap_ci(per_seed),
+            'per_seed_success': [float(x) for x in per_seed]}
+
+
 def summarize_beta(beta: float, episodes: Sequence[dict]) -> dict:
     """Summary of one β from its per-episode records (each with seed, success, return, length)."""
     seeds, successes = success_matrix(episodes)
@@ -99,9 +106,7 @@ def summarize_beta(beta: float, episodes: Sequence[dict]) -> dict:
         'beta': float(beta),
         'success_rate': float(successes.mean()),
         'ci95': hierarchical_bootstrap_ci(successes),
-        'iqm': iqm(per_seed),
-        'iqm_ci95': iqm_bootstrap_ci(per_seed),
-        'per_seed_success': [float(x) for x in per_seed],
+        **per_seed_statistics(per_seed),
         'seeds': seeds,
         'episodes_per_seed': int(width),
         'mean_return': float(np.mean([e['return'] for e in episodes])),

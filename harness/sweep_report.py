@@ -18,7 +18,7 @@ import numpy as np
 
 from harness.checkpoints import write_text_atomic
 from harness.plots import plot_sweep_success
-from harness.report import best_beta, iqm, iqm_bootstrap_ci, iqm_with_interval, seed_task_matrix
+from harness.report import best_beta, iqm_with_interval, per_seed_statistics, seed_task_matrix
 
 # The QFQL paper's Table 1 ("Performance comparison on selected environments"): success in %, mean ±
 # standard deviation over seeds (QFQL's without a deviation), by OGBench / D4RL id. The paper's setting
@@ -64,9 +64,8 @@ def combine_seed_groups(summaries: Sequence[dict]) -> list[dict]:
     for beta, parts in sorted(by_beta.items()):
         per_seed = [x for part in parts for x in part['per_seed_success']]
         seeds = [s for part in parts for s in part['seeds']]
-        result = {'beta': beta, 'success_rate': float(np.mean(per_seed)), 'iqm': iqm(np.array(per_seed)),
-                  'iqm_ci95': iqm_bootstrap_ci(np.array(per_seed)), 'per_seed_success': per_seed, 'seeds': seeds,
-                  'episodes_per_seed': min(part['episodes_per_seed'] for part in parts)}
+        result = {'beta': beta, 'success_rate': float(np.mean(per_seed)), **per_seed_statistics(per_seed),
+                  'seeds': seeds, 'episodes_per_seed': min(part['episodes_per_seed'] for part in parts)}
         if all('selection_success_rate' in part for part in parts):
             result['selection_success_rate'] = float(
                 sum(part['selection_success_rate'] * len(part['seeds']) for part in parts) / len(seeds))
@@ -140,12 +139,22 @@ def report_markdown(arms: Sequence[Arm], header: str, pages: Sequence[tuple[str,
 
 def _across_tasks(arms: Sequence[Arm]) -> list[str]:
     """Per agent, with two tasks or more: the IQM over tasks × seeds at each arm's selected β, with a
-    bootstrap stratified over tasks. Agents with a failed arm or unequal seed counts are left out."""
+    bootstrap stratified over tasks. An agent with a failed arm or unequal seed counts gets a row that
+    says why it has no IQM (a stratified bootstrap needs the same seeds in every task)."""
     lines = []
     for agent in sorted({a.agent for a in arms}):
         own = [a for a in arms if a.agent == agent]
+        if len(own) < 2:
+            continue
         chosen = [a.selected() for a in own]
-        if len(own) < 2 or any(c is None for c in chosen) or len({len(c['seeds']) for c in chosen}) != 1:
+        if any(c is None for c in chosen):
+            lacking = ', '.join(a.task for a, c in zip(own, chosen) if c is None)
+            lines.append(f'| {agent} | {len(own)} | — | left out: no selected β for {lacking} |')
+            continue
+        counts = [len(c['seeds']) for c in chosen]
+        if len(set(counts)) != 1:
+            per_task = ', '.join(f'{a.task} {n}' for a, n in zip(own, counts))
+            lines.append(f'| {agent} | {len(own)} | — | left out: unequal seed counts ({per_task}) |')
             continue
         scores = seed_task_matrix([c['per_seed_success'] for c in chosen])
         lines.append(f'| {agent} | {len(own)} | {scores.shape[0]} | {iqm_with_interval(scores)} |')

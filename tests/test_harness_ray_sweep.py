@@ -18,7 +18,7 @@ from envs.datasets import ensure_dataset
 from envs.tasks import resolve_task
 from harness.report import iqm
 from harness.sweep import Job, build_parser, connect, job_env, main, plan_jobs, run_job
-from harness.sweep_report import combine_seed_groups
+from harness.sweep_report import Arm, combine_seed_groups, report_markdown
 from tests.cli import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -135,6 +135,20 @@ def test_jobs_split_seeds_and_combine_them_back():
     [combined] = combine_seed_groups(groups)
     assert combined['seeds'] == [0, 1, 2, 3] and combined['success_rate'] == 0.625
     assert combined['iqm'] == iqm(np.array([0.0, 0.5, 1.0, 1.0])) and combined['selection_success_rate'] == 0.625
+
+
+def test_across_tasks_names_the_agents_it_cannot_pool():
+    def arm(task, agent, per_seed):
+        result = {'beta': 0.0, 'success_rate': float(np.mean(per_seed)), 'iqm': iqm(np.array(per_seed)),
+                  'iqm_ci95': [0.0, 1.0], 'per_seed_success': per_seed, 'seeds': list(range(len(per_seed))),
+                  'episodes_per_seed': 4}
+        return Arm(task, task, agent, [result], 0.0)
+    arms = [arm('cube', 'qfql', [0.5, 0.75]), arm('scene', 'qfql', [0.25, 0.5]),
+            arm('cube', 'fql', [0.5, 0.75]), arm('scene', 'fql', [0.25, 0.5, 1.0])]
+    rows = report_markdown(arms, 'header').split('## Across tasks')[1].splitlines()
+    assert [r.split(' | ')[0] for r in rows if r.startswith('| fql') or r.startswith('| qfql')] == ['| fql', '| qfql']
+    assert any(r.startswith('| fql') and 'unequal seed counts (cube 2, scene 3)' in r for r in rows)
+    assert any(r.startswith('| qfql | 2 | 2 |') for r in rows)
 
 
 def test_gpu_settings_reach_jax():
