@@ -250,7 +250,8 @@ _GENERATOR = ('D4RL antmaze diverse: SAC ant expert (artifacts/experts/ant.msgpa
               'D4RL map, random non-goal start cell + U[0,1], goal cell of the D4RL dataset map + U[0,1] + U[0,0.5], '
               'one goal per episode, N(0, 0.2^2) action noise; rewards 1 within 0.5 of the evaluation goal + 0.75')
 DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
-    DatasetSpec(env_id, factory, generator=_GENERATOR, summarize=collector_summary)
+    DatasetSpec(env_id, factory, generator=_GENERATOR, summarize=collector_summary,
+                procedure='D4RL scripts/generation/generate_ant_maze_datasets.py and relabel_antmaze_rewards.py')
     for env_id, factory in [('antmaze-umaze-diverse-v2', make_umaze_collector),
                             ('antmaze-medium-diverse-v2', make_medium_collector),
                             ('antmaze-large-diverse-v2', make_large_collector)]

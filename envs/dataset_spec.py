@@ -38,7 +38,8 @@ def card_path(npz_path: str) -> str:
 @dataclass(frozen=True)
 class DatasetSpec:
     """How one dataset is generated: `make_collector(episode_steps)` returns a function from an episode
-    seed to one episode (see envs/generate.py), and `generator` is the line the data card records.
+    seed to one episode (see envs/generate.py); `generator` and `procedure` (whose published scripts it
+    re-implements) are what the data card records.
     `summarize`, where given, turns a split's arrays into more card fields (e.g. how often the collector
     reached its goals), so that the card says what the data holds without loading it."""
 
@@ -47,4 +48,5 @@ class DatasetSpec:
     default_episodes: int = 1000
     episode_steps: int = 1001
     generator: str = ''
+    procedure: str = 'OGBench data_gen_scripts'
     summarize: Callable[[Episode], dict] | None = None

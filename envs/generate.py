@@ -252,7 +252,7 @@ def generate_dataset(
             'file': os.path.basename(path),
             'split': split,
             'generator': f'envs.generate ({spec.generator})',
-            'procedure': "OGBench data_gen_scripts, reimplemented (val = episodes // 10 extra episodes)",
+            'procedure': f'{spec.procedure}, reimplemented (val = episodes // 10 extra episodes)',
             'seed': seed,
             'episodes': n_eps,
             'train_episodes_requested': episodes,

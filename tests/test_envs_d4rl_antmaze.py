@@ -108,6 +108,7 @@ def test_short_generation_loads_back_as_fql_transitions(tmp_path, env_id):
     assert np.array_equal(data['masks'], -data['rewards'])  # masks 1 - terminal, terminal = at the goal
     card = json.load(open(train_path[: -len('.npz')] + '.card.json'))
     assert 0 <= card['collector_success'] <= 1 and 'ant expert' in card['generator']
+    assert card['procedure'].startswith('D4RL scripts/generation')
 
 
 def test_collector_episode_is_a_function_of_its_seed():
