@@ -116,7 +116,8 @@ def make_antmaze_large_collector(episode_steps: int) -> Callable[[int], Episode]
 # ---------------------------------------------------------------------------------------------- antsoccer
 
 
-def ball_frame(agent_xy: np.ndarray, ball_xy: np.ndarray, goal_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+def ball_frame(agent_xy: np.ndarray, ball_xy: np.ndarray,
+               goal_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
     """(u, n, along, across): u the unit ball->goal direction, n its left normal, and the agent's position
     relative to the ball in that frame (along < 0: behind the ball as seen from the goal)."""
     u = unit(goal_xy - ball_xy)
@@ -295,7 +296,8 @@ def collector_success(name: str, episodes: int, seed: int = 0, episode_steps: in
                        for k in ('observations', 'actions')):
                 raise DatasetError(
                     f'episode {i} of {data_file} is not what this collector produces for its seed (the file comes '
-                    f'from another collector version); regenerate it with `python -m envs.generate {name} --force`')
+                    'from another collector version); regenerate it with '
+                    f'`python -m envs.generate {name} --force --data-dir {os.path.dirname(data_file)}`')
         goals.append(collect.goals_reached)
     goals = np.asarray(goals)
     return {
@@ -331,7 +333,8 @@ def main(argv: list[str] | None = None, prog: str = 'python -m envs.locomotion')
             if not os.path.exists(data_file) or not os.path.exists(card_path(data_file)):
                 raise DatasetError(f'{data_file} (and its data card) not found; generate it with '
                                    f'`python -m envs.generate {args.dataset} --data-dir {args.data_dir}`')
-            card = json.load(open(card_path(data_file)))
+            with open(card_path(data_file)) as f:
+                card = json.load(f)
             for flag, given, recorded in (('--seed', seed, card['seed']),
                                           ('--episode-steps', steps, card['episode_steps'])):
                 if given is not None and given != recorded:
