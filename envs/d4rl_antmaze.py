@@ -281,8 +281,8 @@ def read_official(path: str) -> dict[str, np.ndarray]:
     try:
         import h5py
     except ImportError:
-        raise DatasetError(f'{path} is a D4RL hdf5 file and reading it needs h5py: `pip install h5py` '
-                           '(or move it away to use the regenerated dataset)') from None
+        raise DatasetError(f'{path} is a D4RL hdf5 file and reading it needs h5py '
+                           "(`pip install -e '.[d4rl]'`), or move it away to use the regenerated dataset") from None
     try:
         with h5py.File(path, 'r') as f:
             return {k: np.asarray(f[k]) for k in ('observations', 'actions', 'rewards', 'terminals', 'timeouts')}

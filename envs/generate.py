@@ -38,6 +38,7 @@ from envs.cli import OneLineArgumentParser
 from envs.dataset_spec import (DEFAULT_DATA_DIR, CollectorFactory, DatasetError, DatasetSpec, Episode, card_path,
                                dataset_paths)
 from envs.rendering import choose_mujoco_gl
+from envs.seeding import episode_seed
 from envs.workers import start_worker
 
 # OGBench's file dtypes (generate_*.py cast lists to these before np.savez_compressed).
@@ -92,11 +93,6 @@ def get_spec(name: str) -> DatasetSpec:
     close = difflib.get_close_matches(name, known, n=4, cutoff=0.4) or known
     raise DatasetError(f"no offline generator for dataset '{name}' (close matches: {', '.join(close)}); any other "
                        "OGBench dataset can be fetched with `python -m harness.run ... --download` (needs a network)")
-
-
-def episode_seed(seed: int, episode_index: int) -> int:
-    """Seed of one episode: a function of (run seed, episode index) only, independent of sharding."""
-    return int(np.random.SeedSequence([seed, episode_index]).generate_state(1)[0])
 
 
 def shard_size_for(total_episodes: int) -> int:

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from envs import generate, locomotion, seeding
+from envs import locomotion
 from envs.collectors import make_locomaze_env
 from envs.datasets import DatasetError, load_task_dataset
 from envs.generate import generate_dataset
@@ -148,7 +148,8 @@ def test_dribble_stand_off_point_stays_inside_the_walls():
 
 def test_arena_field_is_the_floor_inside_the_walls():
     env = make_locomaze_env(locomotion.ANTSOCCER_ENV, 10)
-    assert locomotion.arena_field(env.unwrapped) == pytest.approx((-2 + locomotion.FIELD_MARGIN, 22 - locomotion.FIELD_MARGIN))
+    margin = locomotion.FIELD_MARGIN
+    assert locomotion.arena_field(env.unwrapped) == pytest.approx((-2 + margin, 22 - margin))  # walls at -2 and 22
 
 
 # ----------------------------------------------------------------------------------- collector success CLI
@@ -163,10 +164,6 @@ def soccer_dir(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('soccer'))
     generate_dataset(SOCCER, root, episodes=2, workers=1, seed=3, episode_steps=CLI_STEPS, progress=False)
     return root
-
-
-def test_episode_seeds_are_the_generators():
-    assert [seeding.episode_seed(5, i) for i in range(4)] == [generate.episode_seed(5, i) for i in range(4)]
 
 
 def test_success_replays_the_file_and_ends_with_the_count(soccer_dir, capsys):
