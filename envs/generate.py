@@ -80,16 +80,16 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
+# Every dataset this project can generate offline: the oracle ones above and the expert-driven ones.
+GENERATORS: dict[str, DatasetSpec] = {**DATASETS, **locomotion.DATASETS, **d4rl_antmaze.DATASETS}
+
+
 def get_spec(name: str) -> DatasetSpec:
     """The DatasetSpec of a dataset name: the oracle datasets above, or the expert-driven locomotion
     ones of envs/locomotion.py and envs/d4rl_antmaze.py."""
-    if name in DATASETS:
-        return DATASETS[name]
-    if name in locomotion.DATASETS:
-        return locomotion.DATASETS[name]
-    if name in d4rl_antmaze.DATASETS:
-        return d4rl_antmaze.DATASETS[name]
-    known = list(DATASETS) + list(locomotion.DATASETS) + list(d4rl_antmaze.DATASETS)
+    if name in GENERATORS:
+        return GENERATORS[name]
+    known = list(GENERATORS)
     close = difflib.get_close_matches(name, known, n=4, cutoff=0.4) or known
     raise DatasetError(f"no offline generator for dataset '{name}' (close matches: {', '.join(close)}); any other "
                        "OGBench dataset can be fetched with `python -m harness.run ... --download` (needs a network)")
@@ -298,8 +298,7 @@ def _run_pool(
 
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineArgumentParser(prog='python -m envs.generate', description=__doc__.split('\n\n')[0])
-    known = list(DATASETS) + list(locomotion.DATASETS) + list(d4rl_antmaze.DATASETS)
-    parser.add_argument('dataset', help=f"one of: {', '.join(known)}")
+    parser.add_argument('dataset', help=f"one of: {', '.join(GENERATORS)}")
     parser.add_argument('--episodes', type=int, default=None, help='train episodes (default 1000); val gets N // 10')
     parser.add_argument('--workers', type=int, default=None, help='worker processes (default: all cores)')
     parser.add_argument('--seed', type=int, default=0)
