@@ -223,18 +223,6 @@ def make_collector(env_id: str, episode_steps: int) -> DiverseCollector:
     return DiverseCollector(env, MAZES[env_id], ant_act(load_ant_actor()))
 
 
-def make_umaze_collector(episode_steps: int) -> DiverseCollector:
-    return make_collector('antmaze-umaze-diverse-v2', episode_steps)
-
-
-def make_medium_collector(episode_steps: int) -> DiverseCollector:
-    return make_collector('antmaze-medium-diverse-v2', episode_steps)
-
-
-def make_large_collector(episode_steps: int) -> DiverseCollector:
-    return make_collector('antmaze-large-diverse-v2', episode_steps)
-
-
 def collector_summary(arrays: Episode) -> dict:
     """What the data card says about the collector: the fraction of episodes whose ant came within 0.5 m of
     its own goal (from the stored x-y and goals), and the fraction of rows with reward 1."""
@@ -250,11 +238,9 @@ _GENERATOR = ('D4RL antmaze diverse: SAC ant expert (artifacts/experts/ant.msgpa
               'D4RL map, random non-goal start cell + U[0,1], goal cell of the D4RL dataset map + U[0,1] + U[0,0.5], '
               'one goal per episode, N(0, 0.2^2) action noise; rewards 1 within 0.5 of the evaluation goal + 0.75')
 DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
-    DatasetSpec(env_id, factory, generator=_GENERATOR, summarize=collector_summary,
+    DatasetSpec(env_id, functools.partial(make_collector, env_id), generator=_GENERATOR, summarize=collector_summary,
                 procedure='D4RL scripts/generation/generate_ant_maze_datasets.py and relabel_antmaze_rewards.py')
-    for env_id, factory in [('antmaze-umaze-diverse-v2', make_umaze_collector),
-                            ('antmaze-medium-diverse-v2', make_medium_collector),
-                            ('antmaze-large-diverse-v2', make_large_collector)]
+    for env_id in MAZES
 ]}
 
 

@@ -112,7 +112,7 @@ def test_short_generation_loads_back_as_fql_transitions(tmp_path, env_id):
 
 
 def test_collector_episode_is_a_function_of_its_seed():
-    collect = d4rl_antmaze.make_medium_collector(20)
+    collect = d4rl_antmaze.DATASETS['antmaze-medium-diverse-v2'].make_collector(20)
     first, other, again = collect(5), collect(6), collect(5)
     assert all(np.array_equal(first[k], again[k]) for k in first)
     assert not np.array_equal(first['observations'], other['observations'])
