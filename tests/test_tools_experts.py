@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import ogbench.online_locomotion  # noqa: F401  (registers online-ant-v0)
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tools import experts, sac
 
@@ -75,3 +77,37 @@ def test_sac_training_resumes_from_its_checkpoint_and_exports_a_card_of_it(tmp_p
     assert card['env_steps_trained'] == 96 and card['env_id'] == tiny.env_id
     assert card['train_command'] == 'python -m tools.experts train ant --steps 96 --num-envs 4'
     assert card['evaluation']['episodes'] == 1 and [e['step'] for e in card['progress_log']] == [32, 64, 96]
+
+
+@settings(max_examples=40, deadline=None)
+@given(first=st.integers(1, 12), added=st.integers(0, 30), second=st.integers(1, 12), more=st.integers(0, 15))
+def test_a_restored_replay_buffer_keeps_the_newest_transitions_and_overwrites_the_oldest(first, added, second, more):
+    """A long run's ring buffer wraps, and a resumed run may build it with another capacity (its --steps
+    changed): after restoring, the buffer must hold exactly the newest transitions, and every later add
+    must evict the oldest one, as if it had been that size all along."""
+    def filled(capacity, values):
+        buffer = sac.ReplayBuffer(capacity, obs_dim=1, action_dim=1)
+        for v in values:
+            buffer.add(observations=[v], actions=[v], rewards=v, masks=1.0, next_observations=[v])
+        return buffer
+
+    def contents(buffer):
+        return sorted(buffer.data['rewards'][: buffer.size].tolist())
+
+    saved = filled(first, range(added))
+    resumed = sac.ReplayBuffer(second, obs_dim=1, action_dim=1)
+    resumed.restore({k: v[: saved.size] for k, v in saved.data.items()}, saved.pointer)
+    for v in range(added, added + more):
+        resumed.add(observations=[v], actions=[v], rewards=v, masks=1.0, next_observations=[v])
+    kept_by_the_first_run = list(range(added))[-first:] if added else []
+    newest = (kept_by_the_first_run + list(range(added, added + more)))[-second:]
+    assert contents(resumed) == [float(v) for v in newest]
+    assert np.array_equal(resumed.data['observations'][: resumed.size, 0], resumed.data['rewards'][: resumed.size])
+
+
+def test_the_antball_training_env_builds_and_steps():
+    """OGBench's AntBallEnv renders in its constructor, so building it without a render mode fails."""
+    env = experts.make_online_env(experts.EXPERTS['antball'])
+    ob, _ = env.reset(seed=0)
+    next_ob, reward, *_ = env.step(env.action_space.sample())
+    assert ob.shape == next_ob.shape == (42,) and np.isfinite(reward)

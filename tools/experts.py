@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from envs.cli import OneLineArgumentParser
 from envs.locomotion import EXPERTS_DIR
+from envs.rendering import choose_mujoco_gl
 from harness.errors import UsageError, run_main
 from tools.sac import (ReplayBuffer, SACConfig, atomic_write_bytes, atomic_write_text, init_train_state,
                        load_checkpoint, make_modules, make_policy_fn, make_update_fn, save_checkpoint, to_numpy)
@@ -61,6 +62,7 @@ class ExpertSpec:
     ogbench_steps: int  # OGBench's commands.sh
     train_interval: int = 1  # env steps per update (OGBench: 1 for ant, 4 for antball)
     seed_steps: int = 10_000
+    buffer_size: int = 1_000_000  # replay capacity; a 12M-transition antball buffer would need 4.5 GB
     terminate_at_end: bool = False  # treat time-limit truncation as terminal (OGBench antball)
 
 
@@ -97,7 +99,10 @@ def make_online_env(spec: ExpertSpec):
         from ogbench.online_locomotion.wrappers import GymXYWrapper
 
         return GymXYWrapper(gymnasium.make('online-ant-v0'), resample_interval=100)
-    return gymnasium.make(spec.env_id)
+    # AntBallEnv renders once in its constructor (to place its camera), so it needs a render mode and a
+    # working headless GL backend even though training never looks at a frame.
+    choose_mujoco_gl()
+    return gymnasium.make(spec.env_id, render_mode='rgb_array', width=64, height=64)
 
 
 # ------------------------------------------------------------------------------------------------- train
@@ -119,7 +124,7 @@ def train(spec: ExpertSpec, steps: int, run_dir: Path, seed: int = 0, num_envs: 
     state = init_train_state(spec.sac, obs_dim, action_dim, seed)
     progress_path = run_dir / 'progress.json'
     saved_step = json.loads(progress_path.read_text())['step'] if progress_path.exists() else 0
-    buffer = ReplayBuffer(max(steps, spec.seed_steps, saved_step), obs_dim, action_dim)
+    buffer = ReplayBuffer(min(spec.buffer_size, max(steps, spec.seed_steps, saved_step)), obs_dim, action_dim)
     update_fn = make_update_fn(spec.sac, action_dim)
     policy_fn = make_policy_fn(spec.sac, action_dim)
     sample_rng = np.random.default_rng(seed)

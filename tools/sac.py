@@ -235,6 +235,16 @@ class ReplayBuffer:
         self.pointer = (self.pointer + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
+    def restore(self, rows: dict, pointer: int) -> None:
+        """Load saved rows (a buffer's first `size` rows and its write pointer) into this one, whose capacity
+        may differ: a wrapped ring is unrolled into chronological order and the newest rows that fit are
+        kept, so the next `add` always overwrites the oldest transition."""
+        size = len(rows[self.KEYS[0]])
+        kept = min(size, self.capacity)
+        for k in self.KEYS:
+            self.data[k][:kept] = np.roll(rows[k], -pointer, axis=0)[size - kept:]
+        self.size, self.pointer = kept, kept % self.capacity
+
     def sample(self, rng: np.random.Generator, num: int, batch_size: int) -> dict:
         idx = rng.integers(0, self.size, size=(num, batch_size))
         return {k: v[idx] for k, v in self.data.items()}
@@ -283,8 +293,5 @@ def load_checkpoint(run_dir: Path, template: dict, buffer: ReplayBuffer):
     step = progress['step']
     state = flax.serialization.from_bytes(template, (run_dir / f'agent-{step}.msgpack').read_bytes())
     with np.load(run_dir / f'buffer-{step}.npz') as saved:
-        size = int(saved['size'])
-        for k in ReplayBuffer.KEYS:
-            buffer.data[k][:size] = saved[k]
-        buffer.size, buffer.pointer = size, int(saved['pointer'])
+        buffer.restore({k: saved[k] for k in ReplayBuffer.KEYS}, int(saved['pointer']))
     return state, step, progress['np_rng_state'], progress['log']
