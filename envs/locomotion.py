@@ -137,9 +137,10 @@ class DribbleController:
     ant walks over it, about half a metre a pass. So the controller makes passes along the goal line. In
     the ball's frame (`ball_frame`):
 
-    * charge: behind the ball inside a lane that widens backward (`lane` + `cone` per metre beyond
-      half a metre): walk at the ball while farther than `aim_from` behind it, then along the goal line
-      with a steer back onto it (gain `steer`) until `through` metres past the ball;
+    * charge: behind the ball, at most `lane_depth` metres, inside a lane that widens backward (`lane`
+      + `cone` per metre beyond `cone_start` metres): walk at the ball while farther than `aim_from`
+      behind it, then along the goal line with a steer back onto it (gain `steer`) until `through`
+      metres past the ball;
     * stage: behind the ball but outside the lane: walk to the stand-off point `standoff` metres behind
       the ball on the goal line, clamped into the playing field (`field`, the lowest and highest x and y
       the ant can stand on) so that the ant never aims into a wall;
@@ -150,6 +151,8 @@ class DribbleController:
     standoff: float = 1.4
     lane: float = 0.8
     cone: float = 0.6
+    lane_depth: float = 2.5
+    cone_start: float = 0.5
     aim_from: float = 0.7
     through: float = 0.9
     steer: float = 1.0
@@ -159,7 +162,8 @@ class DribbleController:
 
     def direction(self, agent_xy: np.ndarray, ball_xy: np.ndarray, goal_xy: np.ndarray) -> np.ndarray:
         u, n, along, across = ball_frame(agent_xy, ball_xy, goal_xy)
-        if -2.5 < along < self.through and abs(across) < self.lane + self.cone * max(0.0, -along - 0.5):
+        lane_half_width = self.lane + self.cone * max(0.0, -along - self.cone_start)
+        if -self.lane_depth < along < self.through and abs(across) < lane_half_width:
             if along < -self.aim_from:
                 return unit(ball_xy - agent_xy)
             return unit(u - self.steer * across * n)
@@ -263,7 +267,6 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
     ]
 }
-
 
 
 # ------------------------------------------------------------------------------------ collector success
