@@ -47,7 +47,7 @@ import numpy as np
 
 from envs.collectors import EpisodeRows, unit
 from envs.dataset_spec import DatasetError, DatasetSpec, Episode, dataset_paths
-from envs.locomotion import ACTION_NOISE, ant_act, load_ant_actor
+from envs.locomotion import ACTION_NOISE, ant_act, load_expert_actor
 from envs.seeding import seed_everything
 
 MAZE_UNIT = 4.0  # D4RL's maze_size_scaling
@@ -220,7 +220,7 @@ class DiverseCollector:
 
 def make_collector(env_id: str, episode_steps: int) -> DiverseCollector:
     env = make_env(env_id, terminate_at_goal=False, max_episode_steps=episode_steps)
-    return DiverseCollector(env, MAZES[env_id], ant_act(load_ant_actor()))
+    return DiverseCollector(env, MAZES[env_id], ant_act(load_expert_actor('ant')))
 
 
 def collector_summary(arrays: Episode) -> dict:

@@ -46,6 +46,7 @@ EXPERTS_DIR = Path(__file__).resolve().parent.parent / 'artifacts' / 'experts'
 
 ACTION_NOISE = 0.2  # OGBench generate_locomaze.py / generate_antsoccer.py default (--noise)
 BALL_NEAR = 2.0  # generate_antsoccer.py: dribble when the agent is within 2 m of the ball
+BALL_GOAL_REACH = 10.0  # generate_antsoccer.py (arena): the antball expert is shown goals at most 10 m from the ball
 STUCK_WINDOW, STUCK_RADIUS = 150, 2.0  # generate_antsoccer.py stuck detection
 VIRTUAL_GOAL_TOL = 0.5
 FIELD_MARGIN = 0.7  # the dribbler's stand-off points stay this far from the walls (about an ant's half-span)
@@ -82,21 +83,26 @@ def actor_mean_action(layers: list[tuple[np.ndarray, np.ndarray]], obs: np.ndarr
     return np.tanh(x @ kernel + bias)
 
 
-def load_ant_actor() -> list[tuple[np.ndarray, np.ndarray]]:
-    """The shipped ant expert's actor layers (see `numpy_actor`), or a DatasetError naming how to get them.
+def load_expert_actor(name: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A shipped expert's actor layers (see `numpy_actor`), or a DatasetError naming how to get them.
 
     Collecting needs only the exported actor's arrays, so they are read without rebuilding the flax
     model; training and export are offline tools (tools/experts.py) that the runtime never imports."""
-    weights = EXPERTS_DIR / 'ant.msgpack'
+    weights = EXPERTS_DIR / f'{name}.msgpack'
     card = weights.with_suffix('.json')
     if not weights.exists() or not card.exists():
         raise DatasetError(
             f'expert weights {weights} (and card {card.name}) not found; restore artifacts/experts/ from git or '
-            'train with `python -m tools.experts train ant` then `python -m tools.experts export ant`'
+            f'train with `python -m tools.experts train {name}` then `python -m tools.experts export {name}`'
         )
     import flax.serialization  # imports JAX: only the processes that build a locomotion collector need it
 
     return numpy_actor(flax.serialization.msgpack_restore(weights.read_bytes()))
+
+
+def antball_expert_shipped() -> bool:
+    """Whether antsoccer dribbles with a trained antball expert (OGBench's way) or the scripted passes."""
+    return (EXPERTS_DIR / 'antball.msgpack').exists() and (EXPERTS_DIR / 'antball.json').exists()
 
 
 # ------------------------------------------------------------------------------------------------ antmaze
@@ -110,7 +116,8 @@ def ant_act(actor: list) -> Callable[[object, np.ndarray], np.ndarray]:
 
 
 def make_antmaze_large_collector(episode_steps: int) -> Callable[[int], Episode]:
-    return MazeNavigateCollector(make_locomaze_env(ANTMAZE_ENV, episode_steps), ant_act(load_ant_actor()), ACTION_NOISE)
+    env = make_locomaze_env(ANTMAZE_ENV, episode_steps)
+    return MazeNavigateCollector(env, ant_act(load_expert_actor('ant')), ACTION_NOISE)
 
 
 # ---------------------------------------------------------------------------------------------- antsoccer
@@ -177,12 +184,28 @@ class DribbleController:
         return unit(tangent + self.radial_gain * (self.orbit - distance) * to_agent)
 
 
+def antball_observation(ob: np.ndarray, agent_xy: np.ndarray, ball_xy: np.ndarray,
+                        goal_xy: np.ndarray) -> np.ndarray:
+    """The antball expert's input (OGBench's `online-antball-v0` observation) from an antsoccer one: the
+    agent's and the ball's qpos without their x-y, both qvels, ball - agent and goal - ball. A goal
+    farther than `BALL_GOAL_REACH` from the ball is pulled in to that distance along the same line, as
+    generate_antsoccer.py does in the arena: the expert was trained on nearer goals only."""
+    to_goal = goal_xy - ball_xy
+    distance = np.linalg.norm(to_goal)
+    if distance > BALL_GOAL_REACH:
+        to_goal = to_goal * (BALL_GOAL_REACH / distance)
+    return np.concatenate([ob[2:15], ob[17:], ball_xy - agent_xy, to_goal])
+
+
 class AntsoccerNavigateCollector:
-    """One antsoccer 'navigate' episode per call; `goals_reached` holds the count of the latest episode."""
+    """One antsoccer 'navigate' episode per call; `goals_reached` holds the count of the latest episode.
+
+    Near the ball it dribbles with `ball_actor`, a trained antball expert, when one is given (OGBench's
+    collector), else with the scripted `dribble` passes on the walking expert."""
 
     def __init__(self, env, actor: list, dribble: DribbleController = DribbleController(),
-                 noise: float = ACTION_NOISE):
-        self.env, self.actor, self.dribble, self.noise = env, actor, dribble, noise
+                 noise: float = ACTION_NOISE, ball_actor: list | None = None):
+        self.env, self.actor, self.dribble, self.noise, self.ball_actor = env, actor, dribble, noise, ball_actor
         self.base = env.unwrapped
         self.free_cells, _ = maze_cells(self.base.maze_map)
         self.goals_reached = 0
@@ -190,6 +213,12 @@ class AntsoccerNavigateCollector:
     def walk_action(self, ob: np.ndarray, direction: np.ndarray) -> np.ndarray:
         """Ant expert input in antsoccer: agent qpos without x-y (ob[2:15]), agent qvel (ob[22:36]), direction."""
         return actor_mean_action(self.actor, np.concatenate([ob[2:15], ob[22:36], direction]))
+
+    def dribble_action(self, ob: np.ndarray, agent_xy: np.ndarray, ball_xy: np.ndarray,
+                       goal_xy: np.ndarray) -> np.ndarray:
+        if self.ball_actor is not None:
+            return actor_mean_action(self.ball_actor, antball_observation(ob, agent_xy, ball_xy, goal_xy))
+        return self.walk_action(ob, self.dribble.direction(agent_xy, ball_xy, goal_xy))
 
     def __call__(self, episode_seed: int) -> Episode:
         env, base = self.env, self.base
@@ -206,12 +235,11 @@ class AntsoccerNavigateCollector:
             agent_xy, ball_xy = (np.array(v) for v in base.get_agent_ball_xy())
             goal_xy = np.array(base.cur_goal_xy)
             if virtual_goal is not None:
-                direction = unit(virtual_goal - agent_xy)
+                action = self.walk_action(ob, unit(virtual_goal - agent_xy))
             elif np.linalg.norm(agent_xy - ball_xy) > BALL_NEAR:
-                direction = unit(ball_xy - agent_xy)
+                action = self.walk_action(ob, unit(ball_xy - agent_xy))
             else:
-                direction = self.dribble.direction(agent_xy, ball_xy, goal_xy)
-            action = self.walk_action(ob, direction)
+                action = self.dribble_action(ob, agent_xy, ball_xy, goal_xy)
             action = np.clip(action + np.random.normal(0, self.noise, action.shape), -1, 1)
             next_ob, _, terminated, truncated, info = env.step(action)
             done = terminated or truncated
@@ -243,7 +271,9 @@ def arena_field(base) -> tuple[float, float]:
 
 def make_antsoccer_arena_collector(episode_steps: int) -> Callable[[int], Episode]:
     env = make_locomaze_env(ANTSOCCER_ENV, episode_steps)
-    return AntsoccerNavigateCollector(env, load_ant_actor(), DribbleController(field=arena_field(env.unwrapped)))
+    ball_actor = load_expert_actor('antball') if antball_expert_shipped() else None
+    dribble = DribbleController(field=arena_field(env.unwrapped))
+    return AntsoccerNavigateCollector(env, load_expert_actor('ant'), dribble, ball_actor=ball_actor)
 
 
 # --------------------------------------------------------------------------------------------- registry
@@ -260,10 +290,14 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec(
             'antsoccer-arena-navigate-v0',
             make_antsoccer_arena_collector,
-            generator='SAC ant expert (artifacts/experts/ant.msgpack): walk to the ball, then dribble with '
-            'envs.locomotion.DribbleController (scripted passes along the goal line: stage behind the ball, walk '
-            'through it, circle back; in place of OGBench antball SAC expert) + N(0, 0.2^2) action noise, new goal '
-            'on success, stuck detour',
+            generator=(
+                'SAC ant expert (artifacts/experts/ant.msgpack): walk to the ball, then dribble with the SAC antball '
+                'expert (artifacts/experts/antball.msgpack, goals pulled to 10 m from the ball)'
+                if antball_expert_shipped() else
+                'SAC ant expert (artifacts/experts/ant.msgpack): walk to the ball, then dribble with '
+                'envs.locomotion.DribbleController (scripted passes along the goal line: stage behind the ball, walk '
+                'through it, circle back; in place of OGBench antball SAC expert)'
+            ) + ' + N(0, 0.2^2) action noise, new goal on success, stuck detour',
         ),
     ]
 }

@@ -19,7 +19,7 @@ from envs import d4rl_antmaze
 from envs.d4rl_antmaze import MAZES
 from envs.datasets import DatasetError, ensure_dataset, load_task_dataset
 from envs.generate import generate_dataset
-from envs.locomotion import actor_mean_action, load_ant_actor
+from envs.locomotion import actor_mean_action, load_expert_actor
 from envs.seeding import seed_everything
 from envs.tasks import resolve_task
 from envs.vector import make_eval_envs, make_task_env
@@ -73,7 +73,7 @@ def test_evaluation_reset_is_d4rls(umaze_env, seed):
 def test_scripted_oracle_reaches_the_umaze_goal_through_the_evaluation_envs(umaze_env):
     """Positive control for the evaluation path: the ant expert walking the BFS waypoints (from the
     observation's x-y, with the goal read from an identically seeded env) succeeds and ends the episode."""
-    seed, actor, local = 1_000_000, load_ant_actor(), umaze_env
+    seed, actor, local = 1_000_000, load_expert_actor('ant'), umaze_env
     seed_everything(local, seed)
     local.reset(seed=seed)
     goal = local.unwrapped.cur_goal_xy.copy()

@@ -33,13 +33,14 @@ pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
 def test_numpy_actor_matches_flax_actor():
     expert = experts.load_expert('ant')
     obs = np.random.default_rng(0).normal(size=(7, expert.obs_dim)).astype(np.float32)
-    assert np.allclose(locomotion.actor_mean_action(locomotion.load_ant_actor(), obs), expert.act(obs), atol=1e-5)
+    numpy_actions = locomotion.actor_mean_action(locomotion.load_expert_actor('ant'), obs)
+    assert np.allclose(numpy_actions, expert.act(obs), atol=1e-5)
 
 
 def test_missing_weights_give_one_actionable_line(tmp_path, monkeypatch):
     monkeypatch.setattr(locomotion, 'EXPERTS_DIR', tmp_path)
     with pytest.raises(DatasetError) as err:
-        locomotion.load_ant_actor()
+        locomotion.load_expert_actor('ant')
     message = str(err.value)
     assert '\n' not in message and 'python -m tools.experts train ant' in message
 
@@ -144,6 +145,47 @@ def test_dribble_stand_off_point_stays_inside_the_walls():
     agent = np.array([12.5, 21.8])  # behind the ball, off the lane
     direction = controller.direction(agent, ball, goal)  # the stand-off point (10, 22.4) lies in the wall
     assert np.allclose(direction, locomotion.unit(np.array([10.0, FIELD[1]]) - agent), atol=1e-4)
+
+
+def test_antball_observation_is_what_the_antball_env_shows_for_the_same_state():
+    """The trained antball expert sees in antsoccer exactly the input it was trained on in
+    `online-antball-v0`: same agent and ball state, same goal, same observation."""
+    soccer = make_locomaze_env(locomotion.ANTSOCCER_ENV, 20)
+    ob, _ = soccer.reset(seed=3)
+    for _ in range(5):
+        ob, *_ = soccer.step(soccer.action_space.sample())
+    base = soccer.unwrapped
+    agent_xy, ball_xy = (np.array(v) for v in base.get_agent_ball_xy())
+    goal_xy = ball_xy + np.array([3.0, -4.0])
+    antball = experts.make_online_env(experts.EXPERTS['antball']).unwrapped
+    antball.set_state(base.data.qpos.copy(), base.data.qvel.copy())
+    antball.set_goal(goal_xy)
+    assert np.allclose(locomotion.antball_observation(ob, agent_xy, ball_xy, goal_xy), antball._get_obs(), atol=1e-6)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(0.1, 30.0), st.floats(0.0, 2 * np.pi))
+def test_antball_goal_is_pulled_within_its_training_reach(distance, angle):
+    ball = np.array([1.0, -2.0])
+    goal = ball + distance * np.array([np.cos(angle), np.sin(angle)])
+    to_goal = locomotion.antball_observation(np.zeros(42), np.zeros(2), ball, goal)[-2:]
+    assert np.isclose(np.linalg.norm(to_goal), min(distance, locomotion.BALL_GOAL_REACH))
+    assert np.allclose(to_goal / np.linalg.norm(to_goal), (goal - ball) / distance)
+
+
+def test_antsoccer_dribbles_with_the_antball_expert_when_one_is_given():
+    """Near the ball the antball expert acts (here one that always outputs tanh(0.5)), away from it the
+    walking expert does; compared over the first `STUCK_WINDOW` steps, before a stuck detour can send
+    the ant walking from next to the ball."""
+    env = make_locomaze_env(locomotion.ANTSOCCER_ENV, 200)
+    constant = [(np.zeros((42, 8)), np.full(8, 0.5))]
+    collect = locomotion.AntsoccerNavigateCollector(env, locomotion.load_expert_actor('ant'), noise=0.0,
+                                                    ball_actor=constant)
+    episode = {k: v[: locomotion.STUCK_WINDOW + 1] for k, v in collect(11).items()}
+    near = np.linalg.norm(episode['observations'][:, :2] - episode['observations'][:, 15:17], axis=1) <= 2.0
+    by_ball_actor = np.all(np.isclose(episode['actions'], np.tanh(0.5)), axis=1)
+    assert near.any() and not near.all()
+    assert np.array_equal(by_ball_actor, near)
 
 
 def test_arena_field_is_the_floor_inside_the_walls():
