@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import ogbench.online_locomotion  # noqa: F401  (registers online-ant-v0)
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tools import experts, sac
@@ -81,6 +81,7 @@ def test_sac_training_resumes_from_its_checkpoint_and_exports_a_card_of_it(tmp_p
 
 @settings(max_examples=40, deadline=None)
 @given(first=st.integers(1, 12), added=st.integers(0, 30), second=st.integers(1, 12), more=st.integers(0, 15))
+@example(first=4, added=10, second=4, more=3)  # a wrapped ring resumed at its own capacity
 def test_a_restored_replay_buffer_keeps_the_newest_transitions_and_overwrites_the_oldest(first, added, second, more):
     """A long run's ring buffer wraps, and a resumed run may build it with another capacity (its --steps
     changed): after restoring, the buffer must hold exactly the newest transitions, and every later add
@@ -103,6 +104,10 @@ def test_a_restored_replay_buffer_keeps_the_newest_transitions_and_overwrites_th
     newest = (kept_by_the_first_run + list(range(added, added + more)))[-second:]
     assert contents(resumed) == [float(v) for v in newest]
     assert np.array_equal(resumed.data['observations'][: resumed.size, 0], resumed.data['rewards'][: resumed.size])
+    if second == first:  # same capacity: the very same ring, so sampling continues as if never stopped
+        continued = filled(first, range(added + more))
+        assert all(np.array_equal(resumed.data[k], continued.data[k]) for k in sac.ReplayBuffer.KEYS)
+        assert (resumed.size, resumed.pointer) == (continued.size, continued.pointer)
 
 
 def test_the_antball_training_env_builds_and_steps():

@@ -236,10 +236,16 @@ class ReplayBuffer:
         self.size = min(self.size + 1, self.capacity)
 
     def restore(self, rows: dict, pointer: int) -> None:
-        """Load saved rows (a buffer's first `size` rows and its write pointer) into this one, whose capacity
-        may differ: a wrapped ring is unrolled into chronological order and the newest rows that fit are
-        kept, so the next `add` always overwrites the oldest transition."""
+        """Load saved rows (a buffer's first `size` rows and its write pointer) into this one, so that the
+        next `add` overwrites the oldest transition. Rows that fill this buffer exactly are taken as they
+        are (same capacity: the run continues bit for bit); otherwise, when a resumed run's capacity
+        differs, the ring is unrolled into chronological order and the newest rows that fit are kept."""
         size = len(rows[self.KEYS[0]])
+        if size == self.capacity:
+            for k in self.KEYS:
+                self.data[k][:] = rows[k]
+            self.size, self.pointer = size, pointer % self.capacity
+            return
         kept = min(size, self.capacity)
         for k in self.KEYS:
             self.data[k][:kept] = np.roll(rows[k], -pointer, axis=0)[size - kept:]
