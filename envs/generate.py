@@ -95,6 +95,14 @@ def get_spec(name: str) -> DatasetSpec:
                        "OGBench dataset can be fetched with `python -m harness.run ... --download` (needs a network)")
 
 
+def shard_folder_name(spec: DatasetSpec, seed: int, episodes: int, episode_steps: int) -> str:
+    """Where a run's finished shards wait to be resumed. It names the collector too (a digest of its card
+    line), so shards of another collector, e.g. before an expert was shipped, are never mixed into a
+    resumed run."""
+    collector = hashlib.sha256(spec.generator.encode()).hexdigest()[:8]
+    return f'seed{seed}-episodes{episodes}-steps{episode_steps}-collector{collector}'
+
+
 def shard_size_for(total_episodes: int) -> int:
     """Episodes per shard: small enough for a smooth progress bar and cheap resume, at most 10."""
     return min(10, max(1, total_episodes // 20))
@@ -201,7 +209,7 @@ def generate_dataset(
     os.makedirs(data_dir, exist_ok=True)
     train_path, val_path = dataset_paths(name, data_dir)
 
-    shard_dir = os.path.join(data_dir, f'.{name}.shards', f'seed{seed}-episodes{episodes}-steps{episode_steps}')
+    shard_dir = os.path.join(data_dir, f'.{name}.shards', shard_folder_name(spec, seed, episodes, episode_steps))
     os.makedirs(shard_dir, exist_ok=True)
     # Half-written files of a killed or failed earlier run are never loaded; clear them so that they
     # do not keep a full disk full.

@@ -3,6 +3,7 @@
 Episodes are short (`episode_steps=40`, a test-only override) so the whole module runs in seconds.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -122,7 +123,7 @@ def test_same_seed_same_bytes_whatever_the_workers_and_other_seed_differs(data_d
 def test_interrupted_run_resumes_from_finished_shards(data_dir, tmp_path):
     """A shard left by an earlier run is reused, and the result equals an uninterrupted run."""
     name, root = 'cube-single-play-v0', str(tmp_path)
-    shard_dir = os.path.join(root, f'.{name}.shards', f'seed0-episodes{EPISODES}-steps{STEPS}')
+    shard_dir = os.path.join(root, f'.{name}.shards', generate.shard_folder_name(DATASETS[name], 0, EPISODES, STEPS))
     os.makedirs(shard_dir)
     generate._init_worker(DATASETS[name].make_collector, STEPS)
     size = generate.shard_size_for(EPISODES + 1)
@@ -136,6 +137,20 @@ def test_interrupted_run_resumes_from_finished_shards(data_dir, tmp_path):
     assert json.load(open(card_path(train_path)))['resumed_episodes'] == size
     assert open(train_path, 'rb').read() == open(dataset_paths(name, data_dir)[0], 'rb').read()
     assert not os.path.exists(os.path.join(root, f'.{name}.shards'))
+
+
+def test_shards_of_another_collector_are_not_resumed(monkeypatch, tmp_path):
+    """A shard written by a different collector (another card line) is never mixed into a resumed run."""
+    name, root = 'cube-single-play-v0', str(tmp_path)
+    spec = DATASETS[name]
+    earlier = dataclasses.replace(spec, generator=spec.generator + ', an earlier collector')
+    shard_dir = os.path.join(root, f'.{name}.shards', generate.shard_folder_name(earlier, 0, EPISODES, STEPS))
+    os.makedirs(shard_dir)
+    generate._init_worker(spec.make_collector, STEPS)
+    generate._collect_shard(os.path.join(shard_dir, 'shard-000000.npz'), 0, [0], STEPS)
+    train_path, _ = generate_dataset(name, root, episodes=EPISODES, workers=1, seed=0, episode_steps=STEPS,
+                                     progress=False)
+    assert json.load(open(card_path(train_path)))['resumed_episodes'] == 0
 
 
 def test_oracle_play_data_solves_single_tasks(tmp_path):
