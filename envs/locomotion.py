@@ -83,14 +83,24 @@ def actor_mean_action(layers: list[tuple[np.ndarray, np.ndarray]], obs: np.ndarr
     return np.tanh(x @ kernel + bias)
 
 
+def expert_files(name: str) -> tuple[Path, Path]:
+    """A shipped expert's weights and card under artifacts/experts/."""
+    weights = EXPERTS_DIR / f'{name}.msgpack'
+    return weights, weights.with_suffix('.json')
+
+
+def expert_shipped(name: str) -> bool:
+    """Whether both of the expert's files are there (antsoccer dribbles with 'antball' only if so)."""
+    return all(path.exists() for path in expert_files(name))
+
+
 def load_expert_actor(name: str) -> list[tuple[np.ndarray, np.ndarray]]:
     """A shipped expert's actor layers (see `numpy_actor`), or a DatasetError naming how to get them.
 
     Collecting needs only the exported actor's arrays, so they are read without rebuilding the flax
     model; training and export are offline tools (tools/experts.py) that the runtime never imports."""
-    weights = EXPERTS_DIR / f'{name}.msgpack'
-    card = weights.with_suffix('.json')
-    if not weights.exists() or not card.exists():
+    weights, card = expert_files(name)
+    if not expert_shipped(name):
         raise DatasetError(
             f'expert weights {weights} (and card {card.name}) not found; restore artifacts/experts/ from git or '
             f'train with `python -m tools.experts train {name}` then `python -m tools.experts export {name}`'
@@ -98,11 +108,6 @@ def load_expert_actor(name: str) -> list[tuple[np.ndarray, np.ndarray]]:
     import flax.serialization  # imports JAX: only the processes that build a locomotion collector need it
 
     return numpy_actor(flax.serialization.msgpack_restore(weights.read_bytes()))
-
-
-def antball_expert_shipped() -> bool:
-    """Whether antsoccer dribbles with a trained antball expert (OGBench's way) or the scripted passes."""
-    return (EXPERTS_DIR / 'antball.msgpack').exists() and (EXPERTS_DIR / 'antball.json').exists()
 
 
 # ------------------------------------------------------------------------------------------------ antmaze
@@ -271,7 +276,7 @@ def arena_field(base) -> tuple[float, float]:
 
 def make_antsoccer_arena_collector(episode_steps: int) -> Callable[[int], Episode]:
     env = make_locomaze_env(ANTSOCCER_ENV, episode_steps)
-    ball_actor = load_expert_actor('antball') if antball_expert_shipped() else None
+    ball_actor = load_expert_actor('antball') if expert_shipped('antball') else None
     dribble = DribbleController(field=arena_field(env.unwrapped))
     return AntsoccerNavigateCollector(env, load_expert_actor('ant'), dribble, ball_actor=ball_actor)
 
@@ -290,11 +295,9 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec(
             'antsoccer-arena-navigate-v0',
             make_antsoccer_arena_collector,
-            generator=(
-                'SAC ant expert (artifacts/experts/ant.msgpack): walk to the ball, then dribble with the SAC antball '
-                'expert (artifacts/experts/antball.msgpack, goals pulled to 10 m from the ball)'
-                if antball_expert_shipped() else
-                'SAC ant expert (artifacts/experts/ant.msgpack): walk to the ball, then dribble with '
+            generator='SAC ant expert (artifacts/experts/ant.msgpack): walk to the ball, then dribble with ' + (
+                'the SAC antball expert (artifacts/experts/antball.msgpack, goals pulled to 10 m from the ball)'
+                if expert_shipped('antball') else
                 'envs.locomotion.DribbleController (scripted passes along the goal line: stage behind the ball, walk '
                 'through it, circle back; in place of OGBench antball SAC expert)'
             ) + ' + N(0, 0.2^2) action noise, new goal on success, stuck detour',

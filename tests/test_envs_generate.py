@@ -139,7 +139,7 @@ def test_interrupted_run_resumes_from_finished_shards(data_dir, tmp_path):
     assert not os.path.exists(os.path.join(root, f'.{name}.shards'))
 
 
-def test_shards_of_another_collector_are_not_resumed(monkeypatch, tmp_path):
+def test_shards_of_another_collector_are_not_resumed(tmp_path):
     """A shard written by a different collector (another card line) is never mixed into a resumed run."""
     name, root = 'cube-single-play-v0', str(tmp_path)
     spec = DATASETS[name]

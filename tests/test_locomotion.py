@@ -182,7 +182,8 @@ def test_antsoccer_dribbles_with_the_antball_expert_when_one_is_given():
     collect = locomotion.AntsoccerNavigateCollector(env, locomotion.load_expert_actor('ant'), noise=0.0,
                                                     ball_actor=constant)
     episode = {k: v[: locomotion.STUCK_WINDOW + 1] for k, v in collect(11).items()}
-    near = np.linalg.norm(episode['observations'][:, :2] - episode['observations'][:, 15:17], axis=1) <= 2.0
+    agent_to_ball = np.linalg.norm(episode['observations'][:, :2] - episode['observations'][:, 15:17], axis=1)
+    near = agent_to_ball <= locomotion.BALL_NEAR
     by_ball_actor = np.all(np.isclose(episode['actions'], np.tanh(0.5)), axis=1)
     assert near.any() and not near.all()
     assert np.array_equal(by_ball_actor, near)

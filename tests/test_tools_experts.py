@@ -86,11 +86,13 @@ def test_a_restored_replay_buffer_keeps_the_newest_transitions_and_overwrites_th
     """A long run's ring buffer wraps, and a resumed run may build it with another capacity (its --steps
     changed): after restoring, the buffer must hold exactly the newest transitions, and every later add
     must evict the oldest one, as if it had been that size all along."""
-    def filled(capacity, values):
-        buffer = sac.ReplayBuffer(capacity, obs_dim=1, action_dim=1)
+    def add(buffer, values):
         for v in values:
             buffer.add(observations=[v], actions=[v], rewards=v, masks=1.0, next_observations=[v])
         return buffer
+
+    def filled(capacity, values):
+        return add(sac.ReplayBuffer(capacity, obs_dim=1, action_dim=1), values)
 
     def contents(buffer):
         return sorted(buffer.data['rewards'][: buffer.size].tolist())
@@ -98,8 +100,7 @@ def test_a_restored_replay_buffer_keeps_the_newest_transitions_and_overwrites_th
     saved = filled(first, range(added))
     resumed = sac.ReplayBuffer(second, obs_dim=1, action_dim=1)
     resumed.restore({k: v[: saved.size] for k, v in saved.data.items()}, saved.pointer)
-    for v in range(added, added + more):
-        resumed.add(observations=[v], actions=[v], rewards=v, masks=1.0, next_observations=[v])
+    add(resumed, range(added, added + more))
     kept_by_the_first_run = list(range(added))[-first:] if added else []
     newest = (kept_by_the_first_run + list(range(added, added + more)))[-second:]
     assert contents(resumed) == [float(v) for v in newest]
