@@ -12,12 +12,11 @@ written against the per-episode collector contract of `envs/generate.py`:
   more than 2 m from the ball it walks to the ball, otherwise it dribbles the ball to the goal; on success
   a new goal cell is drawn; if the agent has stayed within 2 m for 150 steps it detours to a random cell.
 
-Dribbling. OGBench dribbles with a second SAC expert trained for 12M steps on `online-antball-v0`, far out
-of reach of this project's CPU. `DribbleController` replaces it with passes of the ant walking expert along
-the goal line: stage behind the ball, walk through it toward the goal, circle back. The walking expert
-cannot push the ball (see the controller's docstring), so each pass moves it about half a metre and the
-collector scores far less often than a dedicated dribbling expert would. The dataset card's `generator`
-line names the controller.
+Dribbling. OGBench dribbles with a second SAC expert trained for 12M steps on `online-antball-v0`, which
+this project's CPU has not finished training (tools/experts.py; the collector uses it once it is shipped).
+Until then `LookaheadDribbler` aims the same ant walking expert: it tries a few walking aims in an exact copy
+of the simulation, over the action noise the collector has already drawn, and keeps the one that brings the
+ball nearest the goal. The dataset card's `generator` line names the dribbler.
 
 `python -m envs.locomotion success DATASET [--episodes N] [--seed S | --data-dir D]` measures how often the
 collectors reach a goal: it replays the generation episodes (same per-episode seeds), checked row for row
@@ -49,7 +48,6 @@ BALL_NEAR = 2.0  # generate_antsoccer.py: dribble when the agent is within 2 m o
 BALL_GOAL_REACH = 10.0  # generate_antsoccer.py (arena): the antball expert is shown goals at most 10 m from the ball
 STUCK_WINDOW, STUCK_RADIUS = 150, 2.0  # generate_antsoccer.py stuck detection
 VIRTUAL_GOAL_TOL = 0.5
-FIELD_MARGIN = 0.7  # the dribbler's stand-off points stay this far from the walls (about an ant's half-span)
 ANTMAZE_ENV, ANTSOCCER_ENV = 'antmaze-large-v0', 'antsoccer-arena-v0'
 
 
@@ -128,65 +126,52 @@ def make_antmaze_large_collector(episode_steps: int) -> Callable[[int], Episode]
 # ---------------------------------------------------------------------------------------------- antsoccer
 
 
-def ball_frame(agent_xy: np.ndarray, ball_xy: np.ndarray,
-               goal_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """(u, n, along, across): u the unit ball->goal direction, n its left normal, and the agent's position
-    relative to the ball in that frame (along < 0: behind the ball as seen from the goal)."""
-    u = unit(goal_xy - ball_xy)
-    n = np.array([-u[1], u[0]])
-    rel = agent_xy - ball_xy
-    return u, n, float(rel @ u), float(rel @ n)
-
-
 @dataclass(frozen=True)
-class DribbleController:
-    """Dribbling on top of the ant walking expert: choose the walking direction from agent, ball and goal.
+class LookaheadDribbler:
+    """Dribbling on top of the ant walking expert by looking ahead in an exact copy of the simulation.
 
-    Why passes. The ball weighs as much as the ant's torso (0.33 kg) and its rolling friction (0.5) makes
-    it slide rather than roll, with sliding friction 1: a push must supply about 3 N. The torso sits above
-    the ball's equator, so pressing into the ball pins it to the floor (the contact normal points down)
-    and the expert, trained to walk, cannot push harder; only its legs move the ball, by kicking it as the
-    ant walks over it, about half a metre a pass. So the controller makes passes along the goal line. In
-    the ball's frame (`ball_frame`):
+    Why look ahead. The ball weighs as much as the ant's torso (0.33 kg) and its rolling friction (0.5) makes
+    it slide rather than roll, with sliding friction 1; the torso rides above the ball's equator, so only the
+    legs move it, and where a kick sends it depends on the gait's phase and the ant's yaw, which drift as it
+    walks. No fixed rule about where to walk reads that from positions alone (scripted passes along the goal
+    line reached a goal in a few episodes of a hundred), but the simulator knows: MuJoCo is deterministic, and
+    the collector draws its action noise `horizon` steps ahead, so a copy of the current state stepped with the
+    expert's actions plus that noise shows exactly where each candidate walk leaves the ball.
 
-    * charge: behind the ball, at most `lane_depth` metres, inside a lane that widens backward (`lane`
-      + `cone` per metre beyond `cone_start` metres): walk at the ball while farther than `aim_from`
-      behind it, then along the goal line with a steer back onto it (gain `steer`) until `through`
-      metres past the ball;
-    * stage: behind the ball but outside the lane: walk to the stand-off point `standoff` metres behind
-      the ball on the goal line, clamped into the playing field (`field`, the lowest and highest x and y
-      the ant can stand on) so that the ant never aims into a wall;
-    * circle: beside or in front of the ball: circle it at `orbit` metres (tangent plus a radial
-      correction of gain `radial_gain`) in the sense that brings the agent behind it.
+    Every `replan_every` steps the dribbler tries `headings` aims spread over +-90 degrees around the
+    ball->goal line, plus walking straight at the ball, for `horizon` steps each, and keeps the one that brings
+    the ball nearest the goal, minus `stray_cost` per metre the ant ends farther than `stray` from the ball.
+    An aim at angle a walks to the point `aim_behind` metres behind the ball on the line at a from the goal
+    line, then along that line once within `contact` of the ball.
     """
 
-    standoff: float = 1.4
-    lane: float = 0.8
-    cone: float = 0.6
-    lane_depth: float = 2.5
-    cone_start: float = 0.5
-    aim_from: float = 0.7
-    through: float = 0.9
-    steer: float = 1.0
-    orbit: float = 1.3
-    radial_gain: float = 2.0
-    field: tuple[float, float] = (-np.inf, np.inf)
+    horizon: int = 15
+    replan_every: int = 5
+    headings: int = 7
+    aim_behind: float = 0.3
+    contact: float = 0.6
+    stray: float = 1.0
+    stray_cost: float = 0.1
 
-    def direction(self, agent_xy: np.ndarray, ball_xy: np.ndarray, goal_xy: np.ndarray) -> np.ndarray:
-        u, n, along, across = ball_frame(agent_xy, ball_xy, goal_xy)
-        lane_half_width = self.lane + self.cone * max(0.0, -along - self.cone_start)
-        if -self.lane_depth < along < self.through and abs(across) < lane_half_width:
-            if along < -self.aim_from:
-                return unit(ball_xy - agent_xy)
-            return unit(u - self.steer * across * n)
-        if along < -0.5 * self.standoff:
-            return unit(np.clip(ball_xy - self.standoff * u, *self.field) - agent_xy)
-        to_agent = unit(agent_xy - ball_xy)
-        tangent = np.array([-to_agent[1], to_agent[0]])
-        if tangent @ u > 0:
-            tangent = -tangent
-        distance = np.linalg.norm(agent_xy - ball_xy)
-        return unit(tangent + self.radial_gain * (self.orbit - distance) * to_agent)
+    def aims(self) -> list[float | None]:
+        """The candidate aims: angles (radians) off the ball->goal line, and None for straight at the ball."""
+        return [*np.linspace(-np.pi / 2, np.pi / 2, self.headings), None]
+
+    def direction(self, aim: float | None, agent_xy: np.ndarray, ball_xy: np.ndarray,
+                  goal_xy: np.ndarray) -> np.ndarray:
+        if aim is None:
+            return unit(ball_xy - agent_xy)
+        cos, sin = np.cos(aim), np.sin(aim)
+        u = unit(goal_xy - ball_xy)
+        line = np.array([cos * u[0] - sin * u[1], sin * u[0] + cos * u[1]])
+        if np.linalg.norm(ball_xy - agent_xy) > self.contact:
+            return unit(ball_xy - self.aim_behind * line - agent_xy)
+        return line
+
+    def score(self, ball_xy: np.ndarray, goal_xy: np.ndarray, final_agent_xy: np.ndarray,
+              final_ball_xy: np.ndarray) -> float:
+        progress = np.linalg.norm(ball_xy - goal_xy) - np.linalg.norm(final_ball_xy - goal_xy)
+        return float(progress - self.stray_cost * max(0.0, np.linalg.norm(final_agent_xy - final_ball_xy) - self.stray))
 
 
 def antball_observation(ob: np.ndarray, agent_xy: np.ndarray, ball_xy: np.ndarray,
@@ -206,24 +191,39 @@ class AntsoccerNavigateCollector:
     """One antsoccer 'navigate' episode per call; `goals_reached` holds the count of the latest episode.
 
     Near the ball it dribbles with `ball_actor`, a trained antball expert, when one is given (OGBench's
-    collector), else with the scripted `dribble` passes on the walking expert."""
+    collector), else with the `dribble` lookahead on the walking expert. The action noise is drawn from the
+    global NumPy RNG `dribble.horizon` steps ahead of its use, so the lookahead sees the noise to come."""
 
-    def __init__(self, env, actor: list, dribble: DribbleController = DribbleController(),
+    def __init__(self, env, actor: list, dribble: LookaheadDribbler = LookaheadDribbler(),
                  noise: float = ACTION_NOISE, ball_actor: list | None = None):
+        import mujoco  # the lookahead steps a copy of the env's MuJoCo state
+
         self.env, self.actor, self.dribble, self.noise, self.ball_actor = env, actor, dribble, noise, ball_actor
         self.base = env.unwrapped
         self.free_cells, _ = maze_cells(self.base.maze_map)
         self.goals_reached = 0
+        self._mujoco, self._scratch = mujoco, mujoco.MjData(self.base.model)
 
     def walk_action(self, ob: np.ndarray, direction: np.ndarray) -> np.ndarray:
         """Ant expert input in antsoccer: agent qpos without x-y (ob[2:15]), agent qvel (ob[22:36]), direction."""
         return actor_mean_action(self.actor, np.concatenate([ob[2:15], ob[22:36], direction]))
 
-    def dribble_action(self, ob: np.ndarray, agent_xy: np.ndarray, ball_xy: np.ndarray,
-                       goal_xy: np.ndarray) -> np.ndarray:
-        if self.ball_actor is not None:
-            return actor_mean_action(self.ball_actor, antball_observation(ob, agent_xy, ball_xy, goal_xy))
-        return self.walk_action(ob, self.dribble.direction(agent_xy, ball_xy, goal_xy))
+    def lookahead(self, aim: float | None, goal_xy: np.ndarray, noise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Agent and ball x-y after walking with `aim` for len(noise) steps from the current state, exactly as
+        `env.step` would (the antsoccer observation is qpos then qvel; one step is `frame_skip` MuJoCo steps)."""
+        model, scratch = self.base.model, self._scratch
+        self._mujoco.mj_copyData(scratch, model, self.base.data)
+        for row in noise:
+            ob = np.concatenate([scratch.qpos, scratch.qvel])
+            direction = self.dribble.direction(aim, scratch.qpos[:2], scratch.qpos[-7:-5], goal_xy)
+            scratch.ctrl[:] = np.clip(self.walk_action(ob, direction) + row, -1, 1)
+            self._mujoco.mj_step(model, scratch, nstep=self.base.frame_skip)
+        return scratch.qpos[:2].copy(), scratch.qpos[-7:-5].copy()
+
+    def best_aim(self, ball_xy: np.ndarray, goal_xy: np.ndarray, noise: np.ndarray) -> float | None:
+        scores = [self.dribble.score(ball_xy, goal_xy, *self.lookahead(aim, goal_xy, noise))
+                  for aim in self.dribble.aims()]
+        return self.dribble.aims()[int(np.argmax(scores))]
 
     def __call__(self, episode_seed: int) -> Episode:
         env, base = self.env, self.base
@@ -232,20 +232,30 @@ class AntsoccerNavigateCollector:
         task_info = dict(agent_init_ij=self.free_cells[agent_idx], ball_init_ij=self.free_cells[ball_idx],
                          goal_ij=self.free_cells[goal_idx])
         ob, _ = env.reset(seed=episode_seed, options=dict(task_info=task_info))
+        action_dim = env.action_space.shape[0]
+        upcoming_noise = np.random.normal(0, self.noise, (self.dribble.horizon, action_dim))
         rows, done, self.goals_reached = EpisodeRows(), False, 0
         recent_xy: deque = deque(maxlen=STUCK_WINDOW)
-        virtual_goal = None
+        virtual_goal, aim, aimed_at = None, None, None
         step = 0
         while not done:
             agent_xy, ball_xy = (np.array(v) for v in base.get_agent_ball_xy())
             goal_xy = np.array(base.cur_goal_xy)
+            dribbling = virtual_goal is None and np.linalg.norm(agent_xy - ball_xy) <= BALL_NEAR
             if virtual_goal is not None:
                 action = self.walk_action(ob, unit(virtual_goal - agent_xy))
-            elif np.linalg.norm(agent_xy - ball_xy) > BALL_NEAR:
+            elif not dribbling:
                 action = self.walk_action(ob, unit(ball_xy - agent_xy))
+            elif self.ball_actor is not None:
+                action = actor_mean_action(self.ball_actor, antball_observation(ob, agent_xy, ball_xy, goal_xy))
             else:
-                action = self.dribble_action(ob, agent_xy, ball_xy, goal_xy)
-            action = np.clip(action + np.random.normal(0, self.noise, action.shape), -1, 1)
+                if aimed_at is None or step - aimed_at >= self.dribble.replan_every:
+                    aim, aimed_at = self.best_aim(ball_xy, goal_xy, upcoming_noise), step
+                action = self.walk_action(ob, self.dribble.direction(aim, agent_xy, ball_xy, goal_xy))
+            if not dribbling:
+                aimed_at = None
+            action = np.clip(action + upcoming_noise[0], -1, 1)
+            upcoming_noise = np.vstack([upcoming_noise[1:], np.random.normal(0, self.noise, (1, action_dim))])
             next_ob, _, terminated, truncated, info = env.step(action)
             done = terminated or truncated
             if virtual_goal is not None and np.linalg.norm(virtual_goal - next_ob[:2]) <= VIRTUAL_GOAL_TOL:
@@ -253,6 +263,7 @@ class AntsoccerNavigateCollector:
             if info['success']:
                 self.goals_reached += 1
                 base.set_goal(self.free_cells[np.random.randint(len(self.free_cells))])
+                aimed_at = None
             # Stuck: the last 150 observed positions (before this step's) all lie within 2 m of the new one.
             if (
                 step > STUCK_WINDOW
@@ -267,18 +278,10 @@ class AntsoccerNavigateCollector:
         return rows.stack()
 
 
-def arena_field(base) -> tuple[float, float]:
-    """Lowest and highest x (and y: the arena is square) of the floor, `FIELD_MARGIN` inside the walls."""
-    centres = np.array([base.ij_to_xy(cell) for cell in maze_cells(base.maze_map)[0]])
-    half_cell = np.linalg.norm(np.subtract(base.ij_to_xy((1, 2)), base.ij_to_xy((1, 1)))) / 2
-    return float(centres.min() - half_cell + FIELD_MARGIN), float(centres.max() + half_cell - FIELD_MARGIN)
-
-
 def make_antsoccer_arena_collector(episode_steps: int) -> Callable[[int], Episode]:
     env = make_locomaze_env(ANTSOCCER_ENV, episode_steps)
     ball_actor = load_expert_actor('antball') if expert_shipped('antball') else None
-    dribble = DribbleController(field=arena_field(env.unwrapped))
-    return AntsoccerNavigateCollector(env, load_expert_actor('ant'), dribble, ball_actor=ball_actor)
+    return AntsoccerNavigateCollector(env, load_expert_actor('ant'), ball_actor=ball_actor)
 
 
 # --------------------------------------------------------------------------------------------- registry
@@ -298,8 +301,8 @@ DATASETS: dict[str, DatasetSpec] = {
             generator='SAC ant expert (artifacts/experts/ant.msgpack): walk to the ball, then dribble with ' + (
                 'the SAC antball expert (artifacts/experts/antball.msgpack, goals pulled to 10 m from the ball)'
                 if expert_shipped('antball') else
-                'envs.locomotion.DribbleController (scripted passes along the goal line: stage behind the ball, walk '
-                'through it, circle back; in place of OGBench antball SAC expert)'
+                'envs.locomotion.LookaheadDribbler (the walking expert aimed by a 15-step lookahead in a copy of '
+                'the simulation, replanned every 5 steps; in place of OGBench antball SAC expert)'
             ) + ' + N(0, 0.2^2) action noise, new goal on success, stuck detour',
         ),
     ]

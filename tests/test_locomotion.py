@@ -2,9 +2,8 @@
 
 Fast checks only: the loader reads the same actor the expert's own flax model acts with, short generation
 runs of both datasets load back through OGBench's loader, the collectors are deterministic per seed, the
-dribble controller's geometry (charge along the goal line from behind, circle from the front, stand-off points
-inside the walls), and `python -m envs.locomotion success` replays a dataset file row for row. The expert's
-training is tested in tests/test_tools_experts.py.
+dribbler's aims and score, its lookahead agreeing exactly with the env, and `python -m envs.locomotion success`
+replays a dataset file row for row. The expert's training is tested in tests/test_tools_experts.py.
 """
 
 from __future__ import annotations
@@ -75,76 +74,66 @@ def test_collector_episode_is_a_function_of_its_seed(dataset):
     assert first['terminals'][-1] and not first['terminals'][:-1].any()
 
 
-# --------------------------------------------------------------------------------------- dribble controller
+# ------------------------------------------------------------------------------------- lookahead dribbler
 
 coordinate = st.floats(-20, 20, allow_nan=False)
-FIELD = (-1.3, 21.3)
+DRIBBLER = locomotion.LookaheadDribbler()
 
 
-def goal_line(angle: float, goal_distance: float = 8.0):
-    """A ball in the open and a goal `goal_distance` away from it at `angle`: (ball, goal, u)."""
-    u = np.array([np.cos(angle), np.sin(angle)])
-    ball = np.array([10.0, 10.0])
-    return ball, ball + goal_distance * u, u
-
-
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.tuples(coordinate, coordinate), st.tuples(coordinate, coordinate), st.tuples(coordinate, coordinate))
-def test_dribble_direction_is_a_unit_vector(agent, ball, goal):
+def test_every_aim_gives_a_unit_walking_direction(agent, ball, goal):
     agent, ball, goal = np.array(agent), np.array(ball), np.array(goal)
     assume(np.linalg.norm(agent - ball) > 1e-2 and np.linalg.norm(goal - ball) > 1e-2)
-    direction = locomotion.DribbleController(field=FIELD).direction(agent, ball, goal)
-    assert np.isfinite(direction).all() and abs(np.linalg.norm(direction) - 1) < 1e-3
+    for aim in DRIBBLER.aims():
+        assert np.isclose(np.linalg.norm(DRIBBLER.direction(aim, agent, ball, goal)), 1.0)
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.floats(0, 2 * np.pi), st.floats(0.1, 2.0), st.floats(-0.2, 0.2))
-def test_dribble_charges_along_the_goal_line_from_behind(angle, gap, offset):
-    ball, goal, u = goal_line(angle)
-    n = np.array([-u[1], u[0]])
-    direction = locomotion.DribbleController().direction(ball - gap * u + offset * n, ball, goal)
-    assert direction @ u > 0.9
+@given(st.floats(0, 2 * np.pi), st.sampled_from(DRIBBLER.aims()[:-1]), st.floats(0.05, 3.0), st.floats(0, 2 * np.pi))
+def test_an_aim_walks_to_behind_the_ball_then_along_its_line(goal_angle, aim, distance, bearing):
+    """The aim's line is the ball->goal line turned by the aim's angle; from afar the ant walks to the point
+    `aim_behind` behind the ball on it, within `contact` it walks along it."""
+    ball = np.array([10.0, 10.0])
+    goal = ball + 8.0 * np.array([np.cos(goal_angle), np.sin(goal_angle)])
+    line = np.array([np.cos(goal_angle + aim), np.sin(goal_angle + aim)])
+    agent = ball + distance * np.array([np.cos(bearing), np.sin(bearing)])
+    direction = DRIBBLER.direction(aim, agent, ball, goal)
+    expected = line if distance <= DRIBBLER.contact else locomotion.unit(ball - DRIBBLER.aim_behind * line - agent)
+    assert np.allclose(direction, expected, atol=1e-9)
 
 
-@settings(max_examples=100, deadline=None)
-@given(st.floats(0, 2 * np.pi), st.floats(-0.7, 0.7))
-def test_dribble_steers_back_onto_the_goal_line_while_pushing(angle, offset):
-    ball, goal, u = goal_line(angle)
-    n = np.array([-u[1], u[0]])
-    assume(abs(offset) > 0.05)
-    direction = locomotion.DribbleController().direction(ball - 0.3 * u + offset * n, ball, goal)
-    assert direction @ u > 0 and np.sign(direction @ n) == -np.sign(offset)
+def test_the_lookahead_is_what_the_env_then_does():
+    """The lookahead steps a copy of the MuJoCo state with the noise drawn ahead: walking the same aim in the
+    env ends exactly where the lookahead said, and looking ahead leaves the env's own state untouched."""
+    env = make_locomaze_env(locomotion.ANTSOCCER_ENV, 100)
+    collect = locomotion.AntsoccerNavigateCollector(env, locomotion.load_expert_actor('ant'))
+    base = collect.base
+    ob, _ = env.reset(seed=5)
+    for _ in range(10):
+        ob, *_ = env.step(env.action_space.sample())
+    goal = np.array(base.cur_goal_xy)
+    noise = np.random.default_rng(0).normal(0, locomotion.ACTION_NOISE, (DRIBBLER.horizon, 8))
+    aim = DRIBBLER.aims()[2]
+    before = base.data.qpos.copy()
+    predicted_agent, predicted_ball = collect.lookahead(aim, goal, noise)
+    assert np.array_equal(base.data.qpos, before)
+    for row in noise:
+        agent, ball = (np.array(v) for v in base.get_agent_ball_xy())
+        ob, *_ = env.step(np.clip(collect.walk_action(ob, DRIBBLER.direction(aim, agent, ball, goal)) + row, -1, 1))
+    agent, ball = (np.array(v) for v in base.get_agent_ball_xy())
+    assert np.array_equal(agent, predicted_agent) and np.array_equal(ball, predicted_ball)
+    assert not np.allclose(agent, before[:2])  # the ant did walk
 
 
-@settings(max_examples=100, deadline=None)
-@given(st.floats(0, 2 * np.pi), st.floats(-np.pi / 2, np.pi / 2))
-def test_dribble_circles_from_the_front_without_walking_into_the_ball(angle, bearing):
-    controller = locomotion.DribbleController()
-    ball, goal, u = goal_line(angle)
-    to_agent = locomotion.unit(np.array([np.cos(angle + bearing), np.sin(angle + bearing)]))
-    agent = ball + controller.orbit * to_agent  # in front of or beside the ball, on the orbit
-    direction = controller.direction(agent, ball, goal)
-    assert direction @ u <= 1e-4  # never further goalward: each step brings the agent nearer the back
-    assert direction @ -to_agent < 0.5  # not at the ball
-
-
-@settings(max_examples=100, deadline=None)
-@given(st.floats(0, 2 * np.pi), st.floats(1.5, 3.0))
-def test_dribble_stages_at_the_stand_off_point_when_off_the_lane(angle, side):
-    controller = locomotion.DribbleController()
-    ball, goal, u = goal_line(angle)
-    n = np.array([-u[1], u[0]])
-    agent = ball - 1.5 * u + side * n  # behind the ball, outside the lane
-    stand_off = ball - controller.standoff * u
-    assert np.allclose(controller.direction(agent, ball, goal), locomotion.unit(stand_off - agent), atol=1e-4)
-
-
-def test_dribble_stand_off_point_stays_inside_the_walls():
-    controller = locomotion.DribbleController(field=FIELD)
-    ball, goal = np.array([10.0, 21.0]), np.array([10.0, 12.0])  # the ball by the top wall, the goal below it
-    agent = np.array([12.5, 21.8])  # behind the ball, off the lane
-    direction = controller.direction(agent, ball, goal)  # the stand-off point (10, 22.4) lies in the wall
-    assert np.allclose(direction, locomotion.unit(np.array([10.0, FIELD[1]]) - agent), atol=1e-4)
+@settings(max_examples=50, deadline=None)
+@given(st.floats(0, 3), st.floats(0, 5))
+def test_the_score_is_ball_progress_less_the_ant_straying(progress, final_gap):
+    ball, goal = np.array([0.0, 0.0]), np.array([5.0, 0.0])
+    final_ball = ball + np.array([progress, 0.0])
+    final_agent = final_ball - np.array([final_gap, 0.0])
+    expected = progress - DRIBBLER.stray_cost * max(0.0, final_gap - DRIBBLER.stray)
+    assert np.isclose(DRIBBLER.score(ball, goal, final_agent, final_ball), expected)
 
 
 def test_antball_observation_is_what_the_antball_env_shows_for_the_same_state():
@@ -187,12 +176,6 @@ def test_antsoccer_dribbles_with_the_antball_expert_when_one_is_given():
     by_ball_actor = np.all(np.isclose(episode['actions'], np.tanh(0.5)), axis=1)
     assert near.any() and not near.all()
     assert np.array_equal(by_ball_actor, near)
-
-
-def test_arena_field_is_the_floor_inside_the_walls():
-    env = make_locomaze_env(locomotion.ANTSOCCER_ENV, 10)
-    margin = locomotion.FIELD_MARGIN
-    assert locomotion.arena_field(env.unwrapped) == pytest.approx((-2 + margin, 22 - margin))  # walls at -2 and 22
 
 
 # ----------------------------------------------------------------------------------- collector success CLI

@@ -69,6 +69,17 @@ def test_sac_training_resumes_from_its_checkpoint_and_exports_a_card_of_it(tmp_p
     log = json.loads((tmp_path / 'progress.json').read_text())['log']
     assert resumed['step'] == 96 and [e['step'] for e in log] == [32, 64, 96]
 
+    # A fresh clone has no run folder, only the committed snapshot (no replay buffer): training continues from
+    # the snapshot's step and agent state, with the buffer refilled before any update.
+    step = experts.copy_checkpoint(tmp_path, tmp_path / 'snapshot')
+    assert step == 96 and sorted(p.name for p in (tmp_path / 'snapshot').iterdir()) == [
+        'agent-96.msgpack', 'config.json', 'progress.json']
+    fresh = tmp_path / 'fresh-clone-run'
+    carried = experts.train(tiny, 160, fresh, num_envs=4, checkpoint_every=32, eval_every=10**9, eval_episodes=1,
+                            snapshot_dir=tmp_path / 'snapshot')
+    assert carried['step'] == 160 and np.isfinite(carried['critic_loss'])
+    assert [e['step'] for e in json.loads((fresh / 'progress.json').read_text())['log']] == [32, 64, 96, 128, 160]
+
     # The export: the actor of the last checkpoint, and a card that says how to train it again.
     monkeypatch.setattr(experts, 'EXPORT_EVAL_EPISODES', 1)
     weights = experts.export_expert(tiny, tmp_path, out_dir=tmp_path / 'export')

@@ -17,6 +17,12 @@ CLI:
     python -m tools.experts train ant [--steps N] [--run-dir DIR]      # resumes from the checkpoint in DIR
     python -m tools.experts export ant [--run-dir DIR]                 # writes artifacts/experts/ant.{msgpack,json}
     python -m tools.experts eval ant [--weights PATH]                  # evaluates an exported expert
+    python -m tools.experts snapshot antball [--run-dir DIR]           # commits-sized copy of the latest checkpoint
+
+A run longer than one working session (antball: about 11 hours of CPU) is carried across fresh clones by
+`snapshot`: the latest checkpoint's agent state, progress log and config, without the replay buffer (hundreds
+of MB), under artifacts/experts/training/NAME/, which git tracks. `train` starts from that snapshot when its run
+folder holds no checkpoint, and refills the buffer with the current policy before updating again.
 
 The exported expert is the actor's parameters only; acting uses the deterministic action tanh(mean)
 (OGBench's temperature 0) and the collectors add their own Gaussian noise.
@@ -47,6 +53,8 @@ from tools.sac import (ReplayBuffer, SACConfig, atomic_write_bytes, atomic_write
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RUNS_DIR = REPO_ROOT / 'artifacts' / 'runs' / 'experts'
+SNAPSHOTS_DIR = EXPERTS_DIR / 'training'
+SNAPSHOT_FILES = ('config.json', 'progress.json')  # plus the agent state of the step progress.json names
 
 EXPORT_EVAL_EPISODES, EXPORT_EVAL_SEED = 20, 12345  # evaluation written into the shipped card
 
@@ -109,14 +117,21 @@ def make_online_env(spec: ExpertSpec):
 
 
 def train(spec: ExpertSpec, steps: int, run_dir: Path, seed: int = 0, num_envs: int = 4,
-          checkpoint_every: int = 20_000, eval_every: int = 50_000, eval_episodes: int = 10) -> dict:
+          checkpoint_every: int = 20_000, eval_every: int = 50_000, eval_episodes: int = 10,
+          snapshot_dir: Path | None = None) -> dict:
     """SAC on `spec`'s online env, `num_envs` envs stepped in lockstep and one update per env step.
 
     Stepping several envs per policy call and scanning the matching updates in one jitted call removes
     most per-step Python/dispatch overhead on CPU without changing the update-to-data ratio.
-    Resumes from `run_dir` if a checkpoint exists. Returns the final progress log entry.
+    Resumes from `run_dir` if a checkpoint exists, else from the committed snapshot (default
+    artifacts/experts/training/NAME) if there is one. Returns the final progress log entry.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
+    snapshot = snapshot_dir or SNAPSHOTS_DIR / spec.name
+    if not (run_dir / 'progress.json').exists() and (snapshot / 'progress.json').exists():
+        copy_checkpoint(snapshot, run_dir)
+        print(f'starting {spec.name} from the snapshot in {snapshot}; the replay buffer is refilled by the current '
+              'policy before updates resume', flush=True)
     np.random.seed(seed)  # GymXYWrapper draws directions from the global NumPy RNG
     envs = [make_online_env(spec) for _ in range(num_envs)]
     obs_dim = envs[0].observation_space.shape[0]
@@ -191,6 +206,24 @@ def train(spec: ExpertSpec, steps: int, run_dir: Path, seed: int = 0, num_envs: 
 
 
 # ------------------------------------------------------------------------------------- export and loading
+
+
+def copy_checkpoint(source: Path, dest: Path) -> int:
+    """Copy the latest checkpoint's agent state, progress and config (not its replay buffer) from `source`
+    to `dest`; progress.json goes last, so an interrupted copy is never taken for a checkpoint. Returns its step."""
+    progress_path = source / 'progress.json'
+    if not progress_path.exists():
+        raise ExpertError(f'no checkpoint in {source}; run `python -m tools.experts train NAME` first')
+    step = json.loads(progress_path.read_text())['step']
+    dest.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(dest / f'agent-{step}.msgpack', (source / f'agent-{step}.msgpack').read_bytes())
+    for name in SNAPSHOT_FILES:
+        atomic_write_text(dest / name, (source / name).read_text())
+    for old in dest.glob('agent-*.msgpack'):
+        if old.name != f'agent-{step}.msgpack':
+            old.unlink()
+    return step
+
 
 
 def export_expert(spec: ExpertSpec, run_dir: Path, out_dir: Path = EXPERTS_DIR, command: str = '') -> Path:
@@ -345,7 +378,7 @@ def evaluate(spec: ExpertSpec, actor_params, episodes: int, seed: int = 0) -> di
 def _parse(argv):
     parser = OneLineArgumentParser(prog='python -m tools.experts', description=__doc__.split('\n\n')[0])
     sub = parser.add_subparsers(dest='command', required=True)
-    for name in ('train', 'export', 'eval'):
+    for name in ('train', 'export', 'eval', 'snapshot'):
         p = sub.add_parser(name)
         p.add_argument('expert', help=f'one of {sorted(EXPERTS)}')
         p.add_argument('--run-dir', type=Path, default=None, help='training folder (default artifacts/runs/experts/NAME)')
@@ -377,6 +410,9 @@ def main(argv=None) -> int:
             print(export_expert(spec, run_dir))
     elif args.command == 'export':
         print(export_expert(spec, run_dir))
+    elif args.command == 'snapshot':
+        step = copy_checkpoint(run_dir, SNAPSHOTS_DIR / spec.name)
+        print(f'{SNAPSHOTS_DIR / spec.name}: step {step}; commit it to carry the run to a fresh clone')
     else:
         expert = load_expert(spec.name, args.weights)
         print(json.dumps(evaluate(spec, expert.params, args.episodes, seed=args.seed)))

@@ -292,12 +292,16 @@ def save_checkpoint(run_dir: Path, state: dict, buffer: ReplayBuffer, step: int,
 
 
 def load_checkpoint(run_dir: Path, template: dict, buffer: ReplayBuffer):
+    """(state, step, NumPy RNG state, log) of the checkpoint in `run_dir`, or None; fills `buffer` from the
+    saved one when it is there and leaves it empty otherwise."""
     progress_path = run_dir / 'progress.json'
     if not progress_path.exists():
         return None
     progress = json.loads(progress_path.read_text())
     step = progress['step']
     state = flax.serialization.from_bytes(template, (run_dir / f'agent-{step}.msgpack').read_bytes())
-    with np.load(run_dir / f'buffer-{step}.npz') as saved:
-        buffer.restore({k: saved[k] for k in ReplayBuffer.KEYS}, int(saved['pointer']))
+    buffer_path = run_dir / f'buffer-{step}.npz'
+    if buffer_path.exists():  # a carried-over snapshot has none: the caller refills it with the current policy
+        with np.load(buffer_path) as saved:
+            buffer.restore({k: saved[k] for k in ReplayBuffer.KEYS}, int(saved['pointer']))
     return state, step, progress['np_rng_state'], progress['log']
