@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from tqdm import tqdm
 
 from envs.cli import OneLineArgumentParser
 from envs.collectors import EpisodeRows, MazeNavigateCollector, make_locomaze_env, maze_cells, unit
@@ -331,7 +332,8 @@ def collector_success(name: str, episodes: int, seed: int = 0, episode_steps: in
                                'ask for at most that many with --episodes')
     collect = DATASETS[name].make_collector(episode_steps)
     goals, t0 = [], time.time()
-    for i in range(episodes):
+    # disable=None: a bar on a terminal only, so a redirected stderr keeps its one-line errors
+    for i in tqdm(range(episodes), desc=f'{name} success', unit='ep', file=sys.stderr, disable=None):
         episode = collect(episode_seed(seed, i))
         if stored is not None:
             rows = slice(i * episode_steps, (i + 1) * episode_steps)
