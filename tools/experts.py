@@ -17,7 +17,7 @@ CLI:
     python -m tools.experts train ant [--steps N] [--run-dir DIR]      # resumes from the checkpoint in DIR
     python -m tools.experts export ant [--run-dir DIR]                 # writes artifacts/experts/ant.{msgpack,json}
     python -m tools.experts eval ant [--weights PATH]                  # evaluates an exported expert
-    python -m tools.experts snapshot antball [--run-dir DIR]           # commits-sized copy of the latest checkpoint
+    python -m tools.experts snapshot antball [--run-dir DIR]           # latest checkpoint, no buffer, to commit
 
 A run longer than one working session (antball: about 11 hours of CPU) is carried across fresh clones by
 `snapshot`: the latest checkpoint's agent state, progress log and config, without the replay buffer (hundreds
@@ -223,7 +223,6 @@ def copy_checkpoint(source: Path, dest: Path) -> int:
         if old.name != f'agent-{step}.msgpack':
             old.unlink()
     return step
-
 
 
 def export_expert(spec: ExpertSpec, run_dir: Path, out_dir: Path = EXPERTS_DIR, command: str = '') -> Path:
