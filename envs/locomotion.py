@@ -222,9 +222,9 @@ class AntsoccerNavigateCollector:
         return scratch.qpos[:2].copy(), scratch.qpos[-7:-5].copy()
 
     def best_aim(self, ball_xy: np.ndarray, goal_xy: np.ndarray, noise: np.ndarray) -> float | None:
-        scores = [self.dribble.score(ball_xy, goal_xy, *self.lookahead(aim, goal_xy, noise))
-                  for aim in self.dribble.aims()]
-        return self.dribble.aims()[int(np.argmax(scores))]
+        aims = self.dribble.aims()
+        scores = [self.dribble.score(ball_xy, goal_xy, *self.lookahead(aim, goal_xy, noise)) for aim in aims]
+        return aims[int(np.argmax(scores))]
 
     def __call__(self, episode_seed: int) -> Episode:
         env, base = self.env, self.base
@@ -302,8 +302,9 @@ DATASETS: dict[str, DatasetSpec] = {
             generator='SAC ant expert (artifacts/experts/ant.msgpack): walk to the ball, then dribble with ' + (
                 'the SAC antball expert (artifacts/experts/antball.msgpack, goals pulled to 10 m from the ball)'
                 if expert_shipped('antball') else
-                'envs.locomotion.LookaheadDribbler (the walking expert aimed by a 15-step lookahead in a copy of '
-                'the simulation, replanned every 5 steps; in place of OGBench antball SAC expert)'
+                f'envs.locomotion.LookaheadDribbler (the walking expert aimed by a {LookaheadDribbler.horizon}-step '
+                f'lookahead in a copy of the simulation, replanned every {LookaheadDribbler.replan_every} steps; in '
+                'place of OGBench antball SAC expert)'
             ) + ' + N(0, 0.2^2) action noise, new goal on success, stuck detour',
         ),
     ]

@@ -71,7 +71,7 @@ def test_sac_training_resumes_from_its_checkpoint_and_exports_a_card_of_it(tmp_p
 
     # A fresh clone has no run folder, only the committed snapshot (no replay buffer): training continues from
     # the snapshot's step and agent state, with the buffer refilled before any update.
-    step = experts.copy_checkpoint(tmp_path, tmp_path / 'snapshot')
+    step = sac.copy_checkpoint(tmp_path, tmp_path / 'snapshot')
     assert step == 96 and sorted(p.name for p in (tmp_path / 'snapshot').iterdir()) == [
         'agent-96.msgpack', 'config.json', 'progress.json']
     fresh = tmp_path / 'fresh-clone-run'

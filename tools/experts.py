@@ -48,13 +48,12 @@ from envs.cli import OneLineArgumentParser
 from envs.locomotion import EXPERTS_DIR
 from envs.rendering import choose_mujoco_gl
 from harness.errors import UsageError, run_main
-from tools.sac import (ReplayBuffer, SACConfig, atomic_write_bytes, atomic_write_text, init_train_state,
-                       load_checkpoint, make_modules, make_policy_fn, make_update_fn, save_checkpoint, to_numpy)
+from tools.sac import (ReplayBuffer, SACConfig, atomic_write_bytes, atomic_write_text, copy_checkpoint,
+                       init_train_state, load_checkpoint, make_modules, make_policy_fn, make_update_fn, save_checkpoint, to_numpy)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RUNS_DIR = REPO_ROOT / 'artifacts' / 'runs' / 'experts'
 SNAPSHOTS_DIR = EXPERTS_DIR / 'training'
-SNAPSHOT_FILES = ('config.json', 'progress.json')  # plus the agent state of the step progress.json names
 
 EXPORT_EVAL_EPISODES, EXPORT_EVAL_SEED = 20, 12345  # evaluation written into the shipped card
 
@@ -208,29 +207,17 @@ def train(spec: ExpertSpec, steps: int, run_dir: Path, seed: int = 0, num_envs: 
 # ------------------------------------------------------------------------------------- export and loading
 
 
-def copy_checkpoint(source: Path, dest: Path) -> int:
-    """Copy the latest checkpoint's agent state, progress and config (not its replay buffer) from `source`
-    to `dest`; progress.json goes last, so an interrupted copy is never taken for a checkpoint. Returns its step."""
-    progress_path = source / 'progress.json'
+def require_checkpoint(spec: ExpertSpec, run_dir: Path) -> dict:
+    """The progress record of the checkpoint in `run_dir`, or an ExpertError naming the command that makes one."""
+    progress_path = run_dir / 'progress.json'
     if not progress_path.exists():
-        raise ExpertError(f'no checkpoint in {source}; run `python -m tools.experts train NAME` first')
-    step = json.loads(progress_path.read_text())['step']
-    dest.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(dest / f'agent-{step}.msgpack', (source / f'agent-{step}.msgpack').read_bytes())
-    for name in SNAPSHOT_FILES:
-        atomic_write_text(dest / name, (source / name).read_text())
-    for old in dest.glob('agent-*.msgpack'):
-        if old.name != f'agent-{step}.msgpack':
-            old.unlink()
-    return step
+        raise ExpertError(f'no checkpoint in {run_dir}; run `python -m tools.experts train {spec.name}` first')
+    return json.loads(progress_path.read_text())
 
 
 def export_expert(spec: ExpertSpec, run_dir: Path, out_dir: Path = EXPERTS_DIR, command: str = '') -> Path:
     """Write the trained actor (msgpack) and its card (json) under `out_dir`; returns the weights path."""
-    progress_path = run_dir / 'progress.json'
-    if not progress_path.exists():
-        raise ExpertError(f'no checkpoint in {run_dir}; run `python -m tools.experts train {spec.name}` first')
-    progress = json.loads(progress_path.read_text())
+    progress = require_checkpoint(spec, run_dir)
     config = json.loads((run_dir / 'config.json').read_text())
     env = make_online_env(spec)
     obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
@@ -410,6 +397,7 @@ def main(argv=None) -> int:
     elif args.command == 'export':
         print(export_expert(spec, run_dir))
     elif args.command == 'snapshot':
+        require_checkpoint(spec, run_dir)
         step = copy_checkpoint(run_dir, SNAPSHOTS_DIR / spec.name)
         print(f'{SNAPSHOTS_DIR / spec.name}: step {step}; commit it to carry the run to a fresh clone')
     else:

@@ -286,9 +286,26 @@ def save_checkpoint(run_dir: Path, state: dict, buffer: ReplayBuffer, step: int,
     os.replace(tmp, run_dir / f'buffer-{step}.npz')
     progress = {'step': step, 'np_rng_state': np_rng_state, 'log': log}
     atomic_write_text(run_dir / 'progress.json', json.dumps(progress))
+    remove_other_steps(run_dir, step)
+
+
+def remove_other_steps(run_dir: Path, step: int) -> None:
+    """Delete agent states and buffers of steps other than `step` (called once progress.json names it)."""
     for old in list(run_dir.glob('agent-*.msgpack')) + list(run_dir.glob('buffer-*.npz')):
         if old.stem.split('-')[-1] != str(step):
             old.unlink(missing_ok=True)
+
+
+def copy_checkpoint(source: Path, dest: Path) -> int:
+    """Copy the checkpoint in `source` without its replay buffer (agent state, config, progress) to `dest`;
+    progress.json goes last, so an interrupted copy is never taken for a checkpoint. Returns its step."""
+    step = json.loads((source / 'progress.json').read_text())['step']
+    dest.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(dest / f'agent-{step}.msgpack', (source / f'agent-{step}.msgpack').read_bytes())
+    for name in ('config.json', 'progress.json'):
+        atomic_write_text(dest / name, (source / name).read_text())
+    remove_other_steps(dest, step)
+    return step
 
 
 def load_checkpoint(run_dir: Path, template: dict, buffer: ReplayBuffer):
