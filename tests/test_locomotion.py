@@ -85,8 +85,9 @@ DRIBBLER = locomotion.LookaheadDribbler()
 def test_every_aim_gives_a_unit_walking_direction(agent, ball, goal):
     agent, ball, goal = np.array(agent), np.array(ball), np.array(goal)
     assume(np.linalg.norm(agent - ball) > 1e-2 and np.linalg.norm(goal - ball) > 1e-2)
-    for aim in DRIBBLER.aims():
-        assert np.isclose(np.linalg.norm(DRIBBLER.direction(aim, agent, ball, goal)), 1.0)
+    for aim in DRIBBLER.aims():  # unit() keeps OGBench's 1e-6 guard: |v| / (|v| + 1e-6) >= 1 - 1e-4 here
+        direction = DRIBBLER.direction(aim, agent, ball, goal)
+        assert np.isfinite(direction).all() and abs(np.linalg.norm(direction) - 1) < 1e-3
 
 
 @settings(max_examples=100, deadline=None)
@@ -94,13 +95,14 @@ def test_every_aim_gives_a_unit_walking_direction(agent, ball, goal):
 def test_an_aim_walks_to_behind_the_ball_then_along_its_line(goal_angle, aim, distance, bearing):
     """The aim's line is the ball->goal line turned by the aim's angle; from afar the ant walks to the point
     `aim_behind` behind the ball on it, within `contact` it walks along it."""
+    assume(abs(distance - DRIBBLER.contact) > 1e-6)  # at the boundary itself rounding picks the branch
     ball = np.array([10.0, 10.0])
     goal = ball + 8.0 * np.array([np.cos(goal_angle), np.sin(goal_angle)])
     line = np.array([np.cos(goal_angle + aim), np.sin(goal_angle + aim)])
     agent = ball + distance * np.array([np.cos(bearing), np.sin(bearing)])
     direction = DRIBBLER.direction(aim, agent, ball, goal)
     expected = line if distance <= DRIBBLER.contact else locomotion.unit(ball - DRIBBLER.aim_behind * line - agent)
-    assert np.allclose(direction, expected, atol=1e-9)
+    assert np.allclose(direction, expected, atol=1e-6)  # unit()'s 1e-6 guard shortens the 8 m goal line by ~1e-7
 
 
 def test_the_lookahead_is_what_the_env_then_does():
