@@ -368,7 +368,8 @@ def _parse(argv):
         p = sub.add_parser(name)
         p.add_argument('expert', help=f'one of {sorted(EXPERTS)}')
         p.add_argument('--run-dir', type=Path, default=None, help='training folder (default artifacts/runs/experts/NAME)')
-        p.add_argument('--seed', type=int, default=0)
+        if name in ('train', 'eval'):
+            p.add_argument('--seed', type=int, default=0)
         if name == 'train':
             p.add_argument('--steps', type=int, default=None, help='environment steps (default: the spec default)')
             p.add_argument('--num-envs', type=int, default=4)
