@@ -19,7 +19,7 @@ cp -r "$(python -c 'import dm_control, os; print(os.path.dirname(dm_control.__fi
 (cd .gpu/site/dm_control && rm -rf locomotion suite blender manipulation composer entities \
   && find . -name __pycache__ -prune -exec rm -rf {} + && find . -name '*_test.py' -delete)
 # DATASET_EPISODES=N carries only the first N train (and N // 10 val) episodes, without qvel, compressed: a full
-# locomotion dataset (1000 episodes, ≈ 370 MB) is far over what a device call carries.
+# locomotion dataset (1000 episodes, ≈ 320 MB compressed) is far over what a device call carries.
 for dataset in "${@:-cube-single-play-v0}"; do
   if [ -z "${DATASET_EPISODES:-}" ]; then cp ~/.ogbench/data/"$dataset"{,-val}.{npz,card.json} .gpu/data/; continue; fi
   python - "$dataset" "$DATASET_EPISODES" <<'PY'
