@@ -30,7 +30,10 @@ for suffix, n in (('', episodes), ('-val', max(1, episodes // 10))):
     source = os.path.expanduser(f'~/.ogbench/data/{name}{suffix}')
     card = json.load(open(f'{source}.card.json'))
     with np.load(f'{source}.npz') as full:
-        rows = int(np.flatnonzero(full['terminals'])[n - 1]) + 1
+        ends = np.flatnonzero(full['terminals'])
+        if n > len(ends):
+            sys.exit(f'error: {name}{suffix} has {len(ends)} episodes, fewer than the {n} asked for; lower DATASET_EPISODES')
+        rows = int(ends[n - 1]) + 1
         arrays = {k: full[k][:rows] for k in full.files if k != 'qvel'}
     np.savez_compressed(f'.gpu/data/{name}{suffix}.npz', **arrays)
     card.update(episodes=n, rows=rows, transitions=rows - n, sha256=None,
