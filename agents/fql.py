@@ -65,18 +65,26 @@ class FQLAgent(FlowAgentBase):
                       'actor/q_loss': q_loss, 'actor/q': q.mean()}
 
     @jax.jit
-    def _sample_onestep(self, observations, key):
-        return jnp.clip(self.onestep_actions(self.params['actor_onestep'], observations,
-                                             self._noise(key, observations.shape[0])), -1.0, 1.0)
+    def _onestep_from_noise(self, observations, noise):
+        return jnp.clip(self.onestep_actions(self.params['actor_onestep'], observations, noise), -1.0, 1.0)
 
-    def sample_actions(self, observations, key, beta=0.0, *, num_steps=None, **_guidance_kwargs):
-        """a = clip(μ_ω(s, ε)); `beta` and guidance options are accepted for API parity and ignored.
-        diag has the sampler's keys, all zeros ([flow_steps, B] and a 0 count)."""
+    def sample_actions(self, observations, key, beta=0.0, **guidance_kwargs):
+        """a = clip(μ_ω(s, ε)) with ε ~ N(0, I) drawn with `key`; see `actions_from_noise`."""
         observations = jnp.asarray(observations, jnp.float32)
+        batch = () if observations.ndim == 1 else (observations.shape[0],)
+        noise = jax.random.normal(key, batch + (self.action_dim,), jnp.float32)
+        return self.actions_from_noise(observations, noise, beta, **guidance_kwargs)
+
+    def actions_from_noise(self, observations, noise, beta=0.0, *, num_steps=None, **_guidance_kwargs):
+        """a = clip(μ_ω(s, ε)) for the given ε = `noise`; `beta` and guidance options are accepted for
+        API parity with QFQL and ignored. diag has the sampler's keys, all zeros ([flow_steps, B] and a
+        0 count)."""
+        observations = jnp.asarray(observations, jnp.float32)
+        noise = jnp.asarray(noise, jnp.float32)
         single = observations.ndim == 1
         if single:
-            observations = observations[None]
-        actions = self._sample_onestep(observations, key)
+            observations, noise = observations[None], noise[None]
+        actions = self._onestep_from_noise(observations, noise)
         shape = (num_steps or self.config.flow_steps, observations.shape[0])
         diag = {'velocity_norm': jnp.zeros(shape), 'grad_q_norm': jnp.zeros(shape),
                 'guidance_norm': jnp.zeros(shape), 'nonfinite_fallbacks': jnp.zeros((), jnp.int32),

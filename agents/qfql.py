@@ -87,23 +87,34 @@ class QFQLAgent(FlowAgentBase):
         return jax.lax.stop_gradient(actions)
 
     # ---- acting ---------------------------------------------------------------------------
-    def sample_actions(self, observations, key, beta=0.0, *, num_steps=None, beta_schedule='constant',
-                       grad_clip=None, trust_ratio=None, q_agg=None, grid='uniform', clip_actions=True,
-                       guidance_at='noisy', guidance_scale='absolute'):
-        """Guided flow sampling (eq. 5) with the online critic; returns (actions, diag).
+    def sample_actions(self, observations, key, beta=0.0, **guidance_kwargs):
+        """Guided flow sampling (eq. 5) with the online critic from a⁰ ~ N(0, I) drawn with `key`;
+        returns (actions, diag). Keyword arguments are those of `actions_from_noise`."""
+        observations = jnp.asarray(observations, jnp.float32)
+        batch = () if observations.ndim == 1 else (observations.shape[0],)
+        noise = jax.random.normal(key, batch + (self.action_dim,), jnp.float32)
+        return self.actions_from_noise(observations, noise, beta, **guidance_kwargs)
 
-        `beta` may change between calls without recompiling; a Python 0 compiles a path that has no
-        ∇Q at all. grad_clip / trust_ratio / q_agg default to the config's values (None = none).
-        A single observation [obs_dim] gives a single action [action_dim]. `guidance_at` and
-        `guidance_scale` are the sampler's opt-in departures from eq. 5 (agents/sampler.py)."""
+    def actions_from_noise(self, observations, noise, beta=0.0, *, num_steps=None, beta_schedule='constant',
+                           grad_clip=None, trust_ratio=None, q_agg=None, grid='uniform', clip_actions=True,
+                           guidance_at='noisy', guidance_scale='absolute'):
+        """The guided flow from the given a⁰ = `noise`: deterministic, so an evaluation can give every
+        episode and env step noise of its own, whatever batch it is sampled in.
+
+        `beta` may change between calls without recompiling, and may be one value per row (a β sweep
+        in one batch); a Python 0 compiles a path that has no ∇Q at all. grad_clip / trust_ratio /
+        q_agg default to the config's values (None = none). A single observation [obs_dim] gives a
+        single action [action_dim]. `guidance_at` and `guidance_scale` are the sampler's opt-in
+        departures from eq. 5 (agents/sampler.py)."""
         c = self.config
         observations = jnp.asarray(observations, jnp.float32)
+        noise = jnp.asarray(noise, jnp.float32)
         single = observations.ndim == 1
         if single:
-            observations = observations[None]
+            observations, noise = observations[None], noise[None]
         static_zero = is_static_zero(beta)
         actions, diag = _sample(
-            self, observations, key, 0.0 if static_zero else jnp.asarray(beta, jnp.float32),
+            self, observations, noise, 0.0 if static_zero else jnp.asarray(beta, jnp.float32),
             static_zero=static_zero, num_steps=num_steps or c.flow_steps, beta_schedule=beta_schedule,
             grad_clip=c.grad_clip if grad_clip is None else grad_clip,
             trust_ratio=c.trust_ratio if trust_ratio is None else trust_ratio,
@@ -114,9 +125,8 @@ class QFQLAgent(FlowAgentBase):
 
 @partial(jax.jit, static_argnames=('static_zero', 'num_steps', 'beta_schedule', 'grad_clip', 'trust_ratio',
                                    'q_agg', 'grid', 'clip_actions', 'guidance_at', 'guidance_scale'))
-def _sample(agent, observations, key, beta, *, static_zero, num_steps, beta_schedule, grad_clip, trust_ratio,
+def _sample(agent, observations, noise, beta, *, static_zero, num_steps, beta_schedule, grad_clip, trust_ratio,
             q_agg, grid, clip_actions, guidance_at, guidance_scale):
-    noise = agent._noise(key, observations.shape[0])
     return guided_flow_sample(
         agent.velocity_fn(agent.params['actor']), agent.q_fn(agent.params['critic']), observations, noise,
         0 if static_zero else beta, num_steps, beta_schedule=beta_schedule, grad_clip=grad_clip,

@@ -56,12 +56,14 @@ def time_grid(num_steps: int, kind: str = 'uniform') -> jax.Array:
 
 def beta_schedule_values(beta, times: jax.Array, schedule: str = 'constant') -> jax.Array:
     """β_k at the left end t_k of each step: constant β, or annealed to 0 at t = 1 linearly
-    (β(1 - t)) or along a half cosine (β(1 + cos πt)/2). `times` are the K left ends."""
+    (β(1 - t)) or along a half cosine (β(1 + cos πt)/2). `times` are the K left ends; a β of shape
+    [B] (one per sample) gives [K, B]."""
     if schedule not in BETA_SCHEDULES:
         raise ValueError(f'beta_schedule must be one of {BETA_SCHEDULES}, got {schedule!r}')
     beta = jnp.asarray(beta, jnp.float32)
+    times = times.reshape(times.shape + (1,) * beta.ndim)
     if schedule == 'constant':
-        return jnp.broadcast_to(beta, times.shape)
+        return jnp.broadcast_to(beta, times.shape[:1] + beta.shape)
     if schedule == 'linear':
         return beta * (1.0 - times)
     return beta * 0.5 * (1.0 + jnp.cos(jnp.pi * times))
@@ -107,11 +109,12 @@ def _guidance(grad_q, velocity_norm, beta_k, grad_clip, trust_ratio, guidance_sc
         # caught by the finiteness check below.
         scale = jnp.where(grad_norm > grad_clip, grad_clip / grad_norm, 1.0)
         grad_q = grad_q * scale[:, None]
+    beta_column = jnp.reshape(beta_k, (-1, 1))   # [1, 1] for one β, [B, 1] for one per sample
     if guidance_scale == 'relative':
         norm = _row_norm(grad_q)
-        guidance = beta_k * (velocity_norm / jnp.where(norm > 0, norm, 1.0))[:, None] * grad_q
+        guidance = beta_column * (velocity_norm / jnp.where(norm > 0, norm, 1.0))[:, None] * grad_q
     else:
-        guidance = beta_k * grad_q
+        guidance = beta_column * grad_q
     if trust_ratio is not None:
         limit = trust_ratio * velocity_norm
         norm = _row_norm(guidance)
@@ -119,7 +122,11 @@ def _guidance(grad_q, velocity_norm, beta_k, grad_clip, trust_ratio, guidance_sc
         guidance = guidance * scale[:, None]
     finite = jnp.all(jnp.isfinite(guidance), axis=-1)
     guidance = jnp.where(finite[:, None], guidance, 0.0)
-    return guidance, grad_norm, ~finite
+    # A sample whose own β_k is 0 takes exactly the unguided step, whatever its batch-mates' β:
+    # no gradient norm, no fallback, even where ∇Q is non-finite.
+    guided = jnp.broadcast_to(beta_column[:, 0] != 0.0, grad_norm.shape)
+    return (jnp.where(guided[:, None], guidance, 0.0), jnp.where(guided, grad_norm, 0.0),
+            ~finite & guided)
 
 
 def guided_flow_sample(
@@ -145,7 +152,9 @@ def guided_flow_sample(
     """Integrate the (guided) flow from a⁰ = `noise` [B, A] in `num_steps` Euler steps.
 
     `velocity_fn(obs, a, t)` gets t of shape [B, 1]; `q_fn(obs, a)` returns [B] or an ensemble
-    [E, B] reduced with `q_agg` ('mean' | 'min'). `beta` may be a Python number or a traced scalar.
+    [E, B] reduced with `q_agg` ('mean' | 'min'). `beta` may be a Python number, a traced scalar,
+    or one value per sample (shape [B]: a whole β sweep in one batch; a row with β = 0 takes exactly
+    the unguided step).
     Returns (actions [B, A], diag) with diag['velocity_norm'|'grad_q_norm'|'guidance_norm'] of
     shape [K, B] (grad_q_norm is before clipping; 0 where no gradient was taken) and
     diag['nonfinite_fallbacks'], the int32 count of (step, sample) pairs whose guidance fell back,
@@ -185,7 +194,7 @@ def guided_flow_sample(
             guidance, grad_norm, bad = jnp.zeros_like(actions), zeros_b, jnp.zeros((batch,), bool)
         else:
             guidance, grad_norm, bad = jax.lax.cond(
-                beta_k != 0.0,
+                jnp.any(beta_k != 0.0),
                 lambda a: _guidance(
                     _grad_q(q_fn, velocity_fn, obs, a, velocity, t_column, q_agg, guidance_at, action_low, action_high),
                     velocity_norm, beta_k, grad_clip, trust_ratio, guidance_scale),

@@ -189,6 +189,23 @@ def test_sample_actions_beta_is_a_runtime_value_and_zero_is_exact():
     assert single.shape == (ACTION_DIM,)
 
 
+def test_actions_from_noise_takes_one_beta_per_row_and_matches_sample_actions():
+    """sample_actions is actions_from_noise on N(0, I) drawn with its key, for both agents; a QFQL
+    batch whose rows carry their own β equals each β sampled on its own (a β sweep in one call)."""
+    obs, key = DATA['observations'][:6], jax.random.PRNGKey(4)
+    noise = jax.random.normal(key, (6, ACTION_DIM), jnp.float32)
+    for agent in (KEYED_AGENT, FQLAgent.create(0, DATA['observations'][:2], DATA['actions'][:2], TINY)):
+        np.testing.assert_array_equal(agent.sample_actions(obs, key, 0.7)[0], agent.actions_from_noise(obs, noise, 0.7)[0])
+    row_betas = jnp.array([0.0, 0.7, 3.0, 0.0, 0.7, 3.0])
+    swept, diag = KEYED_AGENT.actions_from_noise(obs, noise, row_betas)
+    for beta in (0.0, 0.7, 3.0):
+        rows = np.flatnonzero(np.asarray(row_betas) == beta)
+        alone, alone_diag = KEYED_AGENT.actions_from_noise(obs, noise, jnp.float32(beta))
+        np.testing.assert_allclose(swept[rows], alone[rows], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(diag['guidance_norm'][:, rows], alone_diag['guidance_norm'][:, rows],
+                                   rtol=1e-5, atol=1e-6)
+
+
 @settings(max_examples=10, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), beta=st.sampled_from([0.0, 0.7]))
 def test_actions_are_a_function_of_the_key(seed, beta):

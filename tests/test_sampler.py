@@ -212,6 +212,29 @@ def test_rows_are_independent(beta, num_steps, seed, use_clip, use_trust, at, sc
 
 
 @SETTINGS
+@given(beta=betas, num_steps=step_counts, seed=seeds, schedule=schedules, use_clip=st.booleans(),
+       use_trust=st.booleans(), at=points, scale=scales)
+def test_one_beta_per_row_equals_each_row_at_its_own_beta(beta, num_steps, seed, schedule, use_clip, use_trust,
+                                                          at, scale):
+    """A whole β sweep in one batch: row i at β_i is row i sampled with the scalar β_i, and a β = 0 row
+    is exactly the unguided step even where ∇Q is NaN."""
+    obs, noise = inputs(seed, 4)
+    obs = obs.at[:, 1].set(1.0).at[3, 1].set(np.nan)          # row 3 has a NaN ∇Q
+    row_betas = jnp.array([beta, 0.0, 2.0 * beta, 0.0])
+    kwargs = dict(q='scaled', num_steps=num_steps, schedule=schedule, use_clip=use_clip, use_trust=use_trust,
+                  at=at, scale=scale)
+    batched, diag = sample(obs, noise, row_betas, 0.5, 0.7, **kwargs)
+    for i in range(4):
+        row, row_diag = sample(obs, noise, jnp.float32(row_betas[i]), 0.5, 0.7, **kwargs)
+        np.testing.assert_allclose(batched[i], row[i], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(diag['guidance_norm'][:, i], row_diag['guidance_norm'][:, i], rtol=1e-5, atol=1e-6)
+    unguided, _ = sample(obs, noise, jnp.float32(0.0), **kwargs)
+    np.testing.assert_array_equal(batched[1::2], unguided[1::2])
+    assert np.all(np.asarray(diag['grad_q_norm'])[:, 1::2] == 0)
+    assert int(diag['nonfinite_fallbacks']) == 0
+
+
+@SETTINGS
 @given(beta=st.floats(0.0, 50.0), num_steps=step_counts, batch=batch_sizes, seed=seeds)
 def test_output_is_finite_and_in_the_box_from_any_start(beta, num_steps, batch, seed):
     obs, noise = inputs(seed, batch)
