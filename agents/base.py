@@ -164,3 +164,14 @@ class FlowAgentBase(struct.PyTreeNode):
     # ---- acting ---------------------------------------------------------------------------
     def _noise(self, key, batch_size):
         return jax.random.normal(key, (batch_size, self.action_dim), jnp.float32)
+
+    def sample_actions(self, observations, key, beta=0.0, **guidance_kwargs):
+        """The agent's policy from a⁰ = ε ~ N(0, I) drawn with `key`; returns (actions, diag).
+        Keyword arguments are those of the subclass's `actions_from_noise`, which acts from given noise."""
+        observations = jnp.asarray(observations, jnp.float32)
+        batch = () if observations.ndim == 1 else (observations.shape[0],)
+        noise = jax.random.normal(key, batch + (self.action_dim,), jnp.float32)
+        return self.actions_from_noise(observations, noise, beta, **guidance_kwargs)
+
+    def actions_from_noise(self, observations, noise, beta=0.0, **guidance_kwargs):
+        raise NotImplementedError

@@ -68,13 +68,6 @@ class FQLAgent(FlowAgentBase):
     def _onestep_from_noise(self, observations, noise):
         return jnp.clip(self.onestep_actions(self.params['actor_onestep'], observations, noise), -1.0, 1.0)
 
-    def sample_actions(self, observations, key, beta=0.0, **guidance_kwargs):
-        """a = clip(μ_ω(s, ε)) with ε ~ N(0, I) drawn with `key`; see `actions_from_noise`."""
-        observations = jnp.asarray(observations, jnp.float32)
-        batch = () if observations.ndim == 1 else (observations.shape[0],)
-        noise = jax.random.normal(key, batch + (self.action_dim,), jnp.float32)
-        return self.actions_from_noise(observations, noise, beta, **guidance_kwargs)
-
     def actions_from_noise(self, observations, noise, beta=0.0, *, num_steps=None, **_guidance_kwargs):
         """a = clip(μ_ω(s, ε)) for the given ε = `noise`; `beta` and guidance options are accepted for
         API parity with QFQL and ignored. diag has the sampler's keys, all zeros ([flow_steps, B] and a

@@ -87,14 +87,6 @@ class QFQLAgent(FlowAgentBase):
         return jax.lax.stop_gradient(actions)
 
     # ---- acting ---------------------------------------------------------------------------
-    def sample_actions(self, observations, key, beta=0.0, **guidance_kwargs):
-        """Guided flow sampling (eq. 5) with the online critic from a⁰ ~ N(0, I) drawn with `key`;
-        returns (actions, diag). Keyword arguments are those of `actions_from_noise`."""
-        observations = jnp.asarray(observations, jnp.float32)
-        batch = () if observations.ndim == 1 else (observations.shape[0],)
-        noise = jax.random.normal(key, batch + (self.action_dim,), jnp.float32)
-        return self.actions_from_noise(observations, noise, beta, **guidance_kwargs)
-
     def actions_from_noise(self, observations, noise, beta=0.0, *, num_steps=None, beta_schedule='constant',
                            grad_clip=None, trust_ratio=None, q_agg=None, grid='uniform', clip_actions=True,
                            guidance_at='noisy', guidance_scale='absolute'):
