@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
@@ -169,6 +170,69 @@ def test_view_rewrites_lists_serves_and_refuses_bad_paths(folders, tmp_path, cap
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and 'Traceback' not in err and 'stopped' in out
+
+
+SUMMARY = {'mode': 'train', 'task': 'pointmaze', 'agent': 'qfql', 'steps': 100, 'best_beta': 0.0,
+           'results': [{'beta': 0.0, 'success_rate': 0.5}]}
+
+
+def _fake_run(folder: Path, summary: str = json.dumps(SUMMARY)) -> Path:
+    """A finished run folder as harness.view sees it (summary, config, page), without training one."""
+    folder.mkdir(parents=True)
+    (folder / 'summary.json').write_text(summary)
+    (folder / 'config.json').write_text(json.dumps({'mode': 'train', 'command': 'python -m harness.run --task pointmaze'}))
+    (folder / PAGE).write_text('<html>the page</html>')
+    return folder
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url) as got:
+            return got.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_view_serves_no_symlink_out_of_the_folder_and_no_listing(tmp_path):
+    outside = tmp_path / 'outside'
+    outside.mkdir()
+    (outside / 'secret.txt').write_text('not for the network')
+    run = _fake_run(tmp_path / 'run')
+    (run / 'plots').mkdir()
+    (run / 'plots' / 'a.png').write_bytes(b'png')
+    (run / 'leak.txt').symlink_to(outside / 'secret.txt')
+    (run / 'outdir').symlink_to(outside, target_is_directory=True)
+    (run / 'linked.png').symlink_to(run / 'plots' / 'a.png')
+    proc = subprocess.Popen([sys.executable, '-m', 'harness.view', str(run), '--port', '0'], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
+    try:
+        base = proc.stdout.readline().split(' at ')[1].split()[0].removesuffix(PAGE)
+        assert base.startswith('http://127.0.0.1:'), base
+        assert _status(base + PAGE) == _status(base + 'plots/a.png') == _status(base + 'linked.png') == 200
+        for refused in ('leak.txt', 'outdir/secret.txt', 'outdir/', 'outdir', 'plots/', 'plots'):
+            assert _status(base + refused) == 404, refused
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and 'Traceback' not in err
+
+
+def test_view_refuses_bad_ports_and_names_a_damaged_summary(tmp_path, capsys):
+    run = _fake_run(tmp_path / 'runs' / 'good')
+    for port in ('-1', '70000', 'eighty'):
+        status, err = run_cli(view_main, [str(run), '--port', port], capsys)
+        assert status == 2 and err.startswith('error: ') and 'port' in err and err.count('\n') == 1, err
+
+    cut = _fake_run(tmp_path / 'runs' / 'cut', summary=json.dumps(SUMMARY)[:40])
+    (cut / PAGE).unlink()
+    status, err = run_cli(view_main, [str(cut), '--no-serve'], capsys)
+    assert status == 2 and err.count('\n') == 1, err
+    assert f'{cut}/summary.json is damaged' in err and f'python -m harness.run --resume {cut}' in err
+    # In a listing, a damaged folder is left out with a note and the others are listed.
+    (cut / PAGE).write_text('<html>its page from before</html>')
+    assert run_main(view_main, [str(tmp_path), '--no-serve']) == 0
+    assert read_page(tmp_path).links == ['runs/good/index.html']
+    assert 'not listed because their summary.json is damaged' in capsys.readouterr().out
 
 
 def _browser_or_skip():
