@@ -7,6 +7,7 @@ import pytest
 
 from harness.errors import UsageError
 from harness.report import iqm
+from tests.cli import run_cli
 from tools.compare import load_result, main, table
 
 
@@ -49,3 +50,14 @@ def test_refuses_unlike_tables(tmp_path):
         table([('a', [load_result(dense)]), ('b', [load_result(other)])])
     with pytest.raises(UsageError, match='no selected β'):
         load_result(unselected)
+
+
+def test_a_damaged_summary_or_config_is_one_line(tmp_path, capsys):
+    cut = _folder(tmp_path, 'cut', 'task-a', {0.0: [0.1], 0.1: [0.2]}, 0.1)
+    (cut / 'summary.json').write_text((cut / 'summary.json').read_text()[:30])
+    status, err = run_cli(main, [f'cut={cut}'], capsys)
+    assert status == 2 and err.count('\n') == 1 and f'{cut}/summary.json is damaged' in err, err
+    other = _folder(tmp_path, 'other', 'task-a', {0.0: [0.1], 0.1: [0.2]}, 0.1)
+    (other / 'config.json').write_text('{"agent": "qf')
+    status, err = run_cli(main, [str(other)], capsys)
+    assert status == 2 and err.count('\n') == 1 and f'{other}/config.json is damaged' in err, err

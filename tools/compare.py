@@ -13,7 +13,6 @@ tables that would mix reward labellings or success timings, which measure differ
 """
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 
 from harness.errors import OneLineArgumentParser, UsageError, run_main
 from harness.report import iqm_with_interval, seed_task_matrix
+from harness.view import damaged_file_error, read_json_object
 
 
 @dataclass(frozen=True)
@@ -39,13 +39,20 @@ def load_result(folder: Path) -> TaskResult:
     path = folder / 'summary.json'
     if not path.is_file():
         raise UsageError(f'{folder} has no summary.json; give folders written by python -m harness.run')
-    summary = json.loads(path.read_text())
-    by_beta = {r['beta']: r for r in summary['results']}
+    try:
+        summary = read_json_object(path)
+        by_beta = {r['beta']: r for r in summary['results']}
+        agent, env_id = summary['agent'], summary['env_id']
+    except ValueError as error:
+        raise damaged_file_error(folder, 'summary.json', str(error)) from None
+    except (KeyError, TypeError):
+        raise damaged_file_error(folder, 'summary.json', 'not the summary harness.run writes: no results, '
+                                 'agent or env_id') from None
     beta = summary.get('best_beta')
     if beta is None or beta not in by_beta:
         raise UsageError(f'{folder} has no selected β; sweep it with --selection-episodes so a β is chosen honestly')
-    unguided = None if summary['agent'] == 'fql' else by_beta.get(0.0)
-    return TaskResult(summary['env_id'], summary['agent'], beta, by_beta[beta], unguided,
+    unguided = None if agent == 'fql' else by_beta.get(0.0)
+    return TaskResult(env_id, agent, beta, by_beta[beta], unguided,
                       (summary.get('reward', 'dense'), summary.get('success_timing')))
 
 
@@ -62,11 +69,18 @@ def default_label(folder: Path) -> str:
     path = folder / 'config.json'
     if not path.is_file():
         return folder.name
-    config = json.loads(path.read_text())
-    if config['agent'] == 'fql':
+    try:
+        config = read_json_object(path)
+        agent, critic = config['agent'], config['config'].get('critic', 'td')
+    except ValueError as error:
+        raise damaged_file_error(folder, 'config.json', str(error)) from None
+    except (KeyError, AttributeError):
+        raise damaged_file_error(folder, 'config.json', "not the config harness.run writes: no agent or agent "
+                                 "'config'") from None
+    if agent == 'fql':
         return 'FQL'
     sampler = config.get('sampler', {})
-    return ' · '.join([config['config'].get('critic', 'td'), sampler.get('guidance_at', 'noisy'),
+    return ' · '.join([critic, sampler.get('guidance_at', 'noisy'),
                        sampler.get('guidance_scale', 'absolute')])
 
 
