@@ -40,6 +40,13 @@ class FlowAgentBase(struct.PyTreeNode):
     def grad_groups(cls, config: AgentConfig) -> dict[str, tuple[str, ...]]:
         return cls.GRAD_GROUPS
 
+    @classmethod
+    def exported_names(cls, config: AgentConfig) -> tuple[str, ...]:
+        """The sub-trees of `params` an exported (shipped) agent keeps: the networks acting needs, and
+        the critic, from which a restored agent's target critic is rebuilt. Each agent names its own
+        networks, so a name list kept elsewhere would silently drop another agent's actors."""
+        raise NotImplementedError
+
     # ---- networks -------------------------------------------------------------------------
     @property
     def critic_net(self) -> QEnsemble:

@@ -24,6 +24,11 @@ class FQLAgent(FlowAgentBase):
     GRAD_GROUPS = {'actor': ('actor_bc', 'actor_onestep'), 'critic': ('critic',)}
 
     @classmethod
+    def exported_names(cls, config):
+        """FQL acts with its one-step policy alone; its flow BC actor only trains that policy."""
+        return ('actor_onestep', 'critic')
+
+    @classmethod
     def init_params(cls, key, example_observations, example_actions, config):
         bc_key, onestep_key, critic_key = jax.random.split(key, 3)
         actor_bc = cls.init_flow_actor(bc_key, example_observations, example_actions, config)

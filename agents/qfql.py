@@ -30,6 +30,12 @@ class QFQLAgent(FlowAgentBase):
         return {**cls.GRAD_GROUPS, **({'value': ('value',)} if config.critic == 'expectile' else {})}
 
     @classmethod
+    def exported_names(cls, config):
+        """Acting needs the flow actor and the critic that guides it; the expectile critic's value
+        network is kept as well, as exports have always held it."""
+        return cls.trainable_names(config)
+
+    @classmethod
     def init_params(cls, key, example_observations, example_actions, config):
         actor_key, critic_key, value_key = jax.random.split(key, 3)
         actor = cls.init_flow_actor(actor_key, example_observations, example_actions, config)

@@ -8,7 +8,7 @@ agent built for another task fails with one clear line instead of an orbax trace
 
 An exported checkpoint (`python -m harness.card`, shipped under artifacts/checkpoints/<name>/) is
 the parameters that acting needs, without optimiser state: params.msgpack (flax serialisation of
-the actor, critic and, for the expectile critic, value networks of its seeds) and card.json, whose
+the networks the agent's class names in `exported_names`, for its seeds) and card.json, whose
 'meta' has the same fields as meta.json. It can be evaluated (--checkpoint), not resumed.
 """
 from __future__ import annotations
@@ -33,7 +33,6 @@ META_FILE = 'meta.json'
 STATE_DIR = 'state'
 CARD_FILE = 'card.json'
 PARAMS_FILE = 'params.msgpack'
-EXPORTED_NETWORKS = ('actor', 'critic', 'value')   # what acting needs (value: expectile critic only)
 
 
 def is_exported(path: Path) -> bool:
@@ -41,8 +40,10 @@ def is_exported(path: Path) -> bool:
 
 
 def exported_params(agents: Any) -> dict:
-    """The sub-trees of (stacked) agents' params that an exported checkpoint keeps."""
-    return {k: v for k, v in agents.params.items() if k in EXPORTED_NETWORKS}
+    """The sub-trees of (stacked) agents' params that an exported checkpoint keeps: QFQL and FQL name
+    their networks differently, so the agent's class says which ones acting needs."""
+    names = type(agents).exported_names(agents.config)
+    return {k: v for k, v in agents.params.items() if k in names}
 
 
 def leaf_shapes(tree: Any) -> dict[str, list[int]]:
@@ -159,8 +160,7 @@ def restore_checkpoint(checkpoint: Path, template: Any, expected_what: str) -> A
     if is_exported(checkpoint):
         wanted = exported_params(template)
         check_shapes(meta, wanted, expected_what)
-        params = serialization.from_bytes(wanted, (checkpoint / PARAMS_FILE).read_bytes())
-        params = jax.tree.map(lambda like, x: np.asarray(x, like.dtype), wanted, params)
+        params = read_exported_params(checkpoint, wanted)
         return template.replace(params={**template.params, **params, 'target_critic': params['critic']})
     check_shapes(meta, template, expected_what)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
@@ -168,6 +168,22 @@ def restore_checkpoint(checkpoint: Path, template: Any, expected_what: str) -> A
     state = checkpointer.restore((checkpoint / STATE_DIR).resolve(), abstract)
     checkpointer.close()
     return state
+
+
+def read_exported_params(checkpoint: Path, wanted: dict) -> dict:
+    """params.msgpack as arrays shaped like `wanted`; a file cut short, damaged or swapped for another
+    export's is one line, since its card alone (checked before) cannot tell."""
+    path = Path(checkpoint) / PARAMS_FILE
+    try:
+        params = serialization.from_bytes(wanted, path.read_bytes())
+    except (ValueError, TypeError, AttributeError) as error:
+        problem = str(error)
+    else:
+        if leaf_shapes(params) == leaf_shapes(wanted):
+            return jax.tree.map(lambda like, x: np.asarray(x, like.dtype), wanted, params)
+        problem = f'its parameter shapes are not the ones {CARD_FILE} lists'
+    raise UsageError(f'{path} is damaged ({problem}); restore it (git checkout -- {path} for a shipped one) or '
+                     'export it again with python -m harness.card')
 
 
 def export_params(out: Path, agents: Any, meta: dict, card: dict) -> None:
