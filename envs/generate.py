@@ -24,6 +24,8 @@ import shutil
 import sys
 import time
 import warnings
+import zipfile
+import zlib
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from datetime import datetime, timezone
 from importlib import metadata
@@ -150,8 +152,14 @@ _WORKER_COLLECTOR: Callable[[int], Episode] | None = None
 
 
 def _init_worker(factory: CollectorFactory, episode_steps: int) -> None:
-    global _WORKER_COLLECTOR
     start_worker()
+    _set_collector(factory, episode_steps)
+
+
+def _set_collector(factory: CollectorFactory, episode_steps: int) -> None:
+    """The collector `_collect_shard` uses: a pool worker's own, or the generating process's with --workers 1
+    (which must keep its Ctrl-C and has no parent to die with, so it skips `start_worker`)."""
+    global _WORKER_COLLECTOR
     warnings.filterwarnings('ignore', message='.*precision lowered by casting')  # gymnasium, on every env build
     _WORKER_COLLECTOR = factory(episode_steps)
 
@@ -221,6 +229,9 @@ def generate_dataset(
         os.path.join(shard_dir, f'shard-{start:06d}.npz'): list(range(start, min(start + size, total)))
         for start in range(0, total, size)
     }
+    for path, indices in shards.items():
+        if os.path.exists(path):
+            _drop_damaged_shard(path, len(indices) * episode_steps)
     todo = {p: idx for p, idx in shards.items() if not os.path.exists(p)}
     done_episodes = total - sum(len(v) for v in todo.values())
     if done_episodes and progress:
@@ -232,7 +243,7 @@ def generate_dataset(
     choose_mujoco_gl()  # no GLFW probing on display-less machines; pool workers inherit MUJOCO_GL
     try:
         if workers == 1:
-            _init_worker(spec.make_collector, episode_steps)
+            _set_collector(spec.make_collector, episode_steps)
             for path, idx in todo.items():
                 cpu_seconds.append(_record(bar, _collect_shard(path, seed, idx, episode_steps)))
         else:
@@ -276,6 +287,20 @@ def generate_dataset(
         _atomic_write_text(card_path(path), json.dumps(card, indent=2) + '\n')
     shutil.rmtree(os.path.dirname(shard_dir), ignore_errors=True)
     return train_path, val_path
+
+
+def _drop_damaged_shard(path: str, rows: int) -> None:
+    """Shards are written atomically, so a damaged one was damaged afterwards (a full disk, a bad copy):
+    it is deleted with one warning, to be collected again, instead of failing every rerun (--force too)."""
+    try:
+        with np.load(path) as shard:
+            lengths = {len(shard[key]) for key in shard.files}
+        if lengths != {rows} or not set(REQUIRED_KEYS) <= set(shard.files):
+            raise ValueError(f'expected {rows} rows of {", ".join(REQUIRED_KEYS)}')
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        print(f'warning: shard {path} is damaged ({type(error).__name__}); collecting its episodes again',
+              file=sys.stderr)
+        os.remove(path)
 
 
 def _record(bar: tqdm, shard_result: tuple[int, float]) -> float:

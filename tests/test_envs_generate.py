@@ -125,7 +125,7 @@ def test_interrupted_run_resumes_from_finished_shards(data_dir, tmp_path):
     name, root = 'cube-single-play-v0', str(tmp_path)
     shard_dir = os.path.join(root, f'.{name}.shards', generate.shard_folder_name(DATASETS[name], 0, EPISODES, STEPS))
     os.makedirs(shard_dir)
-    generate._init_worker(DATASETS[name].make_collector, STEPS)
+    generate._set_collector(DATASETS[name].make_collector, STEPS)
     size = generate.shard_size_for(EPISODES + 1)
     generate._collect_shard(os.path.join(shard_dir, 'shard-000000.npz'), 0, list(range(size)), STEPS)
     leftovers = [os.path.join(shard_dir, 'shard-000001.npz.tmp-999'), os.path.join(root, f'{name}.npz.tmp-999')]
@@ -139,6 +139,24 @@ def test_interrupted_run_resumes_from_finished_shards(data_dir, tmp_path):
     assert not os.path.exists(os.path.join(root, f'.{name}.shards'))
 
 
+def test_a_damaged_shard_is_dropped_with_one_warning_and_collected_again(data_dir, tmp_path, capsys):
+    """A truncated shard (shards are written atomically, so only damage leaves one) is collected again,
+    --force included, and the file equals an undamaged run's, instead of a BadZipFile on every rerun."""
+    name, root = 'pointmaze-medium-navigate-v0', str(tmp_path)
+    shard_dir = os.path.join(root, f'.{name}.shards', generate.shard_folder_name(DATASETS[name], 0, EPISODES, STEPS))
+    os.makedirs(shard_dir)
+    generate._set_collector(DATASETS[name].make_collector, STEPS)
+    shard = os.path.join(shard_dir, 'shard-000000.npz')
+    generate._collect_shard(shard, 0, list(range(generate.shard_size_for(EPISODES + 1))), STEPS)
+    blob = open(shard, 'rb').read()
+    open(shard, 'wb').write(blob[: len(blob) // 2])
+    assert main([name, '--episodes', str(EPISODES), '--episode-steps', str(STEPS), '--workers', '1', '--force',
+                 '--data-dir', root]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith('warning')]
+    assert warnings == [f'warning: shard {shard} is damaged (BadZipFile); collecting its episodes again']
+    assert open(dataset_paths(name, root)[0], 'rb').read() == open(dataset_paths(name, data_dir)[0], 'rb').read()
+
+
 def test_shards_of_another_collector_are_not_resumed(tmp_path):
     """A shard written by a different collector (another card line) is never mixed into a resumed run."""
     name, root = 'cube-single-play-v0', str(tmp_path)
@@ -146,7 +164,7 @@ def test_shards_of_another_collector_are_not_resumed(tmp_path):
     earlier = dataclasses.replace(spec, generator=spec.generator + ', an earlier collector')
     shard_dir = os.path.join(root, f'.{name}.shards', generate.shard_folder_name(earlier, 0, EPISODES, STEPS))
     os.makedirs(shard_dir)
-    generate._init_worker(spec.make_collector, STEPS)
+    generate._set_collector(spec.make_collector, STEPS)
     generate._collect_shard(os.path.join(shard_dir, 'shard-000000.npz'), 0, [0], STEPS)
     train_path, _ = generate_dataset(name, root, episodes=EPISODES, workers=1, seed=0, episode_steps=STEPS,
                                      progress=False)
@@ -276,5 +294,24 @@ def test_generation_workers_exit_when_the_generator_is_killed(tmp_path):
         assert len(workers) >= 2, 'the generator did not start its workers'
         time.sleep(2.0)                       # let them import and start collecting
         assert kill_and_wait_for_workers(proc, workers), 'collector workers outlived the generator'
+    finally:
+        proc.kill()
+
+
+def test_workers_killed_while_they_start_exit_with_harness_run(tmp_path):
+    """kill -9 of `python -m harness.run` while its regeneration workers are still importing (a spawned
+    worker imports harness.run's modules, JAX included, for seconds before it runs any code of ours)
+    leaves neither the workers nor the multiprocessing resource tracker behind."""
+    proc = subprocess.Popen([sys.executable, '-m', 'harness.run', '--task', 'pointmaze', '--preset', 'tiny',
+                             '--dataset-episodes', '200', '--data-dir', str(tmp_path / 'data'), '--out',
+                             str(tmp_path / 'run')], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        children = []
+        while time.time() < deadline and len(children) < 2:      # the tracker and a worker
+            time.sleep(0.1)
+            children = [child.pid for child in psutil.Process(proc.pid).children()]
+        assert len(children) >= 2, 'harness.run did not start its regeneration workers'
+        assert kill_and_wait_for_workers(proc, children, seconds=60), 'workers outlived harness.run'
     finally:
         proc.kill()
