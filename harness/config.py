@@ -19,7 +19,7 @@ from pathlib import Path
 from agents import AgentConfig, resolve_config
 from envs.datasets import DEFAULT_DATA_DIR
 from envs.tasks import Task, resolve_task
-from harness.checkpoints import find_checkpoint, list_checkpoints, read_meta
+from harness.checkpoints import CARD_FILE, find_checkpoint, is_exported, list_checkpoints, read_meta
 from harness.defaults import (DEFAULT_BETA, DEFAULT_OUT_ROOT, DEFAULT_SUCCESS_TIMING, DEFAULT_SWEEP_ROOT,
                               EVAL_SEED_BASE, PRESET_DEFAULTS, SELECTION_SEED_BASE, fql_alpha)
 from harness.errors import UsageError
@@ -175,6 +175,7 @@ def _plan_evaluation(args, command: str) -> RunConfig:
     checkpoint = find_checkpoint(args.checkpoint)
     meta = read_meta(checkpoint)
     saved_task = resolve_task(meta['task']['name'] or meta['task']['env_id'])
+    _refuse_task_disagreement(checkpoint, meta, saved_task)
     task = resolve_task(args.task) if args.task else saved_task
     if args.agent and args.agent != meta['agent']:
         raise UsageError(f"--agent {args.agent} does not match the checkpoint's agent {meta['agent']}")
@@ -290,6 +291,20 @@ def _refuse_training_changes(args, saved: dict, run_dir: Path) -> None:
     if changed:
         raise UsageError(f"--resume {run_dir} would change its training: {'; '.join(changed)}; drop these flags, or "
                          'start a new run')
+
+
+def _refuse_task_disagreement(checkpoint: Path, meta: dict, saved_task: Task) -> None:
+    """The task a checkpoint's metadata names must be the one its env ids (meta's, and a shipped
+    card's own) say: a task of the same shape would evaluate without complaint, on the wrong task."""
+    named = {meta['task'].get('env_id')}
+    if is_exported(checkpoint):
+        named.add(json.loads((checkpoint / CARD_FILE).read_text()).get('env_id'))
+    others = sorted(named - {None, saved_task.env_id})
+    if others:
+        where = CARD_FILE if is_exported(checkpoint) else 'meta.json'
+        raise UsageError(f"checkpoint {checkpoint}: its {where} names task {meta['task']['name']} "
+                         f"({saved_task.env_id}) but env_id {others[0]}; correct it to the task it was trained on "
+                         'or export the card again with python -m harness.card')
 
 
 def _refuse_reward_change(args, trained_with: str) -> str:

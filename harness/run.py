@@ -55,12 +55,19 @@ def beta_value(text: str) -> float:
     return value
 
 
+def comma_parts(text: str, example: str) -> list[str]:
+    """The entries of a comma-separated list; an empty one ('0,,1', '0,1,') is refused rather than
+    skipped, since it is more likely a lost number than a stray comma."""
+    parts = [part.strip() for part in text.split(',')]
+    if '' in parts:
+        raise argparse.ArgumentTypeError(f"'{text}' has an empty entry; write numbers between single commas, e.g. "
+                                         f"'{example}'")
+    return parts
+
+
 def beta_list(text: str) -> list[float]:
     """Comma-separated βs, e.g. '0,0.3,1,3,10' (duplicates dropped, order kept)."""
-    values = [beta_value(part.strip()) for part in text.split(',') if part.strip()]
-    if not values:
-        raise argparse.ArgumentTypeError(f"--betas needs at least one number, got '{text}'")
-    return list(dict.fromkeys(values))
+    return list(dict.fromkeys(beta_value(part) for part in comma_parts(text, '0,0.3,1')))
 
 
 def seed_list(text: str) -> list[int]:
@@ -72,7 +79,7 @@ def seed_list(text: str) -> list[int]:
                 raise argparse.ArgumentTypeError(f"seed range '{text}' is empty; write it low-high, e.g. '{high}-{low}'")
             values = list(range(low, high + 1))
         else:
-            values = [int(x) for x in text.split(',') if x.strip()]
+            values = [int(x) for x in comma_parts(text, '0,1,2')]
     except ValueError:
         raise argparse.ArgumentTypeError(f"seeds must be integers like '0,1,2' or '0-4', got '{text}'") from None
     if not values or any(v < 0 for v in values):
@@ -98,6 +105,16 @@ positive_int = _bounded_number('a positive integer', integer=True, allow_zero=Fa
 nonnegative_int = _bounded_number('an integer >= 0', integer=True, allow_zero=True)
 positive_float = _bounded_number('a finite number > 0', integer=False, allow_zero=False)
 nonnegative_float = _bounded_number('a finite number >= 0', integer=False, allow_zero=True)
+
+
+def trust_ratio_value(text: str) -> float:
+    """ρ of the trust-ratio guard: > 0, because ρ = 0 caps every guidance step at zero, which is β = 0
+    while the results would still be labelled with the run's β."""
+    try:
+        return positive_float(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"ρ must be a finite number > 0, got '{text}' (for no guidance at all, "
+                                         'pass --beta 0)') from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help='absolute (default): β∇Q as eq. 5; relative: β‖v‖∇Q/‖∇Q‖, the same β on every task')
     sampler.add_argument('--beta-schedule', choices=list(BETA_SCHEDULES), help='β over the flow steps (default constant)')
     sampler.add_argument('--grad-clip', type=positive_float, help='clip ‖∇Q‖ per sample to this (default: none)')
-    sampler.add_argument('--trust-ratio', type=nonnegative_float, help='cap ‖guidance‖ at this times ‖v‖ (default: none)')
+    sampler.add_argument('--trust-ratio', type=trust_ratio_value, help='cap ‖guidance‖ at this times ‖v‖ (default: none)')
     sampler.add_argument('--flow-steps', type=positive_int, help='Euler steps when acting (default: the trained K, 10)')
     sampler.add_argument('--guidance-q-agg', choices=['mean', 'min'], help='ensemble Q whose gradient guides (default mean)')
     p.add_argument('--success-timing', choices=['pre', 'post'],

@@ -11,8 +11,9 @@ import pytest
 from agents import PRESETS, QFQLAgent
 from agents.training import create_agents
 from envs.tasks import resolve_task
-from harness.checkpoints import save_checkpoint, write_json_atomic
+from harness.checkpoints import CARD_FILE, PARAMS_FILE, save_checkpoint, write_json_atomic
 from harness.config import plan_run
+from harness.errors import UsageError
 from harness.outputs import read_jsonl
 from harness.run import build_parser, execute, main
 from harness.train import announce_eta
@@ -32,7 +33,11 @@ from tests.cli import run_cli
     (['--task', 'pointmaze', '--expectile', '1.5'], 'expectile must be in (0, 1)'),
     (['--task', 'pointmaze', '--grad-clip', '0'], 'number > 0'),
     (['--task', 'pointmaze', '--seeds', '3-1'], "write it low-high, e.g. '1-3'"),
-    (['--task', 'pointmaze', '--trust-ratio', 'inf'], 'finite number >= 0'),
+    (['--task', 'pointmaze', '--trust-ratio', 'inf'], 'finite number > 0'),
+    (['--task', 'pointmaze', '--trust-ratio', '0'], 'for no guidance at all, pass --beta 0'),
+    (['--task', 'pointmaze', '--betas', '0,,1'], "'0,,1' has an empty entry"),
+    (['--task', 'pointmaze', '--betas', '0,1,'], "'0,1,' has an empty entry"),
+    (['--task', 'pointmaze', '--seeds', '0,,1'], "'0,,1' has an empty entry"),
     (['--task', 'pointmaze', '--guidance-at', 'clean'], 'guidance-at'),
     (['--task', 'pointmaze', '--flow-steps', '0'], 'positive integer'),
     (['--task', 'pointmaze', '--selection-episodes', '-1'], 'integer >= 0'),
@@ -134,6 +139,29 @@ def test_checkpoint_of_another_task_fails_before_writing(tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith('error:') and 'does not fit' in lines[0], proc.stderr[-2000:]
     assert not out.exists()
+
+
+def test_a_card_whose_task_and_env_id_disagree_is_refused(tmp_path):
+    """cube-single's tasks share one env shape, so only the metadata can tell which one a card was
+    trained on; when its parts disagree, evaluating any of them could be on the wrong task."""
+    task2, task1 = resolve_task('cube-single'), resolve_task('cube-single-play-singletask-task1-v0')
+    meta = {'agent': 'qfql', 'preset': 'tiny', 'config': dataclasses.asdict(PRESETS['tiny']), 'seeds': [0],
+            'step': 7, 'beta': 0.3, 'shapes': {}}
+    cases = [('intact', dataclasses.asdict(task2), task2.env_id),
+             ('meta', {**dataclasses.asdict(task2), 'env_id': task1.env_id}, task2.env_id),
+             ('card', dataclasses.asdict(task1), task2.env_id)]
+    for name, saved_task, card_env_id in cases:
+        card = tmp_path / name
+        card.mkdir()
+        (card / PARAMS_FILE).write_bytes(b'')
+        write_json_atomic(card / CARD_FILE, {'env_id': card_env_id, 'meta': {**meta, 'task': saved_task}})
+        args = build_parser().parse_args(['--checkpoint', str(card), '--out', str(tmp_path / f'sweep-{name}')])
+        if name == 'intact':
+            assert plan_run(args).task == task2
+            continue
+        with pytest.raises(UsageError, match='but env_id') as error:
+            plan_run(args)
+        assert task1.env_id in str(error.value) and task2.env_id in str(error.value) and '\n' not in str(error.value)
 
 
 def test_long_cpu_run_names_the_small_preset():
