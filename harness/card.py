@@ -3,9 +3,10 @@
     python -m harness.card artifacts/runs/<run> --seed 12 --name cube-single-small \
         --betas 0,0.01,0.03,0.1,0.3 --eval-episodes 50
 
-writes artifacts/checkpoints/<name>/params.msgpack (actor + critic, no optimiser state) and
-card.json, after evaluating the exported parameters exactly as a user would
-(`python -m harness.run --checkpoint artifacts/checkpoints/<name> --betas ...`): the best β is
+writes artifacts/checkpoints/<name>/params.msgpack (the networks acting needs, no optimiser state)
+and card.json, after evaluating the exported parameters exactly as a user would
+(`python -m harness.run --checkpoint artifacts/checkpoints/<name> --betas ...`, into
+artifacts/sweeps/card-<name>-<time>, beside --root, where its page stays): the best β is
 chosen on selection episodes and β = 0 and the best β are reported on held-out episodes. The card
 holds the task and dataset, the training command, seeds, updates and wall time, the sampler
 settings, `best_beta`, and `success` = {β: rate with its interval} for β = 0 and the best β.
@@ -13,9 +14,10 @@ tests/test_shipped.py re-evaluates the held-out episodes and compares them with 
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
-import tempfile
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -29,6 +31,7 @@ from envs.tasks import resolve_task
 from envs.vector import make_task_env
 from harness.checkpoints import (CARD_FILE, export_params, find_checkpoint, read_meta, restore_checkpoint,
                                  write_json_atomic)
+from harness.config import check_writable
 from harness.errors import OneLineArgumentParser, UsageError, run_main
 from harness.page import dataset_card
 from harness.run import beta_list, main as run_harness, nonnegative_int, positive_int
@@ -37,17 +40,25 @@ from harness.outputs import read_jsonl
 SHIPPED_ROOT = Path('artifacts/checkpoints')
 
 
+def folder_name(text: str) -> str:
+    """One folder name: anything with a path in it ('../../x', 'a/b') would put the card outside --root."""
+    if text in ('', '.', '..') or '/' in text or '\\' in text:
+        raise argparse.ArgumentTypeError(f"--name is a folder name under --root, without '/' or '..', got '{text}'")
+    return text
+
+
 def parse_args(argv):
     p = OneLineArgumentParser(prog='python -m harness.card', description=__doc__.splitlines()[0])
     p.add_argument('run', help='run folder (or checkpoint) to export from')
     p.add_argument('--seed', type=nonnegative_int, required=True, help='which of the run\'s seeds to ship')
-    p.add_argument('--name', required=True, help='folder name under artifacts/checkpoints/')
+    p.add_argument('--name', type=folder_name, required=True, help='folder name under artifacts/checkpoints/')
     p.add_argument('--betas', type=beta_list, required=True, help='βs to select from, e.g. 0,0.01,0.03,0.1,0.3')
     p.add_argument('--eval-episodes', type=positive_int, default=50, help='held-out episodes per β (default 50)')
     p.add_argument('--selection-episodes', type=positive_int, default=None,
                    help='β-selection episodes per β (default: as many as --eval-episodes)')
     p.add_argument('--sampler-args', default='', help='extra harness.run sampler flags, e.g. "--guidance-at denoised"')
-    p.add_argument('--root', default=str(SHIPPED_ROOT), help='where shipped checkpoints live')
+    p.add_argument('--root', default=str(SHIPPED_ROOT),
+                   help='where shipped checkpoints live; the evaluation sweep goes to its sibling sweeps/')
     return p.parse_args(argv)
 
 
@@ -80,6 +91,9 @@ def export(args) -> int:
     index = meta['seeds'].index(args.seed)
     one_seed = jax.tree.map(lambda x: x[index:index + 1], agents)
     out = Path(args.root) / args.name
+    # The evaluation is a sweep like any other; it is kept (its page is printed) beside the shipped root.
+    sweep = Path(args.root).parent / 'sweeps' / f"card-{args.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_writable(sweep)
     shipped_meta = {**{k: meta[k] for k in ('task', 'agent', 'preset', 'config', 'beta', 'step')}, 'seeds': [args.seed],
                     'reward': meta.get('reward', 'dense')}
     card = {
@@ -93,18 +107,16 @@ def export(args) -> int:
     }
     export_params(out, one_seed, shipped_meta, {**card, 'status': 'exported, not yet evaluated'})
 
-    with tempfile.TemporaryDirectory(prefix='qfql-card-') as tmp:
-        sweep = Path(tmp) / 'sweep'
-        argv = ['--checkpoint', str(out), '--betas', ','.join(f'{b:g}' for b in args.betas),
-                '--eval-episodes', str(args.eval_episodes), '--video-episodes', '0', '--out', str(sweep),
-                *args.sampler_args.split()]
-        if args.selection_episodes is not None:
-            argv += ['--selection-episodes', str(args.selection_episodes)]
-        status = run_harness(argv)
-        if status:
-            return status
-        summary = json.loads((sweep / 'summary.json').read_text())
-        evaluated = json.loads((sweep / 'config.json').read_text())
+    argv = ['--checkpoint', str(out), '--betas', ','.join(f'{b:g}' for b in args.betas),
+            '--eval-episodes', str(args.eval_episodes), '--video-episodes', '0', '--out', str(sweep),
+            *args.sampler_args.split()]
+    if args.selection_episodes is not None:
+        argv += ['--selection-episodes', str(args.selection_episodes)]
+    status = run_harness(argv)
+    if status:
+        return status
+    summary = json.loads((sweep / 'summary.json').read_text())
+    evaluated = json.loads((sweep / 'config.json').read_text())
     best = summary['best_beta']
     by_beta = {r['beta']: r for r in summary['results']}
     card.update({

@@ -11,6 +11,7 @@ import pytest
 from agents import PRESETS, QFQLAgent
 from agents.training import create_agents
 from envs.tasks import resolve_task
+from harness.card import main as card_main
 from harness.checkpoints import CARD_FILE, PARAMS_FILE, save_checkpoint, write_json_atomic
 from harness.config import plan_run
 from harness.errors import UsageError
@@ -162,6 +163,14 @@ def test_a_card_whose_task_and_env_id_disagree_is_refused(tmp_path):
         with pytest.raises(UsageError, match='but env_id') as error:
             plan_run(args)
         assert task1.env_id in str(error.value) and task2.env_id in str(error.value) and '\n' not in str(error.value)
+
+
+@pytest.mark.parametrize('name', ['../../x', 'a/b', '..', ''])
+def test_a_card_name_with_a_path_in_it_is_refused(name, tmp_path, capsys):
+    status, err = run_cli(card_main, [str(tmp_path / 'run'), '--seed', '0', '--name', name, '--betas', '0,1',
+                                      '--root', str(tmp_path / 'a' / 'shipped')], capsys)
+    assert status == 2 and err.startswith('error:') and '--name is a folder name' in err and err.count('\n') == 1
+    assert not list(tmp_path.iterdir())
 
 
 def test_long_cpu_run_names_the_small_preset():

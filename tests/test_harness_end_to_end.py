@@ -75,6 +75,7 @@ def test_train_then_sweep_writes_the_documented_files(data_dir, tmp_path):
     assert run_main(card_main, [str(run), '--seed', '0', '--name', 'tiny', '--betas', '0,1', '--eval-episodes', '2',
                                 '--root', str(tmp_path / 'shipped')]) == 0
     shipped = tmp_path / 'shipped' / 'tiny'
+    assert len(list((tmp_path / 'sweeps').glob('card-tiny-*/index.html'))) == 1, 'the evaluation page it names is kept'
     card = json.loads((shipped / CARD_FILE).read_text())
     assert (shipped / PARAMS_FILE).stat().st_size < 2**20
     assert card['seeds'] == [0] and card['updates'] == 300 and card['task'] == 'pointmaze'
