@@ -159,11 +159,25 @@ class EvalEnvs:
         of episodes costs no env steps beyond its own."""
         if not 1 <= len(seeds) <= self.num_envs:
             raise ValueError(f'need 1 to {self.num_envs} seeds, got {len(seeds)}')
-        for index, ob in self._scatter(dict(enumerate(seeds)), 'reset').items():
-            self._obs[index] = ob
-        self._done[:] = np.arange(self.num_envs) >= len(seeds)
+        self._done[:] = True
         self._success[:] = False
+        self.start(range(len(seeds)), seeds)
         return self._obs.copy()
+
+    def start(self, indices: Sequence[int], seeds: Sequence[int]) -> np.ndarray:
+        """Start a new episode in each env of `indices` (env indices[j] seeded with seeds[j]) and leave
+        the others as they are, running or done: a pool refills the envs whose episode ended while
+        the rest keep stepping. Returns the first observations of the started envs, in order."""
+        indices = [int(i) for i in indices]
+        if len(indices) != len(seeds) or len(set(indices)) != len(indices):
+            raise ValueError(f'need one seed per distinct env index, got {len(indices)} indices and {len(seeds)} seeds')
+        if any(not 0 <= i < self.num_envs for i in indices):
+            raise ValueError(f'env indices must lie in [0, {self.num_envs}), got {indices}')
+        for index, ob in self._scatter(dict(zip(indices, seeds)), 'reset').items():
+            self._obs[index] = ob
+        self._done[indices] = False
+        self._success[indices] = False
+        return self._obs[indices].copy()
 
     def step(self, actions: np.ndarray) -> StepResult:
         """Step the envs whose episode is still running; finished ones keep their last observation."""

@@ -53,6 +53,7 @@ class RunConfig:
     download: bool = False     # fetch a missing dataset from OGBench's server instead of regenerating it
     sampler: SamplerSettings = SamplerSettings()
     selection_episodes: int = 0   # per seed and β, on SELECTION_SEED_BASE starts; 0 = no β selection
+    held_out: str = 'all'         # with β selection, the βs scored on held-out starts: 'all' or 'selected'
     success_timing: str = DEFAULT_SUCCESS_TIMING
     reward: str = 'dense'         # dataset reward labels (training only)
     command: str = ''             # the command line, as recorded in config.json
@@ -61,7 +62,7 @@ class RunConfig:
     def evaluation_settings(self) -> dict:
         """The settings a --resume may change (they shape evaluation, never training)."""
         keys = ('beta', 'final_betas', 'eval_every', 'eval_episodes', 'eval_envs', 'video_episodes', 'frame_skip',
-                'checkpoint_every', 'sampler', 'selection_episodes', 'success_timing', 'wandb')
+                'checkpoint_every', 'sampler', 'selection_episodes', 'held_out', 'success_timing', 'wandb')
         return {k: v for k, v in self.to_json().items() if k in keys}
 
     def to_json(self) -> dict:
@@ -76,6 +77,7 @@ class RunConfig:
             'checkpoint': None if self.checkpoint is None else str(self.checkpoint), 'download': self.download,
             'eval_seed_base': EVAL_SEED_BASE, 'sampler': self.sampler.to_json(),
             'selection_episodes': self.selection_episodes, 'selection_seed_base': SELECTION_SEED_BASE,
+            'held_out': self.held_out,
             'success_timing': self.success_timing, 'reward': self.reward, 'command': self.command,
             'wandb': self.wandb,
         }
@@ -124,7 +126,7 @@ def _plan_training(args, command: str) -> RunConfig:
         out=out, data_dir=args.data_dir or DEFAULT_DATA_DIR,
         dataset_episodes=_pick(args.dataset_episodes, defaults['dataset_episodes']), checkpoint=None,
         download=args.download, sampler=_sampler_settings(args, None, agent_config),
-        selection_episodes=_selection_episodes(args, betas, eval_episodes),
+        selection_episodes=_selection_episodes(args, betas, eval_episodes), held_out=args.held_out or 'all',
         success_timing=_pick(args.success_timing, DEFAULT_SUCCESS_TIMING), reward=args.reward or 'dense',
         command=command, wandb=args.wandb)
 
@@ -166,6 +168,7 @@ def _plan_resume(args, command: str) -> RunConfig:
         out=run_dir, data_dir=saved['data_dir'], dataset_episodes=saved['dataset_episodes'], checkpoint=checkpoint,
         start_step=step, download=args.download, sampler=_sampler_settings(args, saved.get('sampler'), agent_config),
         selection_episodes=_selection_episodes(args, betas, eval_episodes, saved.get('selection_episodes')),
+        held_out=args.held_out or saved.get('held_out', 'all'),
         success_timing=_pick(args.success_timing, saved.get('success_timing', DEFAULT_SUCCESS_TIMING)),
         reward=_refuse_reward_change(args, saved.get('reward', 'dense')), command=command,
         wandb=_pick(args.wandb, saved.get('wandb')))
@@ -200,7 +203,7 @@ def _plan_evaluation(args, command: str) -> RunConfig:
         checkpoint_every=0, chunk=1, out=out, data_dir=args.data_dir or DEFAULT_DATA_DIR, dataset_episodes=None,
         checkpoint=checkpoint, start_step=int(meta['step']), download=args.download,
         sampler=_sampler_settings(args, None, agent_config),
-        selection_episodes=_selection_episodes(args, betas, eval_episodes),
+        selection_episodes=_selection_episodes(args, betas, eval_episodes), held_out=args.held_out or 'all',
         success_timing=_pick(args.success_timing, DEFAULT_SUCCESS_TIMING),
         reward=_refuse_reward_change(args, meta.get('reward', 'dense')), command=command, wandb=args.wandb)
 

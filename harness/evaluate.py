@@ -1,16 +1,29 @@
-"""Vectorised evaluation rollouts: one batched, jitted guided-sampler call per env step for all envs.
+"""Vectorised evaluation: every episode of an evaluation (all its βs, seeds and phases) in one rollout.
 
-Episodes run in waves of `envs.num_envs` parallel environments. Episode i always starts from env
-seed `env_seed_base + i`, so every β, seed and checkpoint is scored on the same start states
-(a paired comparison: differences between β come from the policy, not from easier starts).
-Per episode we record success (info['success'] at the end), return and length; per env step the
-sampler's per-flow-step diagnostics ‖v‖, ‖∇Q‖, ‖applied guidance‖ are kept as float16 rows
-(`GuidanceTrace`) and the first `video_episodes` episodes are rendered every `frame_skip` steps.
+An evaluation is a list of `EpisodeGroup`s, one per (phase, β, seed). They all run together in one
+pool of envs, `envs.num_envs // num_seeds` slots per trained seed: whenever an episode ends, its env
+starts the next pending episode of the same seed, so no env idles while work is left, and every env
+step makes one jitted sampler call for every live env of every seed (the seeds' parameters stacked
+under vmap, β one value per row; a row with β = 0 takes exactly the unguided flow).
+
+An episode is a function of its group and index alone: episode i starts from env seed
+`env_seed_base + i` (every β, seed and checkpoint is scored on the same start states: a paired
+comparison), and the flow's a⁰ at env step t is N(0, I) drawn with
+fold_in(fold_in(group.key, i), t). So which slot, batch row or neighbours an episode gets cannot
+change it: for a fixed pool shape the groups give the same records one after another as all at once
+(tests/test_harness_evaluate.py). A pool of another shape compiles another sampler program whose
+float rounding may differ in the last bit, which a chaotic rollout can amplify.
+
+Per episode we record success (info['success'] at the end), return, length and non-finite ∇Q
+fallbacks; per env step the sampler's per-flow-step ‖v‖, ‖∇Q‖ and ‖applied guidance‖ (float16 rows of
+the group's trace), and the group's first `video_episodes` episodes are rendered every `frame_skip`
+steps.
 """
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, Sequence
@@ -21,8 +34,9 @@ import numpy as np
 
 DIAG_KEYS = ('velocity_norm', 'grad_q_norm', 'guidance_norm')
 
-# (observations [N, obs_dim], key, beta) -> (actions [N, act_dim], diag with [K, N] arrays + count)
-SampleFn = Callable[[np.ndarray, jax.Array, Any], tuple[jax.Array, dict]]
+# (observations [S, M, obs_dim], group keys [S, M, 2] uint32, episode indices [S, M], env steps [S, M],
+#  βs [S, M]) -> (actions [S, M, action_dim], diag with [S, K, M] norms)
+Policy = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[Any, dict]]
 
 
 @dataclass(frozen=True)
@@ -48,126 +62,178 @@ class SamplerSettings:
 
 
 @partial(jax.jit, static_argnames=('settings',))
-def _sample(agent, observations, key, beta, settings: SamplerSettings):
-    return agent.sample_actions(observations, key, beta, **settings.sample_kwargs())
+def _stacked_sample(agents, observations, keys, episodes, steps, betas, settings: SamplerSettings):
+    def noise(key, episode, step):
+        return jax.random.normal(jax.random.fold_in(jax.random.fold_in(key, episode), step), (agents.action_dim,))
+
+    def one_seed(agent, seed_observations, seed_noise, seed_betas):
+        return agent.actions_from_noise(seed_observations, seed_noise, seed_betas, **settings.sample_kwargs())
+
+    return jax.vmap(one_seed)(agents, observations, jax.vmap(jax.vmap(noise))(keys, episodes, steps), betas)
 
 
-def make_sample_fn(agent: Any, settings: SamplerSettings = SamplerSettings()) -> SampleFn:
-    """The agent's guided sampler as one jitted call; β is traced, so every β and every seed's agent
-    (same structure) share one compilation."""
-    return lambda observations, key, beta: _sample(agent, jnp.asarray(observations, jnp.float32), key,
-                                                   jnp.asarray(beta, jnp.float32), settings)
+def make_policy(agents: Any, settings: SamplerSettings = SamplerSettings()) -> Policy:
+    """The stacked agents' guided sampler as one jitted call per env step. β is traced, so every β
+    shares one compilation per pool shape."""
+    return lambda observations, keys, episodes, steps, betas: _stacked_sample(
+        agents, jnp.asarray(observations, jnp.float32), jnp.asarray(keys, jnp.uint32), jnp.asarray(episodes, jnp.int32),
+        jnp.asarray(steps, jnp.int32), jnp.asarray(betas, jnp.float32), settings)
+
+
+def group_key(seed: int, salt: int) -> np.ndarray:
+    """A seed's sampler key for one phase: fold_in(PRNGKey(seed), salt), as host data."""
+    return np.asarray(jax.random.fold_in(jax.random.PRNGKey(seed), salt), np.uint32)
+
+
+@dataclass(frozen=True)
+class EpisodeGroup:
+    """`episodes` episodes of one trained seed (`seed_index` into the stacked agents) at one β."""
+    phase: str
+    beta: float
+    seed_index: int
+    episodes: int
+    env_seed_base: int
+    key: np.ndarray = field(compare=False)     # uint32 [2], see group_key
+    video_episodes: int = 0
 
 
 @dataclass
-class GuidanceTrace:
-    """Sampler diagnostics of every env step of every episode, one row per (episode, env step)."""
-    episode: list = field(default_factory=list)     # episode index of each row
-    step: list = field(default_factory=list)        # env step within the episode
-    norms: dict = field(default_factory=lambda: {k: [] for k in DIAG_KEYS})   # rows of [K] per key
-    fallbacks_per_call: list = field(default_factory=list)   # non-finite fallbacks of each sampler call
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """Compact arrays for np.savez_compressed: [R] ints and [R, K] float16 norms."""
-        out = {'episode': np.asarray(self.episode, np.int32), 'step': np.asarray(self.step, np.int32),
-               'fallbacks_per_call': np.asarray(self.fallbacks_per_call, np.int32)}
-        for key in DIAG_KEYS:
-            rows = self.norms[key]
-            out[key] = np.asarray(np.concatenate(rows, axis=0) if rows else np.zeros((0, 0)), np.float16)
-        return out
-
-
-@dataclass
-class EvalResult:
-    episodes: list[dict]              # per episode: episode, env_seed, success, return, length, ...
-    trace: GuidanceTrace
+class GroupResult:
+    group: EpisodeGroup
+    episodes: list[dict]                  # per episode: episode, env_seed, success, return, length, ...
+    trace: dict[str, np.ndarray]          # rows (episode, env step): [R] ints and [R, K] float16 norms
     videos: dict[int, list[np.ndarray]]   # episode index -> frames
     video_steps: dict[int, list[int]]     # episode index -> env step of each frame
-    timing: dict[str, float]
 
 
-def evaluate(sample_fn: SampleFn, envs: Any, *, beta: float, num_episodes: int, key: jax.Array,
-             env_seed_base: int = 0, video_episodes: int = 0, frame_skip: int = 1,
-             progress: Callable[[int], None] | None = None) -> EvalResult:
-    """Run `num_episodes` episodes with guidance β; see the module docstring for what is recorded."""
-    num_envs = envs.num_envs
-    episodes: list[dict] = []
-    trace = GuidanceTrace()
-    videos: dict[int, list[np.ndarray]] = {}
-    video_steps: dict[int, list[int]] = {}
+@dataclass
+class _TraceRows:
+    """Diagnostics of every live env step, appended per sampler call and split by group at the end."""
+    group: list = field(default_factory=list)
+    episode: list = field(default_factory=list)
+    step: list = field(default_factory=list)
+    fallbacks: list = field(default_factory=list)
+    norms: dict = field(default_factory=lambda: {k: [] for k in DIAG_KEYS})
+
+    def split(self, num_groups: int) -> list[dict[str, np.ndarray]]:
+        if not self.group:
+            empty = {'episode': np.zeros(0, np.int32), 'step': np.zeros(0, np.int32), 'fallbacks': np.zeros(0, np.int32)}
+            return [{**empty, **{k: np.zeros((0, 0), np.float16) for k in DIAG_KEYS}} for _ in range(num_groups)]
+        group = np.concatenate(self.group)
+        order = np.argsort(group, kind='stable')
+        bounds = np.searchsorted(group[order], np.arange(num_groups + 1))
+        columns = {'episode': np.concatenate(self.episode).astype(np.int32),
+                   'step': np.concatenate(self.step).astype(np.int32),
+                   'fallbacks': np.concatenate(self.fallbacks).astype(np.int32),
+                   **{k: np.concatenate(self.norms[k]) for k in DIAG_KEYS}}
+        columns = {k: v[order] for k, v in columns.items()}
+        return [{k: v[bounds[g]:bounds[g + 1]] for k, v in columns.items()} for g in range(num_groups)]
+
+
+def rollout(policy: Policy, envs: Any, groups: Sequence[EpisodeGroup], num_seeds: int, *, frame_skip: int = 1,
+            progress: Callable[[int], None] | None = None) -> tuple[list[GroupResult], dict[str, float]]:
+    """Run every episode of `groups` in one pool (see the module docstring); returns one result per
+    group, in order, and the seconds spent sampling, stepping and rendering."""
+    slots = envs.num_envs
+    if slots % num_seeds:
+        raise ValueError(f'{slots} envs do not split evenly over {num_seeds} seeds')
+    per_seed = slots // num_seeds
+    pending = [deque() for _ in range(num_seeds)]
+    for g, group in enumerate(groups):
+        pending[group.seed_index].extend((g, e) for e in range(group.episodes))
+    keys = np.stack([g.key for g in groups]) if groups else np.zeros((0, 2), np.uint32)
+    betas = np.asarray([g.beta for g in groups], np.float32)
+    slot_group = np.full(slots, -1)       # -1: free
+    slot_episode = np.zeros(slots, np.int64)
+    slot_step = np.zeros(slots, np.int64)
+    returns = np.zeros(slots)
+    fallbacks = np.zeros(slots, np.int64)
+    observations = np.zeros((slots, envs.observation_dim), np.float32)
+    records: list[list[dict]] = [[] for _ in groups]
+    videos: list[dict] = [{} for _ in groups]
+    video_steps: list[dict] = [{} for _ in groups]
+    rows = _TraceRows()
     timing = {'sampling_s': 0.0, 'env_step_s': 0.0, 'rendering_s': 0.0}
-    calls = 0
-    for first in range(0, num_episodes, num_envs):
-        count = min(num_envs, num_episodes - first)
-        episode_ids = np.arange(first, first + num_envs)
-        # Envs beyond `count` are not reset and never stepped; the policy batch keeps its fixed shape.
-        observations = envs.reset([int(env_seed_base + i) for i in episode_ids[:count]])
-        done = np.arange(num_envs) >= count
-        returns = np.zeros(num_envs)
-        lengths = np.zeros(num_envs, np.int64)
-        success = np.zeros(num_envs, bool)
-        bad_steps = np.zeros(num_envs, np.int64)
-        recorded = [i for i in range(count) if episode_ids[i] < video_episodes]
-        for i in recorded:
-            videos[int(episode_ids[i])], video_steps[int(episode_ids[i])] = [], []
-        timing['rendering_s'] += _render(envs, recorded, episode_ids, 0, videos, video_steps)
-        for t in range(envs.max_episode_steps + 1):
-            if done.all():
-                break
+
+    def recorded(slot: int) -> bool:
+        return slot_group[slot] >= 0 and slot_episode[slot] < groups[slot_group[slot]].video_episodes
+
+    def render(indices: list[int]) -> None:
+        if not indices:
+            return
+        start = time.perf_counter()
+        for slot, frame in zip(indices, envs.render(indices)):
+            g, e = int(slot_group[slot]), int(slot_episode[slot])
+            videos[g].setdefault(e, []).append(np.asarray(frame))
+            video_steps[g].setdefault(e, []).append(int(slot_step[slot]))
+        timing['rendering_s'] += time.perf_counter() - start
+
+    while True:
+        starts = []
+        for slot in np.flatnonzero(slot_group < 0):
+            queue = pending[slot // per_seed]
+            if queue:
+                g, e = queue.popleft()
+                slot_group[slot], slot_episode[slot], slot_step[slot] = g, e, 0
+                returns[slot] = fallbacks[slot] = 0
+                starts.append(int(slot))
+        if starts:
             start = time.perf_counter()
-            actions, diag = sample_fn(observations, jax.random.fold_in(key, calls), beta)
-            actions = np.asarray(actions)
-            diag = {k: np.asarray(v) for k, v in diag.items()}
-            timing['sampling_s'] += time.perf_counter() - start
-            calls += 1
-            live = np.flatnonzero(~done)
-            trace.episode.extend(episode_ids[live].tolist())
-            trace.step.extend([t] * len(live))
-            for k in DIAG_KEYS:
-                trace.norms[k].append(diag[k][:, live].T)
-            trace.fallbacks_per_call.append(int(diag.get('nonfinite_fallbacks', 0)))
-            bad_steps[live] += (~np.isfinite(diag['grad_q_norm'][:, live])).sum(axis=0)
-            start = time.perf_counter()
-            result = envs.step(actions)
+            observations[starts] = envs.start(starts, [groups[slot_group[s]].env_seed_base + int(slot_episode[s])
+                                                       for s in starts])
             timing['env_step_s'] += time.perf_counter() - start
-            returns[live] += np.asarray(result.rewards)[live]
-            lengths[live] += 1
-            newly_done = live[np.asarray(result.done)[live]]
-            success[live] = np.asarray(result.success)[live]
-            done = done | np.asarray(result.done)
-            observations = result.observations
-            live_set, finished = set(live.tolist()), set(newly_done.tolist())
-            frames_now = [i for i in recorded if i in live_set and ((t + 1) % frame_skip == 0 or i in finished)]
-            timing['rendering_s'] += _render(envs, frames_now, episode_ids, t + 1, videos, video_steps)
-            if progress is not None:
-                progress(len(newly_done))
-        for i in range(count):
-            episodes.append({'episode': int(episode_ids[i]), 'env_seed': int(env_seed_base + episode_ids[i]),
-                             'success': bool(success[i]), 'return': float(returns[i]),
-                             'length': int(lengths[i]), 'fallbacks': int(bad_steps[i])})
-    _attach_guidance_stats(episodes, trace)
-    return EvalResult(episodes, trace, videos, video_steps, timing)
+            render([s for s in starts if recorded(s)])
+        live = np.flatnonzero(slot_group >= 0)
+        if not live.size:
+            break
+        group_of = np.maximum(slot_group, 0)
+        start = time.perf_counter()
+        actions, diag = policy(observations.reshape(num_seeds, per_seed, -1),
+                               keys[group_of].reshape(num_seeds, per_seed, 2),
+                               slot_episode.reshape(num_seeds, per_seed), slot_step.reshape(num_seeds, per_seed),
+                               np.where(slot_group >= 0, betas[group_of], 0.0).reshape(num_seeds, per_seed))
+        actions = np.asarray(actions).reshape(slots, -1)
+        norms = {k: np.asarray(diag[k]).transpose(0, 2, 1).reshape(slots, -1)[live] for k in DIAG_KEYS}
+        timing['sampling_s'] += time.perf_counter() - start
+        bad = (~np.isfinite(norms['grad_q_norm'])).sum(axis=1)
+        rows.group.append(slot_group[live])
+        rows.episode.append(slot_episode[live])
+        rows.step.append(slot_step[live])
+        rows.fallbacks.append(bad)
+        for k in DIAG_KEYS:
+            rows.norms[k].append(norms[k].astype(np.float16))
+        start = time.perf_counter()
+        result = envs.step(actions)
+        timing['env_step_s'] += time.perf_counter() - start
+        returns[live] += np.asarray(result.rewards)[live]
+        fallbacks[live] += bad
+        slot_step[live] += 1
+        observations = np.array(result.observations, np.float32)
+        finished = live[np.asarray(result.done)[live]]
+        done_set = set(finished.tolist())
+        render([int(s) for s in live if recorded(s) and (slot_step[s] % frame_skip == 0 or s in done_set)])
+        for slot in finished:
+            g, e = int(slot_group[slot]), int(slot_episode[slot])
+            records[g].append({'episode': e, 'env_seed': groups[g].env_seed_base + e,
+                               'success': bool(result.success[slot]), 'return': float(returns[slot]),
+                               'length': int(slot_step[slot]), 'fallbacks': int(fallbacks[slot])})
+            slot_group[slot] = -1
+        if progress is not None and finished.size:
+            progress(int(finished.size))
+    traces = rows.split(len(groups))
+    results = []
+    for g, group in enumerate(groups):
+        episodes = sorted(records[g], key=lambda r: r['episode'])
+        _attach_guidance_stats(episodes, traces[g])
+        results.append(GroupResult(group, episodes, traces[g], videos[g], video_steps[g]))
+    return results, timing
 
 
-def _render(envs, indices: Sequence[int], episode_ids, step: int, videos, video_steps) -> float:
-    if not indices:
-        return 0.0
-    start = time.perf_counter()
-    frames = envs.render(list(indices))
-    for i, frame in zip(indices, frames):
-        videos[int(episode_ids[i])].append(np.asarray(frame))
-        video_steps[int(episode_ids[i])].append(step)
-    return time.perf_counter() - start
-
-
-def _attach_guidance_stats(episodes: list[dict], trace: GuidanceTrace) -> None:
+def _attach_guidance_stats(episodes: list[dict], trace: dict[str, np.ndarray]) -> None:
     """Per episode: mean and max over (env step, flow step) of the applied guidance norm."""
-    if not trace.episode:
-        return
-    episode_of_row = np.asarray(trace.episode)
-    guidance = np.concatenate(trace.norms['guidance_norm'], axis=0).astype(np.float64)
+    guidance = trace['guidance_norm'].astype(np.float64)
     for record in episodes:
-        rows = guidance[episode_of_row == record['episode']]
+        rows = guidance[trace['episode'] == record['episode']]
         finite = rows[np.isfinite(rows)]
         record['mean_guidance_norm'] = float(finite.mean()) if finite.size else float('nan')
         record['max_guidance_norm'] = float(finite.max()) if finite.size else float('nan')

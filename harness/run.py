@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     sampler.add_argument('--trust-ratio', type=trust_ratio_value, help='cap ‖guidance‖ at this times ‖v‖ (default: none)')
     sampler.add_argument('--flow-steps', type=positive_int, help='Euler steps when acting (default: the trained K, 10)')
     sampler.add_argument('--guidance-q-agg', choices=['mean', 'min'], help='ensemble Q whose gradient guides (default mean)')
+    p.add_argument('--held-out', choices=['all', 'selected'],
+                   help='with β selection, the βs scored on the held-out episodes: all (default: the per-β held-out '
+                        'curve and the max over β stay) or selected (β = 0 and the selected β only: fewer episodes)')
     p.add_argument('--success-timing', choices=['pre', 'post'],
                    help="when OGBench's single-task envs compute success: post (default: from s', as OGBench 1.1 "
                         'that the FQL and QFQL papers used) or pre (from s, the default of OGBench >= 1.2)')

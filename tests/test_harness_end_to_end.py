@@ -71,6 +71,21 @@ def test_train_then_sweep_writes_the_documented_files(data_dir, tmp_path):
         assert by_beta[beta]['success_rate'] == np.mean([r['success'] for r in held_out if r['beta'] == beta])
     assert summary['best_beta'] == max((0.0, 1.0), key=lambda b: (by_beta[b]['selection_success_rate'], -b))
 
+    # --held-out selected: every β on the selection episodes, then held-out ones at β = 0 and the choice only.
+    chosen = tmp_path / 'chosen'
+    assert run_main(main, ['--checkpoint', str(run), '--betas', '0,1,3', '--eval-episodes', '2', '--eval-envs', '2',
+                           '--selection-episodes', '1', '--held-out', 'selected', '--video-episodes', '0',
+                           '--out', str(chosen)]) == 0
+    rows = [json.loads(line) for line in (chosen / 'eval.jsonl').read_text().splitlines()]
+    selection = {r['beta']: r['success'] for r in rows if r['phase'] == 'selection'}
+    best = min(selection, key=lambda b: (-selection[b], b))
+    held = sorted({0.0, best})
+    assert sorted(selection) == [0.0, 1.0, 3.0]
+    assert sorted({r['beta'] for r in rows if r['phase'] == 'sweep'}) == held
+    summary = json.loads((chosen / 'summary.json').read_text())
+    assert [r['beta'] for r in summary['results']] == held and summary['best_beta'] == best
+    assert json.loads((chosen / 'config.json').read_text())['held_out'] == 'selected'
+
     # Shipping: one seed's parameters and a card; the export evaluates exactly like the trained run.
     assert run_main(card_main, [str(run), '--seed', '0', '--name', 'tiny', '--betas', '0,1', '--eval-episodes', '2',
                                 '--root', str(tmp_path / 'shipped')]) == 0

@@ -1,42 +1,53 @@
-"""Vectorised evaluation against a fake env with known episode lengths and a counting fake sampler."""
+"""The evaluation rollout against fake envs with known episode lengths: episode records, the refilling
+pool, videos, and the equality of a whole sweep in one rollout with its groups run one by one."""
 import jax
 import numpy as np
 import pytest
 
+from agents import AGENTS
+from agents.config import resolve_config
+from agents.training import create_agents
 from envs.vector import StepResult
-from harness.evaluate import evaluate, per_step_profile
+from harness.evaluate import EpisodeGroup, group_key, make_policy, per_step_profile, rollout
 
-K = 4  # flow steps of the fake sampler
+K = 4  # flow steps of the fake policy
 
 
 class LineEnvs:
-    """Env i of a wave walks +action per step; its episode ends after `lengths[seed % len]` steps;
-    success iff the seed is even. Finished envs, and envs a reset gave no seed, are frozen, as
-    envs.vector promises."""
+    """Env i walks +action per step from 0; the episode started with seed s ends after
+    `lengths[s % len]` steps (or once its position leaves [-limit, limit], when `limit` is set);
+    success iff the seed is even and the position ends above 0. Reward is the position, so a
+    return depends on every action. Finished envs are frozen until started again, as envs.vector
+    promises."""
 
-    def __init__(self, num_envs, lengths=(3, 5, 2, 7), max_steps=10):
-        self.num_envs, self.observation_dim, self.action_dim = num_envs, 1, 1
+    def __init__(self, num_envs, lengths=(3, 5, 2, 7), max_steps=10, limit=None, action_dim=1):
+        self.num_envs, self.observation_dim, self.action_dim = num_envs, action_dim, action_dim
         self.max_episode_steps = max_steps
-        self.lengths = lengths
-        self.renders = []
+        self.lengths, self.limit = lengths, limit
+        self.seeds = np.zeros(num_envs, int)
+        self.t = np.zeros(num_envs, int)
+        self.done = np.ones(num_envs, bool)
+        self.obs = np.zeros((num_envs, action_dim), np.float32)
+        self.starts, self.renders, self.stepped = [], [], []
 
-    def reset(self, seeds):
-        self.seeds = np.zeros(self.num_envs, int)
-        self.seeds[:len(seeds)] = seeds
-        self.t = np.zeros(self.num_envs, int)
-        self.done = np.arange(self.num_envs) >= len(seeds)
-        self.obs = np.zeros((self.num_envs, 1), np.float32)
-        return self.obs.copy()
+    def start(self, indices, seeds):
+        self.starts.append((list(indices), list(seeds)))
+        for i, s in zip(indices, seeds):
+            self.seeds[i], self.t[i], self.done[i] = s, 0, False
+            self.obs[i] = 0.0
+        return self.obs[list(indices)].copy()
 
     def step(self, actions):
         running = ~self.done
+        self.stepped.append(np.flatnonzero(running).tolist())
         self.t[running] += 1
         self.obs[running] += actions[running]
         limit = np.array([self.lengths[s % len(self.lengths)] for s in self.seeds])
-        just = running & (self.t >= limit)
+        just = running & ((self.t >= np.minimum(limit, self.max_episode_steps)) |
+                          ((np.abs(self.obs).max(axis=1) > self.limit) if self.limit else False))
         self.done |= just
-        rewards = np.where(running, 1.0, 0.0).astype(np.float32)
-        success = self.done & (self.seeds % 2 == 0)
+        rewards = np.where(running, self.obs.sum(axis=1), 0.0).astype(np.float32)
+        success = self.done & (self.seeds % 2 == 0) & (self.obs.sum(axis=1) > 0)
         return StepResult(self.obs.copy(), rewards, self.done.copy(), success, just)
 
     def render(self, indices):
@@ -44,40 +55,67 @@ class LineEnvs:
         return [np.full((8, 8, 3), self.t[i], np.uint8) for i in indices]
 
 
-class CountingSampler:
+class CountingPolicy:
+    """Action 1 everywhere; the diag norms of a row are its β."""
+
     def __init__(self):
-        self.calls, self.batch_sizes = 0, []
+        self.calls, self.shapes = 0, []
 
-    def __call__(self, observations, key, beta):
+    def __call__(self, observations, keys, episodes, steps, betas):
         self.calls += 1
-        self.batch_sizes.append(len(observations))
-        n = len(observations)
-        norms = np.full((K, n), float(beta), np.float32)
-        diag = {'velocity_norm': np.ones((K, n), np.float32), 'grad_q_norm': norms, 'guidance_norm': norms,
-                'nonfinite_fallbacks': np.int32(0)}
-        return np.ones((n, 1), np.float32), diag
+        self.shapes.append(observations.shape[:2])
+        s, m = betas.shape
+        norms = np.broadcast_to(betas[:, None, :], (s, K, m)).astype(np.float32)
+        diag = {'velocity_norm': np.ones((s, K, m), np.float32), 'grad_q_norm': norms, 'guidance_norm': norms}
+        return np.ones((s, m, 1), np.float32), diag
 
 
-def test_one_batched_call_per_env_step_and_correct_episode_records():
-    envs, sampler = LineEnvs(num_envs=3), CountingSampler()
-    result = evaluate(sampler, envs, beta=2.0, num_episodes=5, key=jax.random.PRNGKey(0), env_seed_base=0)
+def groups_of(betas, seeds, episodes, video_episodes=0):
+    return [EpisodeGroup('final', beta, index, episodes, 0, group_key(seed, 7), video_episodes if index == 0 else 0)
+            for beta in betas for index, seed in enumerate(seeds)]
+
+
+def test_records_and_one_policy_call_per_env_step_for_every_live_env():
+    envs, policy = LineEnvs(num_envs=3), CountingPolicy()
+    (result,), _ = rollout(policy, envs, groups_of([2.0], [0], episodes=5), num_seeds=1)
     lengths = [3, 5, 2, 7, 3]       # env seeds 0..4
-    # Wave 1 (episodes 0-2) lasts max(3,5,2) steps; wave 2 (episodes 3-4, third env not reset) max(7,3).
-    assert sampler.calls == 5 + 7
-    assert set(sampler.batch_sizes) == {3}
     assert [e['length'] for e in result.episodes] == lengths
+    assert [e['return'] for e in result.episodes] == [n * (n + 1) / 2 for n in lengths]
     assert [e['success'] for e in result.episodes] == [True, False, True, False, True]
-    assert [e['return'] for e in result.episodes] == [float(n) for n in lengths]
-    assert len(result.trace.episode) == sum(lengths)       # one diag row per live env step, none for frozen envs
-    arrays = result.trace.arrays()
-    assert arrays['guidance_norm'].shape == (sum(lengths), K) and arrays['guidance_norm'].dtype == np.float16
+    # Slots refill as soon as an episode ends: episode 3 starts when episode 2 (2 steps) ends, and
+    # episode 4 when episode 0 (3 steps) ends; the pool works until the longest chain, 2 + 7 = 9 steps.
+    assert envs.starts[1:] == [([2], [3]), ([0], [4])]
+    assert policy.calls == 9 and set(policy.shapes) == {(1, 3)}
+    assert sum(len(s) for s in envs.stepped) == sum(lengths)        # no env is stepped after its episode
+    assert len(result.trace['episode']) == sum(lengths)             # one diag row per live env step
+    assert result.trace['guidance_norm'].shape == (sum(lengths), K)
+    assert result.trace['guidance_norm'].dtype == np.float16
     assert all(e['mean_guidance_norm'] == pytest.approx(2.0) for e in result.episodes)
+
+
+def test_seeds_own_their_slots_and_betas_reach_their_rows():
+    envs, policy = LineEnvs(num_envs=4), CountingPolicy()
+    groups = [EpisodeGroup('final', beta, index, 3, 100 * index, group_key(seed, 7))
+              for beta in (0.0, 1.5) for index, seed in enumerate((11, 12))]
+    results, _ = rollout(policy, envs, groups, num_seeds=2)
+    assert set(policy.shapes) == {(2, 2)}
+    for outcome in results:
+        assert [e['episode'] for e in outcome.episodes] == [0, 1, 2]
+        assert all(e['mean_guidance_norm'] == pytest.approx(outcome.group.beta) for e in outcome.episodes)
+    # Envs 0-1 belong to seed index 0 and envs 2-3 to seed index 1 (env seeds 100 * index + episode).
+    assert envs.starts[0] == ([0, 1, 2, 3], [0, 1, 100, 101])
+    assert all(env // 2 == env_seed // 100 for indices, env_seeds in envs.starts
+               for env, env_seed in zip(indices, env_seeds))
+
+
+def test_pool_must_split_evenly_over_seeds():
+    with pytest.raises(ValueError, match='split evenly'):
+        rollout(CountingPolicy(), LineEnvs(num_envs=3), groups_of([0.0], [0, 1], 2), num_seeds=2)
 
 
 def test_videos_only_for_the_first_episodes_with_frame_skip():
     envs = LineEnvs(num_envs=2, lengths=(6, 4))
-    result = evaluate(CountingSampler(), envs, beta=0.0, num_episodes=4, key=jax.random.PRNGKey(1),
-                      video_episodes=1, frame_skip=2)
+    (result,), _ = rollout(CountingPolicy(), envs, groups_of([0.0], [0], 4, video_episodes=1), 1, frame_skip=2)
     assert list(result.videos) == [0]
     # initial frame, then every 2nd step, and always the last step.
     assert result.video_steps[0] == [0, 2, 4, 6]
@@ -85,7 +123,32 @@ def test_videos_only_for_the_first_episodes_with_frame_skip():
 
 
 def test_profile_averages_per_env_step_and_flow_step():
-    result = evaluate(CountingSampler(), LineEnvs(num_envs=2), beta=1.5, num_episodes=2, key=jax.random.PRNGKey(2))
-    prof = per_step_profile(result.trace.arrays())
+    (result,), _ = rollout(CountingPolicy(), LineEnvs(num_envs=2), groups_of([1.5], [0], 2), 1)
+    prof = per_step_profile(result.trace)
     assert prof['guidance_norm/by_flow_step'].shape == (K,)
     np.testing.assert_allclose(prof['guidance_norm/by_env_step'], 1.5)
+
+
+def test_a_sweep_in_one_rollout_equals_its_groups_one_by_one():
+    """Every (β, seed) group of a sweep, with a real tiny agent of two seeds, gives the same episode
+    records whether all groups share the pool or each runs alone through it: an episode's noise
+    and start depend on its group and index only. Episodes end when the walk leaves [-1, 1], so
+    their lengths, returns and successes all depend on the sampled actions."""
+    action_dim = 2
+    config = resolve_config('tiny')
+    agents = create_agents(AGENTS['qfql'], [3, 4], np.zeros((1, action_dim), np.float32),
+                           np.zeros((1, action_dim), np.float32), config)
+    policy = make_policy(agents)
+    groups = groups_of([0.0, 0.3, 3.0], [3, 4], episodes=5)
+
+    def envs():
+        return LineEnvs(num_envs=4, lengths=(30,), max_steps=30, limit=1.0, action_dim=action_dim)
+
+    together, _ = rollout(policy, envs(), groups, num_seeds=2)
+    for group, joint in zip(groups, together):
+        (alone,), _ = rollout(policy, envs(), [group], num_seeds=2)
+        assert alone.episodes == joint.episodes
+        for key in alone.trace:
+            np.testing.assert_array_equal(np.sort(alone.trace[key], axis=0), np.sort(joint.trace[key], axis=0))
+    lengths = {e['length'] for outcome in together for e in outcome.episodes}
+    assert len(lengths) > 3, 'the walks should end at many different steps'

@@ -19,7 +19,6 @@ import json
 import math
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 
@@ -29,7 +28,7 @@ from harness.card import SHIPPED_ROOT
 from harness.checkpoints import CARD_FILE, PARAMS_FILE
 from harness.defaults import EVAL_SEED_BASE
 from harness.errors import run_main
-from harness.evaluate import evaluate
+from harness.evaluate import EpisodeGroup, group_key, rollout
 from harness.run import main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +77,7 @@ def test_shipped_checkpoint_reproduces_its_card(shipped, tmp_path):
 
 def test_oracle_reaches_the_goal_through_the_evaluation_path():
     """Pointmaze's BFS oracle (OGBench's get_oracle_subgoal), acting from the observations alone as a
-    policy does, scored by `harness.evaluate.evaluate` on the vector envs. With success computed
+    policy does, scored by `harness.evaluate.rollout` on the vector envs. With success computed
     before the action ('pre', from s) an episode needs one step more than with 'post' (from s')."""
     task = resolve_task('pointmaze')
     maze_env = make_task_env(task.env_id)
@@ -86,20 +85,19 @@ def test_oracle_reaches_the_goal_through_the_evaluation_path():
     maze = maze_env.unwrapped
     goal = np.asarray(maze.cur_goal_xy)
 
-    def oracle(observations, key, beta):
+    def oracle(observations, keys, episodes, steps, betas):
         actions = []
-        for xy in np.asarray(observations)[:, :2]:
+        for xy in np.asarray(observations)[0, :, :2]:
             subgoal, _ = maze.get_oracle_subgoal(xy, goal)
             actions.append((subgoal - xy) / (np.linalg.norm(subgoal - xy) + 1e-6))
-        zeros = np.zeros((1, len(actions)))
-        return np.asarray(actions, np.float32), {'velocity_norm': zeros, 'grad_q_norm': zeros, 'guidance_norm': zeros}
+        zeros = np.zeros((1, 1, len(actions)))
+        return np.asarray(actions, np.float32)[None], {'velocity_norm': zeros, 'grad_q_norm': zeros, 'guidance_norm': zeros}
 
     lengths = {}
     try:
         for timing in ('pre', 'post'):
             with make_eval_envs(task, 2, success_timing=timing) as envs:
-                result = evaluate(oracle, envs, beta=0.0, num_episodes=2, key=jax.random.PRNGKey(0),
-                                  env_seed_base=EVAL_SEED_BASE)
+                (result,), _ = rollout(oracle, envs, [EpisodeGroup('final', 0.0, 0, 2, EVAL_SEED_BASE, group_key(0, 0))], 1)
             assert [e['success'] for e in result.episodes] == [True, True]
             lengths[timing] = np.array([e['length'] for e in result.episodes])
             assert np.all(lengths[timing] < envs.max_episode_steps), 'the episode should end at the goal'

@@ -22,6 +22,8 @@ Figures (the numbers are the row labels of the README's speed table):
      vs one env stepped in a loop with the same policy; and the share of eval time in the policy
   6  GPU only: updates/s, wall time of 1M updates, 8 vmapped seeds
   7  peak resident memory of a training process holding a 1M-transition dataset (a child process)
+  8  a β sweep (6 βs x 3 seeds, shipped cube-single checkpoint): episodes/s of every (β, seed) in one
+     rollout vs one (β, seed) after another, beside physics alone and the sampler alone
 """
 from __future__ import annotations
 
@@ -40,7 +42,8 @@ from envs.tasks import resolve_task
 from harness.checkpoints import write_json_atomic
 from harness.errors import OneLineArgumentParser, UsageError, run_main
 from tools.bench_figures import (figure_gpu, figure_memory, figure_profile, figure_rollouts, figure_sampling,
-                                 figure_scan, figure_seeds, figure_training)
+                                 figure_scan, figure_seeds, figure_sweep,
+                                 figure_training)
 from tools.bench_measure import FULL, QUICK, Report, memory_child, ready, synthetic_dataset, task_dims
 
 
@@ -62,7 +65,7 @@ def format_table(report: Report) -> str:
     return '\n'.join(lines)
 
 
-FIGURES = ('1', '2', '3', '4', '5', '6', '7')
+FIGURES = ('1', '2', '3', '4', '5', '6', '7', '8')
 
 
 def _dims(text: str) -> tuple[int, int]:
@@ -120,7 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
              ('4', lambda: figure_sampling(report, sizes, data)),
              ('5', lambda: figure_rollouts(report, sizes, task)),
              ('6', lambda: figure_gpu(report, sizes, data)),
-             ('7', lambda: figure_memory(report, sizes))]
+             ('7', lambda: figure_memory(report, sizes)),
+             ('8', lambda: figure_sweep(report, sizes))]
     start = time.perf_counter()
     for number, run in steps:
         if number.rstrip('p') in figures:

@@ -2,6 +2,7 @@
 the target it is held to (the numbering is the README speed table's; tools/bench.py lists them)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import statistics
@@ -358,3 +359,92 @@ def figure_memory(report: Report, sizes: Sizes) -> None:
         values['peak device MiB'] = round(result['peak_device_mib'], 1)
     report.rows.append(Row('7', f'peak RSS, {report.preset}-scale QFQL training, 1M-transition dataset on device',
                            values, note='child process; RSS includes the JAX runtime and compiled code'))
+
+
+
+SWEEP_BETAS = (0.0, 0.003, 0.01, 0.03, 0.1, 0.3)
+SWEEP_SEEDS = 3
+SWEEP_CHECKPOINT = 'artifacts/checkpoints/cube-single-small'
+SEQUENTIAL_ENVS = 10   # the small preset's --eval-envs: the batch of the one-group-at-a-time path
+
+
+def figure_sweep(report: Report, sizes: Sizes, slots_per_seed: int = 10) -> None:
+    """Figure 8: a 6-β x 3-seed β sweep of the shipped cube-single checkpoint (its parameters under
+    three seeds' sampler keys): episodes/s of one (β, seed) group after another through a pool of
+    10 envs (the scheduling of the evaluation before the whole-sweep rollout) against every group in
+    one rollout through 3 x `slots_per_seed` envs. Beside them, in the same interleaved rounds, the
+    two limits: physics alone (random actions through the big pool's workers) and the sampler alone
+    at the big pool's batch."""
+    from harness.checkpoints import restore_checkpoint
+    from harness.config import plan_run
+    from harness.evaluate import EpisodeGroup, group_key, make_policy, rollout
+    from harness.run import build_parser
+
+    config = plan_run(build_parser().parse_args(['--checkpoint', SWEEP_CHECKPOINT, '--video-episodes', '0']))
+    pool = make_eval_envs(config.task, SWEEP_SEEDS * slots_per_seed, success_timing=config.success_timing)
+    small = make_eval_envs(config.task, SEQUENTIAL_ENVS, success_timing=config.success_timing)
+    try:
+        examples = (np.zeros((1, pool.observation_dim), np.float32), np.zeros((1, pool.action_dim), np.float32))
+        one = restore_checkpoint(config.checkpoint, create_agents(QFQLAgent, config.seeds, *examples,
+                                                                  config.agent_config), 'the shipped checkpoint')
+        agents = jax.tree.map(lambda x: jnp.concatenate([x] * SWEEP_SEEDS), one)
+        stacked, single = make_policy(agents, config.sampler), make_policy(one, config.sampler)
+        groups = [EpisodeGroup('sweep', beta, index, sizes.sweep_episodes, 1_000_000, group_key(index, 0xE7A1))
+                  for beta in SWEEP_BETAS for index in range(SWEEP_SEEDS)]
+        episodes = len(groups) * sizes.sweep_episodes
+        steps = {}
+
+        def sequential():
+            count = 0
+            for group in groups:
+                (outcome,), _ = rollout(single, small, [dataclasses.replace(group, seed_index=0)], 1)
+                count += sum(e['length'] for e in outcome.episodes)
+            steps['sequential'] = count
+
+        def batched():
+            outcomes, _ = rollout(stacked, pool, groups, SWEEP_SEEDS)
+            steps['batched'] = sum(e['length'] for o in outcomes for e in o.episodes)
+
+        rng = np.random.default_rng(0)
+
+        def physics():
+            pool.reset(list(range(pool.num_envs)))
+            for _ in range(pool.max_episode_steps):
+                pool.step(rng.uniform(-1, 1, (pool.num_envs, pool.action_dim)).astype(np.float32))
+            steps['physics'] = pool.num_envs * pool.max_episode_steps
+
+        observations = np.zeros((SWEEP_SEEDS, slots_per_seed, pool.observation_dim), np.float32)
+        keys = np.zeros((SWEEP_SEEDS, slots_per_seed, 2), np.uint32)
+        indices = np.zeros((SWEEP_SEEDS, slots_per_seed), np.int32)
+        betas = np.full((SWEEP_SEEDS, slots_per_seed), 0.1, np.float32)
+        calls = 200
+
+        def sampler():
+            for step in range(calls):
+                actions, _ = stacked(observations, keys, indices, indices + step, betas)
+            np.asarray(actions)
+
+        sampler()        # compiles the big batch; the first sequential round compiles the small one
+        sequential()
+        seconds = interleaved_medians({'sequential': sequential, 'batched': batched, 'physics': physics,
+                                       'sampler': sampler}, sizes.sweep_rounds)
+    finally:
+        pool.close()
+        small.close()
+    batched_sps = steps['batched'] / seconds['batched']
+    physics_sps = steps['physics'] / seconds['physics']
+    ratio = seconds['sequential'] / seconds['batched']
+    report.rows.append(Row(
+        '8', f'β sweep of {len(SWEEP_BETAS)} βs x {SWEEP_SEEDS} seeds x {sizes.sweep_episodes} episodes on '
+             f'{config.task.name}: one rollout ({pool.num_envs} envs) vs one (β, seed) after another '
+             f'({SEQUENTIAL_ENVS} envs)',
+        {'one rollout episodes/s': round(episodes / seconds['batched'], 2),
+         'group after group episodes/s': round(episodes / seconds['sequential'], 2),
+         'one rollout env steps/s': round(batched_sps, 1),
+         'group after group env steps/s': round(steps['sequential'] / seconds['sequential'], 1),
+         'physics alone env steps/s': round(physics_sps, 1),
+         'physics alone / one rollout': round(physics_sps / batched_sps, 2),
+         'sampler alone actions/s': round(calls * SWEEP_SEEDS * slots_per_seed / seconds['sampler'], 1)},
+        ratio, '>= 2.5x, and physics alone <= 1.5x one rollout',
+        ratio >= 2.5 and physics_sps / batched_sps <= 1.5,
+        note='the shipped checkpoint under 3 seeds\' sampler keys; both paths act with the same policy code'))

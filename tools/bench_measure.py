@@ -35,12 +35,16 @@ class Sizes:
     memory_updates: int         # figure 7: updates the child process runs
     gpu_chunk: int              # figure 6: updates per call
     gpu_full_run: bool          # figure 6: really run 1M updates (else extrapolate from chunks)
+    sweep_episodes: int         # figure 8: episodes per (β, seed) of the 6-β x 3-seed sweep
+    sweep_rounds: int
 
 
 QUICK = Sizes(train_chunk=2, train_rounds=12, dataset_size=100_000, sample_rounds=30, rollout_envs=20,
-              rollout_steps=20, rollout_rounds=3, memory_updates=20, gpu_chunk=1000, gpu_full_run=False)
+              rollout_steps=20, rollout_rounds=3, memory_updates=20, gpu_chunk=1000, gpu_full_run=False,
+              sweep_episodes=3, sweep_rounds=1)
 FULL = Sizes(train_chunk=10, train_rounds=7, dataset_size=1_000_000, sample_rounds=60, rollout_envs=50,
-             rollout_steps=50, rollout_rounds=3, memory_updates=300, gpu_chunk=10_000, gpu_full_run=True)
+             rollout_steps=50, rollout_rounds=3, memory_updates=300, gpu_chunk=10_000, gpu_full_run=True,
+             sweep_episodes=10, sweep_rounds=2)
 MEMORY_DATASET_SIZE = 1_000_000
 
 
