@@ -2,6 +2,7 @@
 
     python -m harness.card artifacts/runs/<run> --seed 12 --name cube-single-small \
         --betas 0,0.01,0.03,0.1,0.3 --eval-episodes 50
+    python -m harness.card artifacts/checkpoints/cube-single-small --refresh   # measure it again
 
 writes artifacts/checkpoints/<name>/params.msgpack (the networks acting needs, no optimiser state)
 and card.json, after evaluating the exported parameters exactly as a user would
@@ -49,10 +50,13 @@ def folder_name(text: str) -> str:
 
 def parse_args(argv):
     p = OneLineArgumentParser(prog='python -m harness.card', description=__doc__.splitlines()[0])
-    p.add_argument('run', help='run folder (or checkpoint) to export from')
-    p.add_argument('--seed', type=nonnegative_int, required=True, help='which of the run\'s seeds to ship')
-    p.add_argument('--name', type=folder_name, required=True, help='folder name under artifacts/checkpoints/')
-    p.add_argument('--betas', type=beta_list, required=True, help='βs to select from, e.g. 0,0.01,0.03,0.1,0.3')
+    p.add_argument('run', help='run folder (or checkpoint) to export from; with --refresh, a shipped checkpoint')
+    p.add_argument('--refresh', action='store_true',
+                   help="measure a shipped card again with its own βs, episodes and sampler flags (after a change "
+                        'to evaluation), rewriting its measured fields')
+    p.add_argument('--seed', type=nonnegative_int, help='which of the run\'s seeds to ship')
+    p.add_argument('--name', type=folder_name, help='folder name under artifacts/checkpoints/')
+    p.add_argument('--betas', type=beta_list, help='βs to select from, e.g. 0,0.01,0.03,0.1,0.3')
     p.add_argument('--eval-episodes', type=positive_int, default=50, help='held-out episodes per β (default 50)')
     p.add_argument('--selection-episodes', type=positive_int, default=None,
                    help='β-selection episodes per β (default: as many as --eval-episodes)')
@@ -106,12 +110,32 @@ def export(args) -> int:
         'training_time_s': training_seconds(run_dir),
     }
     export_params(out, one_seed, shipped_meta, {**card, 'status': 'exported, not yet evaluated'})
+    return measure(out, card, args.betas, args.eval_episodes, args.selection_episodes, args.sampler_args.split(), sweep)
 
-    argv = ['--checkpoint', str(out), '--betas', ','.join(f'{b:g}' for b in args.betas),
-            '--eval-episodes', str(args.eval_episodes), '--video-episodes', '0', '--out', str(sweep),
-            *args.sampler_args.split()]
-    if args.selection_episodes is not None:
-        argv += ['--selection-episodes', str(args.selection_episodes)]
+
+def refresh(args) -> int:
+    """Measure a shipped card again, with its own βs, episodes and sampler flags: after a change to how
+    evaluation draws its episodes, the card states what the current code scores."""
+    out = Path(args.run)
+    if not (out / CARD_FILE).is_file():
+        raise UsageError(f'--refresh needs a shipped checkpoint folder (with {CARD_FILE}), got {out}')
+    card = json.loads((out / CARD_FILE).read_text())
+    argv = card['evaluation']['argv']
+    extra = argv[argv.index('--success-timing'):]
+    sweep = out.parent.parent / 'sweeps' / f"card-{out.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_writable(sweep)
+    return measure(out, {k: v for k, v in card.items() if k != 'meta'}, [float(b) for b in card['sweep']],
+                   card['evaluation']['held_out_episodes'], card['evaluation']['selection_episodes'], extra, sweep)
+
+
+def measure(out: Path, card: dict, betas, eval_episodes: int, selection_episodes: int | None, sampler_argv: list,
+            sweep: Path) -> int:
+    """Evaluate the exported parameters as a user would, choose β on the selection episodes, and
+    write the measured fields of the card."""
+    argv = ['--checkpoint', str(out), '--betas', ','.join(f'{b:g}' for b in betas),
+            '--eval-episodes', str(eval_episodes), '--video-episodes', '0', '--out', str(sweep), *sampler_argv]
+    if selection_episodes is not None:
+        argv += ['--selection-episodes', str(selection_episodes)]
     status = run_harness(argv)
     if status:
         return status
@@ -119,6 +143,7 @@ def export(args) -> int:
     evaluated = json.loads((sweep / 'config.json').read_text())
     best = summary['best_beta']
     by_beta = {r['beta']: r for r in summary['results']}
+    sampler_flags = [a for a in sampler_argv if a not in ('--success-timing', summary['success_timing'])]
     card.update({
         'sampler': summary['sampler'],
         'success_timing': summary['success_timing'],
@@ -130,22 +155,28 @@ def export(args) -> int:
         'sweep': {f"{r['beta']:g}": {'held_out': r['success_rate'], 'selection': r.get('selection_success_rate')}
                   for r in summary['results']},
         'max_over_betas': summary['max_over_betas'],
-        'evaluation': {'held_out_episodes': args.eval_episodes, 'env_seed_base': evaluated['eval_seed_base'],
+        'evaluation': {'held_out_episodes': eval_episodes, 'env_seed_base': evaluated['eval_seed_base'],
                        'selection_episodes': evaluated['selection_episodes'],
                        'selection_seed_base': evaluated['selection_seed_base'],
                        'argv': ['--checkpoint', str(out), '--betas', f'0,{best:g}', '--eval-episodes',
-                                str(args.eval_episodes), '--selection-episodes', '0', '--success-timing',
-                                summary['success_timing'], *args.sampler_args.split()],
+                                str(eval_episodes), '--selection-episodes', '0', '--success-timing',
+                                summary['success_timing'], *sampler_flags],
                        'evaluation_time_s': summary['timing_s'].get('total')},
     })
     write_json_atomic(out / CARD_FILE, {**card, 'meta': read_meta(out)})
     print(f"shipped {out}: β=0 {card['success']['0']['rate']:.2f}, best β={best:g} "
-          f"{card['success'][f'{best:g}']['rate']:.2f} on {args.eval_episodes} held-out episodes")
+          f"{card['success'][f'{best:g}']['rate']:.2f} on {eval_episodes} held-out episodes")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return export(parse_args(argv))
+    args = parse_args(argv)
+    if args.refresh:
+        return refresh(args)
+    if args.seed is None or args.name is None or args.betas is None:
+        raise UsageError('exporting a run needs --seed, --name and --betas (or --refresh to measure a shipped card '
+                         'again)')
+    return export(args)
 
 
 if __name__ == '__main__':

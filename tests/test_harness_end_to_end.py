@@ -102,6 +102,14 @@ def test_train_then_sweep_writes_the_documented_files(data_dir, tmp_path):
     assert run_main(main, argv) == 0
     for r in json.loads((again / 'summary.json').read_text())['results']:
         assert r['success_rate'] == card['success'][f"{r['beta']:g}"]['rate']
+    # --refresh measures the card again with its own settings and rewrites only what it measures.
+    stale = {**card, 'success': {k: {**v, 'rate': -1.0} for k, v in card['success'].items()}}
+    (shipped / CARD_FILE).write_text(json.dumps(stale))
+    assert run_main(card_main, [str(shipped), '--refresh']) == 0
+    refreshed = json.loads((shipped / CARD_FILE).read_text())
+    assert refreshed['success'] == card['success'] and refreshed['sweep'] == card['sweep']
+    assert refreshed['evaluation']['argv'] == card['evaluation']['argv']
+    assert refreshed['training_command'] == card['training_command']
 
 
 @pytest.fixture(scope='module')
