@@ -4,7 +4,12 @@ Layout: <run>/checkpoints/step_<NNNNNNNNN>/{state/ (orbax), meta.json}. A checkp
 appears under its final name once both parts are complete (written under a temporary name, then
 os.replace), so an interrupted save never leaves a half checkpoint that --resume would pick up.
 meta.json records the task, agent, config and every parameter's shape, so that restoring into an
-agent built for another task fails with one clear line instead of an orbax traceback.
+agent built for another task fails with one clear line instead of an orbax traceback, and the size
+and sha256 of every file of state/, so that a checkpoint damaged after it was written (a truncated or
+overwritten file, a missing one) is recognised before orbax reads it: orbax notices only some damage,
+and then prints tracebacks from its background threads. `restore_newest_intact` skips such a
+checkpoint with one warning line. A save is not interrupted by Ctrl-C (it finishes, then the
+interrupt is raised), and a full disk during one is an ENOSPC OSError, whichever layer hit it.
 
 An exported checkpoint (`python -m harness.card`, shipped under artifacts/checkpoints/<name>/) is
 the parameters that acting needs, without optimiser state: params.msgpack (flax serialisation of
@@ -13,10 +18,17 @@ the networks the agent's class names in `exported_names`, for its seeds) and car
 """
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
+import logging
 import os
 import re
 import shutil
+import signal
+import sys
+import threading
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -26,9 +38,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import serialization
 
-from harness.errors import UsageError
+from harness.errors import UsageError, one_line
 
 STEP_DIR = re.compile(r'^step_(\d+)$')
+TEMPORARY_DIR = re.compile(r'^\.tmp-step_\d+-(\d+)$')      # a save in progress, or a killed one's leftover
 META_FILE = 'meta.json'
 STATE_DIR = 'state'
 CARD_FILE = 'card.json'
@@ -52,14 +65,27 @@ def leaf_shapes(tree: Any) -> dict[str, list[int]]:
     return {jax.tree_util.keystr(path): list(np.shape(leaf)) for path, leaf in flat}
 
 
+class CheckpointDamaged(UsageError):
+    """A checkpoint whose files are not the ones it was written with: skipped on --resume. `reason`
+    says what is wrong, for the warning that names the checkpoint."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
 @contextmanager
 def atomic_target(path: Path) -> Iterator[Path]:
     """A temporary name beside `path` (same suffix, so writers that pick a format by it still do)
-    to write to; renamed onto `path` when the block succeeds, so readers never see half a file."""
+    to write to; renamed onto `path` when the block succeeds, so readers never see half a file. A
+    failed write (a full disk) removes its temporary file, which would keep the disk full."""
     path = Path(path)
     tmp = path.with_name(f'.{path.stem}.tmp-{os.getpid()}{path.suffix}')
-    yield tmp
-    os.replace(tmp, path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -88,29 +114,156 @@ def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def step_folders(root: Path) -> list[tuple[int, Path]]:
+    """Every step_ folder under `root`, complete or not, oldest first. A step_ folder only appears once
+    its save is complete, so one that lacks a part was damaged afterwards."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted((int(match.group(1)), child) for child in root.iterdir() if (match := STEP_DIR.match(child.name)))
+
+
 def save_checkpoint(root: Path, step: int, state: Any, meta: dict, keep: int | None = 3) -> Path:
     """Save `state` (a pytree of arrays) at `step`; keep only the `keep` newest checkpoints."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = checkpoint_dir(root, step)
-    # Temporary folders left by a killed or failed save (any process) are never loaded; clear them so
-    # that they do not keep a full disk full.
-    for stale in root.glob('.tmp-step_*'):
-        shutil.rmtree(stale, ignore_errors=True)
+    clear_abandoned_saves(root)
     tmp = root / f'.tmp-step_{step:09d}-{os.getpid()}'
-    tmp.mkdir()
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save((tmp / STATE_DIR).resolve(), state)
-    checkpointer.wait_until_finished()
-    checkpointer.close()
-    write_json_atomic(tmp / META_FILE, {**meta, 'step': int(step), 'shapes': leaf_shapes(state)})
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    with interrupts_deferred():
+        try:
+            tmp.mkdir()
+            _write_state(tmp / STATE_DIR, state)
+            write_json_atomic(tmp / META_FILE, {**meta, 'step': int(step), 'shapes': leaf_shapes(state),
+                                                'files': file_digests(tmp / STATE_DIR)})
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
     if keep is not None:
         for _, old in list_checkpoints(root)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def clear_abandoned_saves(root: Path) -> None:
+    """Remove the temporary folders of saves whose process is gone (killed, or failed on a full disk):
+    they are never loaded and would keep a full disk full. Another live process's save is left alone."""
+    for child in Path(root).iterdir():
+        match = TEMPORARY_DIR.match(child.name)
+        if match and not _is_other_live_process(int(match.group(1))):
+            shutil.rmtree(child, ignore_errors=True)
+
+
+def _is_other_live_process(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_state(path: Path, state: Any) -> None:
+    """orbax's save, with its error logs (tracebacks from its background threads) kept off the screen;
+    the error itself is raised here, a full disk as ENOSPC however orbax or tensorstore put it."""
+    with _orbax_quiet():
+        checkpointer = ocp.StandardCheckpointer()
+        try:
+            checkpointer.save(path.resolve(), state)
+            checkpointer.wait_until_finished()
+        except Exception as error:
+            if _is_out_of_space(error):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+            raise
+        finally:
+            checkpointer.close()
+
+
+def _is_out_of_space(error: BaseException) -> bool:
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(error)
+    return 'RESOURCE_EXHAUSTED' in text or os.strerror(errno.ENOSPC) in text or (
+        error.__cause__ is not None and _is_out_of_space(error.__cause__))
+
+
+@contextmanager
+def _orbax_quiet() -> Iterator[None]:
+    """Keep orbax's reports of a failed save or restore off the screen: the caller turns the failure into
+    one line, and these would bury it under tracebacks. orbax logs each failure of its background
+    threads (through absl) while it runs; afterwards, the reads and writes still in flight fail once
+    more each, in tensorstore callbacks on orbax's closed event loop and in asyncio tasks nobody
+    awaits any more, which is why those two filters stay installed (they let everything else through)."""
+    _filter_orbax_aftermath()
+    logger = logging.getLogger('absl')
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _filter_orbax_aftermath() -> None:
+    if getattr(sys.unraisablehook, 'filters_orbax_aftermath', False):
+        return
+    passed_on = sys.unraisablehook
+
+    def unraisable_hook(unraisable):
+        if not (unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == 'Event loop is closed'):
+            passed_on(unraisable)
+
+    unraisable_hook.filters_orbax_aftermath = True
+    sys.unraisablehook = unraisable_hook
+    logging.getLogger('asyncio').addFilter(_drop_unretrieved_orbax_failures)
+
+
+def _drop_unretrieved_orbax_failures(record: logging.LogRecord) -> bool:
+    """False for asyncio's 'exception was never retrieved' report of a task that failed inside orbax."""
+    if 'never retrieved' not in record.getMessage() or not record.exc_info or record.exc_info[2] is None:
+        return True
+    frames = traceback.extract_tb(record.exc_info[2])
+    return not any(f'{os.sep}orbax{os.sep}' in frame.filename for frame in frames)
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Let a checkpoint save finish before Ctrl-C takes effect: interrupted, orbax's background threads
+    fail one after the other with tracebacks, while the save itself takes a second or two."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            signal.raise_signal(signal.SIGINT)
+
+
+def file_digests(folder: Path) -> dict[str, list]:
+    """Relative path -> [size, sha256] of every file under `folder`."""
+    folder = Path(folder)
+    digests = {}
+    for path in sorted(p for p in folder.rglob('*') if p.is_file()):
+        digests[path.relative_to(folder).as_posix()] = [path.stat().st_size, _sha256(path)]
+    return digests
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        for block in iter(lambda: handle.read(1 << 22), b''):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def find_checkpoint(path: str | Path) -> Path:
@@ -131,9 +284,35 @@ def read_meta(checkpoint: Path) -> dict:
     name = CARD_FILE if is_exported(checkpoint) else META_FILE
     try:
         payload = json.loads((Path(checkpoint) / name).read_text())
-        return payload['meta'] if name == CARD_FILE else payload
-    except (OSError, json.JSONDecodeError, KeyError) as error:
-        raise UsageError(f'unreadable checkpoint metadata {checkpoint}/{name}: {error!r}') from None
+        if name == CARD_FILE:
+            return payload['meta']
+        if not (isinstance(payload, dict) and isinstance(payload.get('shapes'), dict)
+                and isinstance(payload.get('step'), int)):
+            raise ValueError('it lacks the step or the parameter shapes')
+        return payload
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        reason = f'{name}: {type(error).__name__}: {one_line(error)[:100]}'
+        raise CheckpointDamaged(f'unreadable checkpoint metadata {checkpoint}/{reason}', reason) from None
+
+
+def check_files(checkpoint: Path, meta: dict) -> None:
+    """Refuse a checkpoint whose state/ files differ from those its meta.json lists (checkpoints written
+    before meta.json listed them are taken as they are)."""
+    recorded = meta.get('files')
+    if recorded is None:
+        return
+    found = file_digests(Path(checkpoint) / STATE_DIR)
+    for name in sorted(set(recorded) | set(found)):
+        if name not in found:
+            reason = f'{STATE_DIR}/{name} is missing'
+        elif name not in recorded:
+            reason = f'{STATE_DIR}/{name} was not part of it when it was written'
+        elif found[name] != list(recorded[name]):
+            reason = (f'{STATE_DIR}/{name} is not the file it was written with (size {found[name][0]}, written '
+                      f'{recorded[name][0]})')
+        else:
+            continue
+        raise CheckpointDamaged(f'checkpoint {checkpoint} is damaged ({reason})', reason)
 
 
 def check_shapes(meta: dict, template: Any, expected_what: str) -> None:
@@ -163,11 +342,35 @@ def restore_checkpoint(checkpoint: Path, template: Any, expected_what: str) -> A
         params = read_exported_params(checkpoint, wanted)
         return template.replace(params={**template.params, **params, 'target_critic': params['critic']})
     check_shapes(meta, template, expected_what)
+    check_files(checkpoint, meta)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-    checkpointer = ocp.StandardCheckpointer()
-    state = checkpointer.restore((checkpoint / STATE_DIR).resolve(), abstract)
-    checkpointer.close()
-    return state
+    with _orbax_quiet():
+        checkpointer = ocp.StandardCheckpointer()
+        try:
+            return checkpointer.restore((checkpoint / STATE_DIR).resolve(), abstract)
+        finally:
+            checkpointer.close()
+
+
+def restore_newest_intact(root: Path, template: Any, expected_what: str) -> tuple[int, Path, Any] | None:
+    """(step, folder, state) of the newest checkpoint under `root` that reads back, or None when every
+    one is damaged. A damaged one (a part missing, a file cut short or overwritten, broken metadata) is
+    skipped with one warning line naming it; one that is intact but of another task or preset is the
+    user's to know about, so its UsageError goes through."""
+    for step, path in reversed(step_folders(root)):
+        if not ((path / META_FILE).is_file() and (path / STATE_DIR).is_dir()):
+            reason = f'{META_FILE} or {STATE_DIR}/ is missing'
+        else:
+            try:
+                return step, path, restore_checkpoint(path, template, expected_what)
+            except CheckpointDamaged as error:
+                reason = error.reason
+            except UsageError:
+                raise
+            except Exception as error:          # noqa: BLE001 -- whatever orbax raises on a file it cannot read
+                reason = f'{type(error).__name__}: {one_line(error)[:100]}'
+        print(f'warning: checkpoint {path} is damaged ({reason}); skipping it', file=sys.stderr)
+    return None
 
 
 def read_exported_params(checkpoint: Path, wanted: dict) -> dict:

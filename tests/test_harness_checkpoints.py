@@ -1,18 +1,32 @@
-"""Orbax checkpoints: round trip, atomic naming, retention, and the one-line task-mismatch error."""
+"""Orbax checkpoints: round trip, atomic naming, retention, the one-line task-mismatch error, and
+faults: damaged files of every kind, a full disk, Ctrl-C during a save."""
 import errno
 import os
+import shutil
+import signal
+import subprocess
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
-from harness.checkpoints import find_checkpoint, list_checkpoints, restore_checkpoint, save_checkpoint
+from harness.checkpoints import (find_checkpoint, list_checkpoints, restore_checkpoint, restore_newest_intact,
+                                 save_checkpoint)
 from harness.errors import UsageError, run_main
 
 
-def _state(obs_dim=3):
-    return {'actor': {'kernel': jnp.arange(obs_dim * 2, dtype=jnp.float32).reshape(obs_dim, 2)},
+def _state(obs_dim=3, value=0.0):
+    return {'actor': {'kernel': jnp.arange(obs_dim * 2, dtype=jnp.float32).reshape(obs_dim, 2) + value},
             'step': jnp.asarray(5, jnp.int32)}
+
+
+def _dead_pid() -> int:
+    """The id of a process that has exited (and been reaped)."""
+    child = subprocess.Popen(['true'])
+    child.wait()
+    return child.pid
 
 
 def test_round_trip_and_retention(tmp_path):
@@ -29,10 +43,110 @@ def test_round_trip_and_retention(tmp_path):
 
 def test_leftovers_of_killed_saves_are_cleared_by_the_next_save(tmp_path):
     root = tmp_path / 'checkpoints'
-    (root / '.tmp-step_000000010-999').mkdir(parents=True)
-    (root / '.tmp-step_000000010-999' / 'junk').write_bytes(b'0' * 1000)
+    leftover = root / f'.tmp-step_000000010-{_dead_pid()}'
+    leftover.mkdir(parents=True)
+    (leftover / 'junk').write_bytes(b'0' * 1000)
     save_checkpoint(root, 20, _state(), {'agent': 'qfql'})
     assert sorted(p.name for p in root.iterdir()) == ['step_000000020']
+
+
+def test_a_save_in_progress_in_another_live_process_is_left_alone(tmp_path):
+    """Two processes saving into one folder (refused by the run folder's lock, but not only by it): one
+    must not delete the other's temporary folder mid-save."""
+    root = tmp_path / 'checkpoints'
+    other = root / f'.tmp-step_000000010-{os.getppid()}'
+    other.mkdir(parents=True)
+    save_checkpoint(root, 20, _state(), {'agent': 'qfql'})
+    assert other.is_dir()
+
+
+# What each kind of damage does to one file of a checkpoint; every file of a step folder gets each.
+DAMAGE = {
+    'cut short': lambda path: path.write_bytes(path.read_bytes()[: path.stat().st_size // 2]),
+    'overwritten': lambda path: path.write_bytes(b'{garbage' + bytes(max(0, path.stat().st_size - 8))),
+    'deleted': lambda path: path.unlink(),
+}
+
+
+def test_every_kind_of_damaged_file_is_skipped_with_one_warning(tmp_path, capfd):
+    """Fault injection: each file of the newest checkpoint (meta.json and every orbax file of state/), in
+    turn cut short, overwritten or deleted: restoring skips that checkpoint with one warning line naming
+    it and returns the one before, exactly; never orbax's tracebacks, never the damaged values."""
+    intact = tmp_path / 'intact'
+    for step in (1, 2):
+        save_checkpoint(intact, step, _state(value=float(step)), {'agent': 'qfql'})
+    newest = intact / 'step_000000002'
+    files = sorted(p.relative_to(newest) for p in newest.rglob('*') if p.is_file())
+    assert {'meta.json', 'state/_METADATA', 'state/manifest.ocdbt'} <= {str(f) for f in files}
+    capfd.readouterr()
+    for relative in files:
+        for kind, damage in DAMAGE.items():
+            root = tmp_path / f'{kind}-{relative}'.replace('/', '_').replace(' ', '_')
+            shutil.copytree(intact, root)
+            damage(root / 'step_000000002' / relative)
+            step, path, state = restore_newest_intact(root, _state(), 'the same task')
+            assert (step, path.name) == (1, 'step_000000001'), (kind, relative)
+            assert all(jax.tree.leaves(jax.tree.map(np.array_equal, state, _state(value=1.0)))), (kind, relative)
+            err = capfd.readouterr().err
+            assert err.count('\n') == 1 and err.startswith(f'warning: checkpoint {root}/step_000000002 is damaged'), \
+                (kind, relative, err)
+
+
+def test_damaged_checkpoints_that_leave_none_or_lack_a_part(tmp_path, capfd):
+    """A step folder without one of its parts is damaged too (a save only names it once complete); with
+    every checkpoint damaged there is nothing to restore, and each was named."""
+    save_checkpoint(tmp_path, 1, _state(), {'agent': 'qfql'})
+    shutil.rmtree(tmp_path / 'step_000000001' / 'state')
+    save_checkpoint(tmp_path, 2, _state(), {'agent': 'qfql'})
+    (tmp_path / 'step_000000002' / 'meta.json').write_text('{garbage')
+    assert restore_newest_intact(tmp_path, _state(), 'the same task') is None
+    warnings = capfd.readouterr().err.splitlines()
+    assert [line.split(' is damaged')[0] for line in warnings] == [
+        f'warning: checkpoint {tmp_path}/step_000000002', f'warning: checkpoint {tmp_path}/step_000000001']
+
+
+def test_a_checkpoint_of_another_task_is_not_taken_for_a_damaged_one(tmp_path):
+    save_checkpoint(tmp_path, 1, _state(obs_dim=3), {'agent': 'qfql'})
+    with pytest.raises(UsageError, match='does not fit'):
+        restore_newest_intact(tmp_path, _state(obs_dim=4), 'task pointmaze (obs 4)')
+
+
+def test_a_full_disk_during_a_save_is_enospc_and_leaves_nothing(tmp_path, monkeypatch, capfd):
+    """orbax reports a full disk as tensorstore's RESOURCE_EXHAUSTED (a ValueError) after its background
+    threads logged tracebacks; the save raises ENOSPC, which the command line turns into one line, and
+    removes its temporary folder, which would keep the disk full."""
+    original = ocp.StandardCheckpointer.wait_until_finished
+    failures = [ValueError('RESOURCE_EXHAUSTED: Error writing local file "x": [OS error 28: No space left on device]')]
+
+    def full_disk(self):
+        original(self)
+        if failures:                          # orbax reports it once; close() waits again
+            raise failures.pop()
+
+    monkeypatch.setattr(ocp.StandardCheckpointer, 'wait_until_finished', full_disk)
+    with pytest.raises(OSError) as error:
+        save_checkpoint(tmp_path, 1, _state(), {'agent': 'qfql'})
+    assert error.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_during_a_save_lets_it_finish_then_interrupts(tmp_path, monkeypatch):
+    """Interrupted inside orbax, a save would fail in orbax's background threads with tracebacks; the
+    interrupt waits for the save, which is then complete."""
+    original = ocp.StandardCheckpointer.wait_until_finished
+    presses = [signal.SIGINT]
+
+    def interrupted(self):
+        if presses:                           # once: orbax waits again in close() and when collected
+            os.kill(os.getpid(), presses.pop())
+        original(self)
+
+    monkeypatch.setattr(ocp.StandardCheckpointer, 'wait_until_finished', interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path, 1, _state(), {'agent': 'qfql'})
+    assert [step for step, _ in list_checkpoints(tmp_path)] == [1]
+    restored = restore_checkpoint(tmp_path / 'step_000000001', _state(), 'the same task')
+    np.testing.assert_array_equal(restored['actor']['kernel'], _state()['actor']['kernel'])
 
 
 @pytest.mark.parametrize('code, advice', [(errno.ENOSPC, 'free some space, then continue with --resume'),
