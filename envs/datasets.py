@@ -5,13 +5,16 @@ a '...-singletask-taskN-v0' id: rewards and masks relabelled from qpos/button st
 Files come from --data-dir (default ~/.ogbench/data). A missing file is downloaded only when the user
 allows it; otherwise the error names the exact command that regenerates it, and `ensure_dataset`
 (what `python -m harness.run` calls) regenerates it offline through envs/generate.py. Truncated or
-corrupt files and files with non-finite values are refused, never returned.
+corrupt files, files with non-finite values, files that disagree with their data card (sha256, dtypes)
+and files whose observations or actions are not floating point are refused, never returned.
+`dataset_digest` is the sha256 a run records, so that --resume can refuse a dataset changed under it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import urllib.error
 import zipfile
@@ -20,7 +23,7 @@ import zlib
 import numpy as np
 
 from envs import d4rl_antmaze
-from envs.dataset_spec import DEFAULT_DATA_DIR, DatasetError, dataset_paths
+from envs.dataset_spec import DEFAULT_DATA_DIR, DatasetError, card_path, dataset_paths, file_sha256
 from envs.generate import generate_dataset, get_spec
 
 TRANSITION_KEYS = ('observations', 'actions', 'rewards', 'masks', 'next_observations')
@@ -79,6 +82,8 @@ def load_task_dataset(task, data_dir: str = DEFAULT_DATA_DIR, download: bool = F
     import ogbench  # heavy (MuJoCo): imported only when a dataset is loaded
 
     try:
+        for path in paths:
+            check_against_card(path, regenerate_command(task.dataset_name, data_dir))
         _refuse_nonfinite_state(task, paths, data_dir)
         _, train, val = ogbench.make_env_and_datasets(task.env_id, dataset_dir=data_dir)
     except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, ValueError, IndexError, OSError) as e:
@@ -102,6 +107,9 @@ def _load_d4rl(task, data_dir: str, split: str, missing: list[str]) -> dict:
                            f'`{regenerate_command(task.dataset_name, data_dir)}` or put D4RL\'s '
                            f'{d4rl_antmaze.D4RL_FILES[task.dataset_name]} in {data_dir}')
     try:
+        if d4rl_antmaze.official_file(task.dataset_name, data_dir) is None:
+            check_against_card(dataset_paths(task.dataset_name, data_dir)[0 if split == 'train' else 1],
+                               regenerate_command(task.dataset_name, data_dir))
         out, _ = d4rl_antmaze.load_transitions(task.dataset_name, data_dir, split)
     except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, IndexError, OSError) as e:
         raise DatasetError(
@@ -134,6 +142,65 @@ def _refuse_nonfinite_state(task, paths, data_dir: str) -> None:
                         f'{os.path.basename(path)} has non-finite values in {key}, from which OGBench computes '
                         f'success; refusing to load it; regenerate with '
                         f'`{regenerate_command(task.dataset_name, data_dir)} --force`')
+
+
+# Arrays whose values train the agent: an integer or boolean copy of them (a cast file) would train on
+# rounded data, since loading casts them back to float32 without a word.
+FLOAT_KEYS = ('observations', 'actions', 'qpos', 'qvel', 'rewards', 'next_observations')
+
+
+def check_against_card(path: str, regenerate: str) -> str:
+    """The file's sha256, after refusing a file whose arrays are not floating point where values are,
+    or that differs from the data card written beside it when it was generated (dtypes, shapes, sha256):
+    such a file was changed afterwards, and a run on it would not be the run its card describes."""
+    name = os.path.basename(path)
+    layout = _npz_layout(path)
+    for key, (dtype, _) in layout.items():
+        if key in FLOAT_KEYS and dtype.kind != 'f':
+            raise DatasetError(f'{name}: {key} are {dtype}, not floating point, so loading would train on rounded '
+                               f'values; regenerate it with `{regenerate} --force`')
+    digest = file_sha256(path)
+    card_file = card_path(path)
+    if not os.path.exists(card_file):            # OGBench's own downloads come without a card
+        return digest
+    try:
+        with open(card_file) as handle:
+            card = json.load(handle)
+        recorded_keys, recorded_digest = card.get('keys', {}), card.get('sha256')
+    except (OSError, ValueError, AttributeError) as error:
+        raise DatasetError(f'data card {card_file} is unreadable ({type(error).__name__}); regenerate the dataset '
+                           f'with `{regenerate} --force`') from None
+    for key, (dtype, shape) in layout.items():
+        found = f'{dtype}{list(shape)}'
+        if key in recorded_keys and recorded_keys[key] != found:
+            raise DatasetError(f'{name}: {key} is {found} but its data card says {recorded_keys[key]}: the file was '
+                               f'changed after it was generated; regenerate it with `{regenerate} --force`')
+    if recorded_digest and recorded_digest != digest:
+        raise DatasetError(f'{name} is not the file its data card describes (sha256 {digest[:12]}, card '
+                           f'{recorded_digest[:12]}): it was changed after it was generated; regenerate it with '
+                           f'`{regenerate} --force`')
+    return digest
+
+
+def _npz_layout(path: str) -> dict:
+    """key -> (dtype, shape) of an .npz's arrays, from their headers (no array is read)."""
+    layout = {}
+    with zipfile.ZipFile(path) as archive:
+        for member_name in archive.namelist():
+            with archive.open(member_name) as member:
+                version = np.lib.format.read_magic(member)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
+                               np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(member)
+            layout[member_name.removesuffix('.npy')] = (dtype, shape)
+    return layout
+
+
+def dataset_digest(task, data_dir: str = DEFAULT_DATA_DIR) -> str:
+    """sha256 of the file `task` trains on (its train split; D4RL's own hdf5 when data_dir holds one)."""
+    data_dir = os.path.expanduser(data_dir)
+    official = d4rl_antmaze.official_file(task.dataset_name, data_dir) if task.source == 'd4rl' else None
+    return file_sha256(official or dataset_paths(task.dataset_name, data_dir)[0])
 
 
 def check_against_env(dataset: dict, task, observation_dim: int, action_dim: int) -> None:

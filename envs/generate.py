@@ -38,7 +38,7 @@ from tqdm import tqdm
 from envs import collectors, d4rl_antmaze, locomotion
 from envs.cli import OneLineArgumentParser
 from envs.dataset_spec import (DEFAULT_DATA_DIR, CollectorFactory, DatasetError, DatasetSpec, Episode, card_path,
-                               dataset_paths)
+                               dataset_paths, file_sha256)
 from envs.rendering import choose_mujoco_gl
 from envs.seeding import episode_seed
 from envs.workers import start_worker
@@ -183,14 +183,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 22), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def generate_dataset(
     name: str,
     data_dir: str = DEFAULT_DATA_DIR,
@@ -280,7 +272,7 @@ def generate_dataset(
             'collection_cpu_time_s': round(sum(cpu_seconds), 1),  # / wall time = cores actually used
             'resumed_episodes': done_episodes,
             'versions': _versions(),
-            'sha256': _sha256(path),
+            'sha256': file_sha256(path),
             'created_utc': datetime.now(timezone.utc).isoformat(timespec='seconds'),
             **(spec.summarize(split_arrays) if spec.summarize else {}),
         }

@@ -212,6 +212,25 @@ def test_nan_in_observations_or_simulator_state_is_refused(data_dir, tmp_path, k
     assert '\n' not in str(err.value) and '--force' in str(err.value)
 
 
+def test_a_file_that_is_not_the_one_its_card_describes_is_refused(data_dir, tmp_path):
+    """Observations cast to int64 trained on rounded data; a file changed after generation trained as if it
+    were the card's. Both are refused in one line that names the fix; the intact file loads."""
+    name = 'pointmaze-medium-navigate-v0'
+    _copy_dataset(name, data_dir, str(tmp_path))
+    shutil.copy(card_path(dataset_paths(name, data_dir)[0]), tmp_path)
+    train_path = dataset_paths(name, str(tmp_path))[0]
+    assert len(load_task_dataset(resolve_task('pointmaze'), str(tmp_path))['observations']) == EPISODES * (STEPS - 1)
+    intact = _read(train_path)
+    changes = {'observations are int64, not floating point': {'observations': intact['observations'].astype(np.int64)},
+               'is not the file its data card describes': {'actions': intact['actions'] * 0.5},
+               'qpos is float64\[400, 2\] but its data card says float32\[400, 2\]': {'qpos': intact['qpos'].astype(float)}}
+    for message, change in changes.items():
+        np.savez_compressed(train_path, **{**intact, **change})
+        with pytest.raises(DatasetError, match=message) as err:
+            load_task_dataset(resolve_task('pointmaze'), str(tmp_path))
+        assert '\n' not in str(err.value) and f'envs.generate {name} --data-dir {tmp_path} --force' in str(err.value)
+
+
 def test_unknown_dataset_exits_with_one_line(capsys):
     assert main(['cube-dubble-play-v0', '--data-dir', '/nonexistent']) == 2
     err = capsys.readouterr().err.strip()
