@@ -23,6 +23,7 @@ from harness.checkpoints import CARD_FILE, find_checkpoint, is_exported, list_ch
 from harness.defaults import (DEFAULT_BETA, DEFAULT_OUT_ROOT, DEFAULT_SUCCESS_TIMING, DEFAULT_SWEEP_ROOT,
                               EVAL_SEED_BASE, PRESET_DEFAULTS, SELECTION_SEED_BASE, fql_alpha)
 from harness.errors import UsageError
+from harness.outputs import holds_files, refuse_if_in_use
 from harness.evaluate import SamplerSettings
 from harness.tracking import import_wandb
 
@@ -58,6 +59,7 @@ class RunConfig:
     reward: str = 'dense'         # dataset reward labels (training only)
     command: str = ''             # the command line, as recorded in config.json
     wandb: str | None = None      # W&B project that mirrors the run (harness/tracking.py); None: off
+    dataset_sha256: str | None = None   # of the file training reads: --resume refuses another (set by train)
 
     def evaluation_settings(self) -> dict:
         """The settings a --resume may change (they shape evaluation, never training)."""
@@ -79,7 +81,7 @@ class RunConfig:
             'selection_episodes': self.selection_episodes, 'selection_seed_base': SELECTION_SEED_BASE,
             'held_out': self.held_out,
             'success_timing': self.success_timing, 'reward': self.reward, 'command': self.command,
-            'wandb': self.wandb,
+            'wandb': self.wandb, 'dataset_sha256': self.dataset_sha256,
         }
 
 
@@ -114,7 +116,9 @@ def _plan_training(args, command: str) -> RunConfig:
     eval_episodes = _pick(args.eval_episodes, defaults['eval_episodes'])
     out = Path(args.out) if args.out else DEFAULT_OUT_ROOT / _run_name(task.name, agent, preset, seeds)
     check_writable(out)
-    if out.exists() and any(out.iterdir()):
+    check_data_dir(args.data_dir)
+    refuse_if_in_use(out)
+    if out.exists() and holds_files(out):
         raise UsageError(f'--out {out} already holds files; continue it with --resume {out} or choose a new folder')
     betas = args.betas or [beta]
     return RunConfig(
@@ -135,9 +139,8 @@ def _plan_resume(args, command: str) -> RunConfig:
     run_dir = _latest_run(args.task) if args.resume == 'latest' else Path(args.resume)
     if not (run_dir / 'config.json').is_file():
         raise UsageError(f'--resume {run_dir}: not a run folder (no config.json)')
-    saved = json.loads((run_dir / 'config.json').read_text())
-    if not {'task', 'config', 'agent', 'seeds', 'steps'} <= set(saved):
-        raise UsageError(f'--resume {run_dir}: its config.json is not a training run\'s; start a new run with --task')
+    refuse_if_in_use(run_dir)
+    saved = _read_run_config(run_dir)
     task = resolve_task(saved['task']['name'])
     if args.task and resolve_task(args.task).env_id != task.env_id:
         raise UsageError(f'--resume {run_dir} trained task {task.env_id}, not {args.task}')
@@ -171,10 +174,28 @@ def _plan_resume(args, command: str) -> RunConfig:
         held_out=args.held_out or saved.get('held_out', 'all'),
         success_timing=_pick(args.success_timing, saved.get('success_timing', DEFAULT_SUCCESS_TIMING)),
         reward=_refuse_reward_change(args, saved.get('reward', 'dense')), command=command,
-        wandb=_pick(args.wandb, saved.get('wandb')))
+        wandb=_pick(args.wandb, saved.get('wandb')), dataset_sha256=saved.get('dataset_sha256'))
+
+
+def _read_run_config(run_dir: Path) -> dict:
+    """A run's config.json, or one line when it cannot be resumed from it. It is written atomically, so
+    a damaged one was damaged afterwards, and the settings to continue with are lost with it."""
+    path = run_dir / 'config.json'
+    try:
+        saved = json.loads(path.read_text())
+        if not isinstance(saved, dict):
+            raise ValueError('not a JSON object')
+    except (OSError, ValueError) as error:
+        raise UsageError(f'--resume {run_dir}: {path} is damaged ({type(error).__name__}: {str(error)[:80]}), so the run '
+                         'cannot be continued; start it again with its original command and a new --out') from None
+    if not ({'task', 'config', 'agent', 'seeds', 'steps'} <= set(saved) and isinstance(saved['task'], dict)
+            and isinstance(saved['config'], dict)):
+        raise UsageError(f'--resume {run_dir}: its config.json is not a training run\'s; start a new run with --task')
+    return saved
 
 
 def _plan_evaluation(args, command: str) -> RunConfig:
+    check_data_dir(args.data_dir)
     checkpoint = find_checkpoint(args.checkpoint)
     meta = read_meta(checkpoint)
     saved_task = resolve_task(meta['task']['name'] or meta['task']['env_id'])
@@ -212,6 +233,18 @@ def _plan_evaluation(args, command: str) -> RunConfig:
 def align(interval: int, chunk: int) -> int:
     """Round an eval/checkpoint interval up to a whole number of chunks (0 stays 0 = never)."""
     return 0 if interval <= 0 else int(math.ceil(interval / chunk) * chunk)
+
+
+def check_data_dir(data_dir: str | None) -> None:
+    """--data-dir must be a folder, or a path where one can be made (datasets are regenerated into it)."""
+    if data_dir is None:
+        return
+    probe = Path(data_dir).expanduser().absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f'--data-dir {data_dir}: {probe} is a file, not a folder; pass the folder that holds the '
+                         'datasets (default ~/.ogbench/data)')
 
 
 def check_writable(path: Path) -> None:

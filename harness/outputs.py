@@ -11,15 +11,25 @@ Run folder (documented in the README, "Run folder"):
     eval/              guidance-*.npz: per env step and flow step ‖v‖, ‖∇Q‖, ‖β∇Q‖ (float16) and fallbacks
     videos/            beta<β>-seed<s>-ep<i>.mp4 with the guidance-norm strip under the frames
     plots/             training.png, guidance_norms.png, success_vs_beta.png, success_over_training.png
+    .lock              held (flock) by the process that trains into the folder; names it
+
+One process at a time trains into a run folder (`run_folder_lock`): two would mix their logs and
+overwrite each other's checkpoints. The lock is the kernel's, so a killed run never leaves it behind.
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import socket
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from harness.checkpoints import write_json_atomic, write_text_atomic
 from harness.defaults import EVAL_SEED_BASE, SELECTION_SEED_BASE
+from harness.errors import UsageError
 from harness.plots import plot_success_over_training, plot_success_vs_beta, plot_training
 from harness.report import best_beta, hierarchical_bootstrap_ci, max_over_betas, success_matrix, sweep_table
 
@@ -41,6 +51,53 @@ def fmt_seconds(seconds: float) -> str:
     if seconds >= 60:
         return f'{seconds // 60}m{seconds % 60:02d}s'
     return f'{seconds}s'
+
+
+LOCK_FILE = '.lock'
+
+
+# ---- the run folder's lock ------------------------------------------------------------------------
+@contextmanager
+def run_folder_lock(out: Path) -> Iterator[None]:
+    """Hold the run folder for this process (creating it); a second process is refused in one line.
+    flock, not a pid file: the kernel drops it when the holder dies, even by SIGKILL."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LOCK_FILE, 'a+') as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(_in_use_message(out, handle)) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f'process {os.getpid()} on {socket.gethostname()}\n')
+        handle.flush()
+        yield
+
+
+def refuse_if_in_use(out: Path) -> None:
+    """Refuse, before anything is planned on it, a run folder that another process is training into."""
+    lock = Path(out) / LOCK_FILE
+    if not lock.is_file():
+        return
+    with open(lock) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(_in_use_message(out, handle)) from None
+
+
+def _in_use_message(out: Path, handle) -> str:
+    handle.seek(0)
+    holder = handle.read().strip() or 'another process'
+    return (f'{out} is in use by another run ({holder}); choose another --out, or wait for that run to end (or '
+            f'stop it) and continue it with --resume {out}')
+
+
+def holds_files(out: Path) -> bool:
+    """Whether a folder holds anything but empty folders and its lock: what a run leaves when the disk
+    filled up or its dataset failed before config.json was written, which the same command may reuse."""
+    return any(p.is_file() and p.name != LOCK_FILE or p.is_symlink() for p in Path(out).rglob('*'))
 
 
 # ---- JSONL logs -------------------------------------------------------------------------------------

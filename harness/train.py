@@ -12,10 +12,16 @@ so it depends only on the seed and the position, and the rest of the randomness 
 state that checkpoints save. Chunks always start at multiples of `chunk` (evaluations and
 checkpoints are placed on chunk boundaries), so a run stopped after a checkpoint and resumed with
 --resume performs exactly the same computations as one that was never stopped.
+
+Crash safety: one process at a time trains into a run folder (its lock is held from the first step
+to the last); --resume refuses a dataset other than the one the run trained on (config.json records
+its sha256); a full disk ends with one line saying what works next (the same command while the
+folder has no config.json yet, --resume after).
 """
 from __future__ import annotations
 
 import dataclasses
+import errno
 import gc
 import json
 import sys
@@ -30,13 +36,13 @@ from tqdm import tqdm
 
 from agents import AGENTS
 from agents.training import create_agents
-from envs.datasets import check_against_env, ensure_dataset, load_task_dataset
+from envs.datasets import check_against_env, dataset_digest, ensure_dataset, load_task_dataset
 from envs.vector import make_task_env
 from harness.betas import evaluate_betas, make_envs
-from harness.checkpoints import list_checkpoints, restore_checkpoint, save_checkpoint, write_json_atomic
+from harness.checkpoints import restore_newest_intact, save_checkpoint, step_folders, write_json_atomic
 from harness.errors import UsageError
 from harness.outputs import (Timer, append_jsonl, fallback_warning, finish_plots, fmt_seconds, periodic_points,
-                             print_result, rows_by_step, truncate_logs_after, write_summary)
+                             print_result, rows_by_step, run_folder_lock, truncate_logs_after, write_summary)
 from harness.page import write_page
 from harness.tracking import make_tracker
 from harness.watch import DivergenceWatch, q_bounds
@@ -44,16 +50,30 @@ from harness.watch import DivergenceWatch, q_bounds
 
 def train(config) -> int:
     """Train (or continue, `config.mode == 'resume'`) and evaluate; returns the exit status."""
+    try:
+        with run_folder_lock(config.out):
+            return _train(config)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        follow_up = (f'continue with --resume {config.out}' if (config.out / 'config.json').is_file() else
+                     'run the same command again')
+        raise UsageError(f'{error.strerror or error} writing {error.filename or config.out}; free some space, '
+                         f'then {follow_up} (nothing half-written is ever loaded)') from None
+
+
+def _train(config) -> int:
     timer = Timer()
     started = time.perf_counter()
-    dataset = load_dataset(config, timer)
+    dataset, digest = load_dataset(config, timer)
     start = time.perf_counter()
     agents = create_agents(AGENTS[config.agent], config.seeds, dataset['observations'][:1], dataset['actions'][:1],
                            config.agent_config)
-    if config.mode == 'resume' and config.checkpoint is not None:
+    if config.mode == 'resume' and step_folders(config.out / 'checkpoints'):
         obs_dim, act_dim = dataset['observations'].shape[1], dataset['actions'].shape[1]
-        agents, config = restore_newest_intact(config, agents, f'{config.task.env_id} (obs {obs_dim}, action '
-                                                               f'{act_dim}, preset {config.preset})')
+        agents, config = restore_for_resume(config, agents, f'{config.task.env_id} (obs {obs_dim}, action '
+                                                            f'{act_dim}, preset {config.preset})')
+    config = dataclasses.replace(config, dataset_sha256=digest)
     timer.add('setup', time.perf_counter() - start)
     out = config.out
     write_run_folder(config)                     # everything is checked: from here on the folder is written
@@ -132,35 +152,37 @@ def train(config) -> int:
 
 
 # ---- the steps of `train` ------------------------------------------------------------------------------
-def load_dataset(config, timer: Timer) -> dict:
-    """The task's dataset, checked against the env's sizes. A missing one is downloaded (--download) or
-    regenerated offline with OGBench's procedure; a present but broken one fails with one line."""
+def load_dataset(config, timer: Timer) -> tuple[dict, str]:
+    """The task's dataset, checked against the env's sizes, and its sha256. A missing one is downloaded
+    (--download) or regenerated offline with OGBench's procedure; a present but broken one fails with
+    one line, and so does, on --resume, one that is not the file the run trained on."""
     start = time.perf_counter()
     ensure_dataset(config.task, config.data_dir, episodes=config.dataset_episodes, download=config.download)
     dataset = load_task_dataset(config.task, config.data_dir, reward=config.reward)
+    digest = dataset_digest(config.task, config.data_dir)
+    if config.mode == 'resume' and config.dataset_sha256 not in (None, digest):
+        raise UsageError(f'--resume {config.out}: its dataset {config.task.dataset_name} in {config.data_dir} changed '
+                         f'since the run started (sha256 {digest[:12]}, trained on {config.dataset_sha256[:12]}); '
+                         'put the original file back, or start a new run on this one')
     env = make_task_env(config.task.env_id)
     check_against_env(dataset, config.task, env.observation_space.shape[0], env.action_space.shape[0])
     env.close()
     timer.add('dataset', time.perf_counter() - start)
-    return dataset
+    return dataset, digest
 
 
-def restore_newest_intact(config, template, expected_what: str):
-    """Restore the newest checkpoint that reads back; a damaged one (truncated file, broken metadata)
-    is skipped with one warning line naming it, and the run continues from the one before."""
-    candidates = [(step, path) for step, path in list_checkpoints(config.checkpoint.parent)
-                  if step <= config.start_step]
-    for step, path in reversed(candidates):
-        try:
-            agents = restore_checkpoint(path, template, expected_what)
-        except UsageError:
-            raise                                   # intact but of another task / preset: the user must know
-        except Exception as error:                  # noqa: BLE001 -- any read failure means a damaged checkpoint
-            print(f'warning: checkpoint {path} is damaged ({type(error).__name__}); skipping it', file=sys.stderr)
-            continue
-        return agents, dataclasses.replace(config, checkpoint=path, start_step=step)
-    raise UsageError(f'--resume {config.out}: no intact checkpoint left in {config.checkpoint.parent}; delete the '
-                     'run folder and train again')
+def restore_for_resume(config, template, expected_what: str):
+    """The newest intact checkpoint's state and the config that continues from it; damaged ones are
+    skipped with a warning each (`restore_newest_intact`), and when none is left the line says how to
+    go on: without checkpoints --resume trains the run again from update 0."""
+    root = config.out / 'checkpoints'
+    found = restore_newest_intact(root, template, expected_what)
+    if found is None:
+        raise UsageError(f'--resume {config.out}: every checkpoint in {root} is damaged; remove them '
+                         f'(rm -r {root}/step_*) to train this run again from update 0 with --resume {config.out}, '
+                         'or start the original command again with a new --out')
+    step, path, agents = found
+    return agents, dataclasses.replace(config, checkpoint=path, start_step=step)
 
 
 def write_run_folder(config) -> None:
@@ -175,6 +197,7 @@ def write_run_folder(config) -> None:
     truncate_logs_after(out, config.start_step)
     saved = json.loads((out / 'config.json').read_text())
     saved['steps'] = config.steps
+    saved['dataset_sha256'] = config.dataset_sha256         # a run from before digests were recorded gets one
     changed = {k: v for k, v in config.evaluation_settings().items() if saved.get(k) != v}
     saved.update(changed)
     saved.setdefault('resumed', []).append({'from_step': config.start_step, 'command': config.command,
