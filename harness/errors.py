@@ -3,15 +3,14 @@
 Bad user input (unknown task, a negative β, a checkpoint of another task, ...) must end in one
 actionable line on stderr and a non-zero exit, never a traceback: the command-line functions raise
 `UsageError`, and `run_main` turns it -- and the one-line errors that `envs` raises for unknown tasks
-and missing datasets -- into `error: ...` with exit status 2. Once the command is over, Ctrl-C is
-ignored while the interpreter shuts down (`_ignore_interrupts_at_exit`).
+and missing datasets -- into `error: ...` with exit status 2.
 """
 from __future__ import annotations
 
-import atexit
 import errno
 import signal
 import sys
+import threading
 from typing import Callable, Sequence
 
 from envs.cli import EXIT_USAGE, OneLineArgumentParser  # noqa: F401 (re-exported for harness' commands)
@@ -45,23 +44,15 @@ def one_line(message: object) -> str:
 
 
 def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
-    """Call main(argv); known user errors become one `error:` line and exit status 2."""
+    """Call main(argv); known user errors become one `error:` line and exit status 2. Called as the
+    program (argv None: main reads the command line), it then ignores Ctrl-C: all that is left is the
+    interpreter's shutdown (joining threads, JAX's exit handler clearing its caches, seconds at times),
+    where a Ctrl-C, after the command has already said how it ended, would only add a traceback."""
     try:
         return _run(main, argv)
     finally:
-        _ignore_interrupts_at_exit()
-
-
-def _ignore_interrupts_at_exit() -> None:
-    """Exit handlers run last registered first, so this one runs before JAX's (registered when JAX was
-    imported, before main ran), whose backend cleanup can take seconds: a Ctrl-C then, once the command
-    has already said how it ended, would only add a KeyboardInterrupt traceback from that cleanup."""
-    atexit.unregister(_ignore_sigint)
-    atexit.register(_ignore_sigint)
-
-
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if argv is None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:

@@ -203,7 +203,8 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_resume_finishes_the_run
 
 def test_ctrl_c_once_the_command_is_over_prints_nothing_more(tmp_path):
     """The interpreter's shutdown after a command (JAX's exit handler clears its caches) printed a
-    KeyboardInterrupt traceback when Ctrl-C came then; once run_main has returned it is ignored."""
+    KeyboardInterrupt traceback when Ctrl-C came then; once run_main, called as the program, has returned
+    it is ignored."""
     script = ('import os, signal, atexit, jax.numpy as jnp\n'
               'from harness.errors import run_main\n'
               'atexit.register(lambda: os.kill(os.getpid(), signal.SIGINT))\n'   # runs after run_main's handler
