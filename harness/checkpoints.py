@@ -225,11 +225,13 @@ def _filter_orbax_aftermath() -> None:
 
 
 def _drop_unretrieved_orbax_failures(record: logging.LogRecord) -> bool:
-    """False for asyncio's 'exception was never retrieved' report of a task that failed inside orbax."""
-    if 'never retrieved' not in record.getMessage() or not record.exc_info or record.exc_info[2] is None:
+    """False for asyncio's 'exception was never retrieved' report of a task or future that failed inside
+    orbax or tensorstore (a future's report has no frames; tensorstore's errors quote its spec)."""
+    if 'never retrieved' not in record.getMessage() or not record.exc_info:
         return True
-    frames = traceback.extract_tb(record.exc_info[2])
-    return not any(f'{os.sep}orbax{os.sep}' in frame.filename for frame in frames)
+    frames = traceback.extract_tb(record.exc_info[2]) if record.exc_info[2] is not None else []
+    in_orbax = any(f'{os.sep}orbax{os.sep}' in frame.filename for frame in frames)
+    return not (in_orbax or 'tensorstore_spec' in str(record.exc_info[1]))
 
 
 @contextmanager

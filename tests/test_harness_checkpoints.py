@@ -5,6 +5,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -90,6 +91,38 @@ def test_every_kind_of_damaged_file_is_skipped_with_one_warning(tmp_path, capfd)
             err = capfd.readouterr().err
             assert err.count('\n') == 1 and err.startswith(f'warning: checkpoint {root}/step_000000002 is damaged'), \
                 (kind, relative, err)
+
+
+def test_a_damaged_checkpoint_from_before_file_digests_is_skipped_without_orbax_noise(tmp_path):
+    """A checkpoint written before meta.json listed its files is found damaged by orbax itself, whose
+    reads still in flight then fail on its closed event loop: about 170 lines of asyncio tracebacks
+    followed the one warning. Only the warnings remain, also once those tasks are collected. Ten
+    restores, as the noise comes with the timing of those reads, in a process of their own, since
+    pytest would catch the noise before it reaches stderr."""
+    script = f"""
+import gc, json, shutil, time
+from pathlib import Path
+import jax.numpy as jnp, numpy as np
+from harness.checkpoints import restore_newest_intact, save_checkpoint
+base = Path({str(tmp_path)!r})
+rng = np.random.default_rng(0)
+state = {{f'layer{{i}}': jnp.asarray(rng.normal(size=(128, 128)), jnp.float32) for i in range(80)}}
+for step in (1, 2):
+    save_checkpoint(base / 'intact', step, state, {{'agent': 'qfql'}})
+meta = base / 'intact' / 'step_000000002' / 'meta.json'
+meta.write_text(json.dumps({{k: v for k, v in json.loads(meta.read_text()).items() if k != 'files'}}))
+for attempt in range(10):
+    root = base / f'damaged{{attempt}}'
+    shutil.copytree(base / 'intact', root)
+    (root / 'step_000000002' / 'state' / 'manifest.ocdbt').unlink()
+    assert restore_newest_intact(root, state, 'the same task')[0] == 1
+time.sleep(0.5)
+gc.collect()
+"""
+    done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stderr.splitlines()
+    assert len(lines) == 10 and all('step_000000002 is damaged (ValueError' in line for line in lines), lines[:12]
 
 
 def test_damaged_checkpoints_that_leave_none_or_lack_a_part(tmp_path, capfd):
