@@ -79,12 +79,16 @@ def _worker(conn, env_id: str, count: int, render_size: int, success_timing: str
                     seed_everything(envs[i], int(seed))
                     result.append(np.asarray(envs[i].reset(seed=int(seed))[0], np.float32))
             elif command == 'step':
-                result = []
-                for i, action in payload:
-                    ob, reward, terminated, truncated, info = envs[i].step(action)
-                    result.append(
-                        (np.asarray(ob, np.float32), float(reward), bool(terminated or truncated), bool(info['success']))
-                    )
+                # One message each way per worker and step: local env indices and their actions as one
+                # array in, observations, rewards, ends and successes as arrays out.
+                local, actions = payload
+                obs, rewards, done, success = [], np.zeros(len(local), np.float32), np.zeros(len(local), bool), \
+                    np.zeros(len(local), bool)
+                for j, (i, action) in enumerate(zip(local, actions)):
+                    ob, rewards[j], terminated, truncated, info = envs[i].step(action)
+                    obs.append(np.asarray(ob, np.float32))
+                    done[j], success[j] = terminated or truncated, info['success']
+                result = (np.stack(obs) if obs else None, rewards, done, success)
             elif command == 'render':
                 result = [np.asarray(envs[i].render(), np.uint8) for i, _ in payload]
             elif command == 'close':
@@ -187,13 +191,18 @@ class EvalEnvs:
         running = np.flatnonzero(~self._done)
         rewards = np.zeros(self.num_envs, np.float32)
         just_finished = np.zeros(self.num_envs, bool)
-        results = self._scatter({int(i): actions[i] for i in running}, 'step')
-        for index, (ob, reward, done, success) in results.items():
-            self._obs[index] = ob
-            rewards[index] = reward
-            self._success[index] = success
-            just_finished[index] = done
-            self._done[index] = done
+        owners = np.searchsorted(self._bounds, running, side='right') - 1
+        busy = [w for w in range(len(self._conns)) if np.any(owners == w)]
+        for w in busy:
+            mine = running[owners == w]
+            self._conns[w].send(('step', ((mine - self._bounds[w]).tolist(), actions[mine])))
+        for w in busy:
+            mine = running[owners == w]
+            obs, rewards[mine], done, success = self._receive(self._conns[w])
+            self._obs[mine] = obs
+            self._success[mine] = success
+            just_finished[mine] = done
+            self._done[mine] = done
         return StepResult(self._obs.copy(), rewards, self._done.copy(), self._success.copy(), just_finished)
 
     def render(self, indices: Sequence[int]) -> list[np.ndarray]:
