@@ -141,6 +141,10 @@ def _plan_resume(args, command: str) -> RunConfig:
         raise UsageError(f'--resume {run_dir}: not a run folder (no config.json)')
     refuse_if_in_use(run_dir)
     saved = _read_run_config(run_dir)
+    if saved.get('mode') == 'evaluate':
+        raise UsageError(f"--resume {run_dir}: a β sweep of {saved['checkpoint']}, not a training run; a sweep writes "
+                         'its results only when its one rollout ends, so run it again into a new folder: '
+                         f"{saved['command'] or 'python -m harness.run --checkpoint ...'} with another --out")
     task = resolve_task(saved['task']['name'])
     if args.task and resolve_task(args.task).env_id != task.env_id:
         raise UsageError(f'--resume {run_dir} trained task {task.env_id}, not {args.task}')

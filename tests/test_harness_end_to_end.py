@@ -30,7 +30,7 @@ def data_dir(tmp_path_factory):
     return str(path)
 
 
-def test_train_then_sweep_writes_the_documented_files(data_dir, tmp_path):
+def test_train_then_sweep_writes_the_documented_files(data_dir, tmp_path, capsys):
     run = tmp_path / 'run'
     assert run_main(main, COMMON + ['--steps', '300', '--video-episodes', '1', '--frame-skip', '200',
                                     '--data-dir', data_dir, '--out', str(run)]) == 0
@@ -70,6 +70,12 @@ def test_train_then_sweep_writes_the_documented_files(data_dir, tmp_path):
         assert by_beta[beta]['selection_success_rate'] == np.mean([r['success'] for r in selection if r['beta'] == beta])
         assert by_beta[beta]['success_rate'] == np.mean([r['success'] for r in held_out if r['beta'] == beta])
     assert summary['best_beta'] == max((0.0, 1.0), key=lambda b: (by_beta[b]['selection_success_rate'], -b))
+    # A sweep is no training run: --resume refuses it in one line and leaves its results as they are.
+    before = (sweep / 'summary.json').read_bytes()
+    capsys.readouterr()
+    status, err = run_cli(main, ['--resume', str(sweep)], capsys)
+    assert status == 2 and 'a β sweep of' in err and err.count('\n') == 1
+    assert (sweep / 'summary.json').read_bytes() == before
 
     # --held-out selected: every β on the selection episodes, then held-out ones at β = 0 and the choice only.
     chosen = tmp_path / 'chosen'
