@@ -223,7 +223,8 @@ def test_a_file_that_is_not_the_one_its_card_describes_is_refused(data_dir, tmp_
     intact = _read(train_path)
     changes = {'observations are int64, not floating point': {'observations': intact['observations'].astype(np.int64)},
                'is not the file its data card describes': {'actions': intact['actions'] * 0.5},
-               'qpos is float64\[400, 2\] but its data card says float32\[400, 2\]': {'qpos': intact['qpos'].astype(float)}}
+               r'qpos is float64\[400, 2\] but its data card says float32\[400, 2\]':
+                   {'qpos': intact['qpos'].astype(float)}}
     for message, change in changes.items():
         np.savez_compressed(train_path, **{**intact, **change})
         with pytest.raises(DatasetError, match=message) as err:
