@@ -73,21 +73,18 @@ def _worker(conn, env_id: str, count: int, render_size: int, success_timing: str
         command, payload = conn.recv()
         try:
             if command == 'reset':
-                result = []
-                for i, seed in payload:
-                    # OGBench's mazes draw start noise from the global NumPy RNG, not from the env's.
-                    seed_everything(envs[i], int(seed))
-                    result.append(np.asarray(envs[i].reset(seed=int(seed))[0], np.float32))
+                result = [_start(envs[i], seed) for i, seed in payload]
             elif command == 'step':
-                # One message each way per worker and step: local env indices and their actions as one
-                # array in, observations, rewards, ends and successes as arrays out.
-                local, actions = payload
+                # One message each way per worker and step: local env indices, their actions and the seed
+                # each starts next if its episode ends (-1: none) in; observations, rewards, ends and
+                # successes out. Restarting here keeps resets parallel and costs no extra round trip.
+                local, actions, next_seeds = payload
                 obs, rewards, done, success = [], np.zeros(len(local), np.float32), np.zeros(len(local), bool), \
                     np.zeros(len(local), bool)
-                for j, (i, action) in enumerate(zip(local, actions)):
+                for j, (i, action, next_seed) in enumerate(zip(local, actions, next_seeds)):
                     ob, rewards[j], terminated, truncated, info = envs[i].step(action)
-                    obs.append(np.asarray(ob, np.float32))
                     done[j], success[j] = terminated or truncated, info['success']
+                    obs.append(_start(envs[i], next_seed) if done[j] and next_seed >= 0 else np.asarray(ob, np.float32))
                 result = (np.stack(obs) if obs else None, rewards, done, success)
             elif command == 'render':
                 result = [np.asarray(envs[i].render(), np.uint8) for i, _ in payload]
@@ -101,6 +98,12 @@ def _worker(conn, env_id: str, count: int, render_size: int, success_timing: str
             conn.send(('ok', result))
         except Exception:
             conn.send(('error', traceback.format_exc()))
+
+
+def _start(env, seed: int) -> np.ndarray:
+    # OGBench's mazes draw start noise from the global NumPy RNG, not from the env's.
+    seed_everything(env, int(seed))
+    return np.asarray(env.reset(seed=int(seed))[0], np.float32)
 
 
 class EvalEnvs:
@@ -183,11 +186,16 @@ class EvalEnvs:
         self._success[indices] = False
         return self._obs[indices].copy()
 
-    def step(self, actions: np.ndarray) -> StepResult:
-        """Step the envs whose episode is still running; finished ones keep their last observation."""
+    def step(self, actions: np.ndarray, next_seeds: np.ndarray | None = None) -> StepResult:
+        """Step the envs whose episode is still running; finished ones keep their last observation.
+
+        `next_seeds` ([N] ints, -1 for none): an env whose episode ends at this step starts its next
+        one at once with this seed, in the same round trip; its `done` says the episode ended and its
+        observation is the new episode's first, and it keeps running."""
         actions = np.asarray(actions, np.float32)
         if actions.shape != (self.num_envs, self.action_dim):
             raise ValueError(f'actions must have shape {(self.num_envs, self.action_dim)}, got {actions.shape}')
+        next_seeds = np.full(self.num_envs, -1) if next_seeds is None else np.asarray(next_seeds, np.int64)
         running = np.flatnonzero(~self._done)
         rewards = np.zeros(self.num_envs, np.float32)
         just_finished = np.zeros(self.num_envs, bool)
@@ -195,7 +203,7 @@ class EvalEnvs:
         busy = [w for w in range(len(self._conns)) if np.any(owners == w)]
         for w in busy:
             mine = running[owners == w]
-            self._conns[w].send(('step', ((mine - self._bounds[w]).tolist(), actions[mine])))
+            self._conns[w].send(('step', ((mine - self._bounds[w]).tolist(), actions[mine], next_seeds[mine].tolist())))
         for w in busy:
             mine = running[owners == w]
             obs, rewards[mine], done, success = self._receive(self._conns[w])
@@ -203,7 +211,11 @@ class EvalEnvs:
             self._success[mine] = success
             just_finished[mine] = done
             self._done[mine] = done
-        return StepResult(self._obs.copy(), rewards, self._done.copy(), self._success.copy(), just_finished)
+        result = StepResult(self._obs.copy(), rewards, self._done.copy(), self._success.copy(), just_finished)
+        restarted = just_finished & (next_seeds >= 0)
+        self._done[restarted] = False
+        self._success[restarted] = False
+        return result
 
     def render(self, indices: Sequence[int]) -> list[np.ndarray]:
         """RGB frames (H, W, 3) uint8 of the selected envs, in the order given."""

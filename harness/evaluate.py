@@ -202,8 +202,16 @@ def rollout(policy: Policy, envs: Any, groups: Sequence[EpisodeGroup], num_seeds
         rows.fallbacks.append(bad)
         for k in DIAG_KEYS:
             rows.norms[k].append(norms[k].astype(np.float16))
+        # A slot whose episode may end now is handed its seed's next pending episode in advance, so the
+        # worker restarts it in the same round trip (a recorded episode keeps its last frame instead).
+        candidates, next_seeds = {}, np.full(slots, -1)
+        for seed_index, queue in enumerate(pending):
+            unrecorded = [s for s in live[live // per_seed == seed_index] if not recorded(s)]
+            for slot, (g, e) in zip(unrecorded, queue):
+                candidates[int(slot)] = (g, e)
+                next_seeds[slot] = groups[g].env_seed_base + e
         start = time.perf_counter()
-        result = envs.step(actions)
+        result = envs.step(actions, next_seeds)
         timing['env_step_s'] += time.perf_counter() - start
         returns[live] += np.asarray(result.rewards)[live]
         fallbacks[live] += bad
@@ -212,12 +220,20 @@ def rollout(policy: Policy, envs: Any, groups: Sequence[EpisodeGroup], num_seeds
         finished = live[np.asarray(result.done)[live]]
         done_set = set(finished.tolist())
         render([int(s) for s in live if recorded(s) and (slot_step[s] % frame_skip == 0 or s in done_set)])
+        restarted = set()
         for slot in finished:
             g, e = int(slot_group[slot]), int(slot_episode[slot])
             records[g].append({'episode': e, 'env_seed': groups[g].env_seed_base + e,
                                'success': bool(result.success[slot]), 'return': float(returns[slot]),
                                'length': int(slot_step[slot]), 'fallbacks': int(fallbacks[slot])})
             slot_group[slot] = -1
+            if int(slot) in candidates:
+                restarted.add(candidates[int(slot)])
+                slot_group[slot], slot_episode[slot] = candidates[int(slot)]
+                slot_step[slot] = returns[slot] = fallbacks[slot] = 0
+        if restarted:
+            pending = [deque(item for item in queue if item not in restarted) for queue in pending]
+            render([int(s) for s in finished if int(s) in candidates and recorded(s)])
         if progress is not None and finished.size:
             progress(int(finished.size))
     traces = rows.split(len(groups))

@@ -74,6 +74,24 @@ def test_a_partial_reset_leaves_the_other_envs_done_and_unstepped(envs):
         envs.reset([0, 1, 2, 3])
 
 
+def test_an_env_whose_episode_ends_restarts_with_its_next_seed_in_the_same_step(envs):
+    """`start` refills chosen envs while the others run; `step` with next seeds restarts an env whose
+    episode ends, exactly as `start` with that seed would, and keeps it running."""
+    starts = envs.reset([0, 1, 2])
+    np.testing.assert_array_equal(envs.start([1], [2]), starts[2:])
+    actions = np.zeros((3, envs.action_dim))
+    for _ in range(envs.max_episode_steps):
+        result = envs.step(actions, next_seeds=[5, -1, 6])
+    assert result.just_finished.tolist() == [True, True, True] and result.done.all()
+    fresh = envs.reset([5, 0, 6])
+    np.testing.assert_array_equal(result.observations[[0, 2]], fresh[[0, 2]])
+    envs.reset([0, 1, 2])
+    for _ in range(envs.max_episode_steps):
+        envs.step(actions, next_seeds=[5, -1, 6])
+    after = envs.step(actions)
+    assert after.done.tolist() == [False, True, False] and (after.rewards[[0, 2]] != 0).all()
+
+
 def _pointmaze_rollout(seeds):
     with make_eval_envs(resolve_task('pointmaze'), num_envs=len(seeds), num_workers=1) as vec:
         vec.reset(seeds)

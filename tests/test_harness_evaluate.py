@@ -17,8 +17,8 @@ class LineEnvs:
     """Env i walks +action per step from 0; the episode started with seed s ends after
     `lengths[s % len]` steps (or once its position leaves [-limit, limit], when `limit` is set);
     success iff the seed is even and the position ends above 0. Reward is the position, so a
-    return depends on every action. Finished envs are frozen until started again, as envs.vector
-    promises."""
+    return depends on every action. Finished envs are frozen until started again, or restart at
+    once with the next seed given to `step`, as envs.vector promises."""
 
     def __init__(self, num_envs, lengths=(3, 5, 2, 7), max_steps=10, limit=None, action_dim=1):
         self.num_envs, self.observation_dim, self.action_dim = num_envs, action_dim, action_dim
@@ -28,7 +28,7 @@ class LineEnvs:
         self.t = np.zeros(num_envs, int)
         self.done = np.ones(num_envs, bool)
         self.obs = np.zeros((num_envs, action_dim), np.float32)
-        self.starts, self.renders, self.stepped = [], [], []
+        self.starts, self.restarts, self.renders, self.stepped = [], [], [], []
 
     def start(self, indices, seeds):
         self.starts.append((list(indices), list(seeds)))
@@ -37,7 +37,7 @@ class LineEnvs:
             self.obs[i] = 0.0
         return self.obs[list(indices)].copy()
 
-    def step(self, actions):
+    def step(self, actions, next_seeds=None):
         running = ~self.done
         self.stepped.append(np.flatnonzero(running).tolist())
         self.t[running] += 1
@@ -48,7 +48,13 @@ class LineEnvs:
         self.done |= just
         rewards = np.where(running, self.obs.sum(axis=1), 0.0).astype(np.float32)
         success = self.done & (self.seeds % 2 == 0) & (self.obs.sum(axis=1) > 0)
-        return StepResult(self.obs.copy(), rewards, self.done.copy(), success, just)
+        result = StepResult(self.obs.copy(), rewards, self.done.copy(), success, just)
+        next_seeds = np.full(self.num_envs, -1) if next_seeds is None else np.asarray(next_seeds)
+        for i in np.flatnonzero(just & (next_seeds >= 0)):
+            self.restarts.append((int(i), int(next_seeds[i])))
+            self.seeds[i], self.t[i], self.done[i], self.obs[i] = next_seeds[i], 0, False, 0.0
+            result.observations[i] = 0.0
+        return result
 
     def render(self, indices):
         self.renders.append(list(indices))
@@ -83,8 +89,10 @@ def test_records_and_one_policy_call_per_env_step_for_every_live_env():
     assert [e['return'] for e in result.episodes] == [n * (n + 1) / 2 for n in lengths]
     assert [e['success'] for e in result.episodes] == [True, False, True, False, True]
     # Slots refill as soon as an episode ends: episode 3 starts when episode 2 (2 steps) ends, and
-    # episode 4 when episode 0 (3 steps) ends; the pool works until the longest chain, 2 + 7 = 9 steps.
-    assert envs.starts[1:] == [([2], [3]), ([0], [4])]
+    # episode 4 when episode 0 (3 steps) ends; the pool works until the longest chain, 2 + 7 = 9
+    # steps. Pending episodes are offered to live slots in order, so episode 3 (offered to slot 0)
+    # starts through `start`, and episode 4 restarts slot 0 within its step.
+    assert envs.starts == [([0, 1, 2], [0, 1, 2]), ([2], [3])] and envs.restarts == [(0, 4)]
     assert policy.calls == 9 and set(policy.shapes) == {(1, 3)}
     assert sum(len(s) for s in envs.stepped) == sum(lengths)        # no env is stepped after its episode
     assert len(result.trace['episode']) == sum(lengths)             # one diag row per live env step
@@ -104,8 +112,9 @@ def test_seeds_own_their_slots_and_betas_reach_their_rows():
         assert all(e['mean_guidance_norm'] == pytest.approx(outcome.group.beta) for e in outcome.episodes)
     # Envs 0-1 belong to seed index 0 and envs 2-3 to seed index 1 (env seeds 100 * index + episode).
     assert envs.starts[0] == ([0, 1, 2, 3], [0, 1, 100, 101])
-    assert all(env // 2 == env_seed // 100 for indices, env_seeds in envs.starts
-               for env, env_seed in zip(indices, env_seeds))
+    started = [(env, env_seed) for indices, env_seeds in envs.starts for env, env_seed in zip(indices, env_seeds)]
+    assert len(started + envs.restarts) == 12
+    assert all(env // 2 == env_seed // 100 for env, env_seed in started + envs.restarts)
 
 
 def test_pool_must_split_evenly_over_seeds():

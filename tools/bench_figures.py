@@ -392,7 +392,7 @@ def figure_sweep(report: Report, sizes: Sizes, slots_per_seed: int = 10) -> None
         groups = [EpisodeGroup('sweep', beta, index, sizes.sweep_episodes, 1_000_000, group_key(index, 0xE7A1))
                   for beta in SWEEP_BETAS for index in range(SWEEP_SEEDS)]
         episodes = len(groups) * sizes.sweep_episodes
-        steps = {}
+        steps, shares = {}, []
 
         def sequential():
             count = 0
@@ -402,7 +402,9 @@ def figure_sweep(report: Report, sizes: Sizes, slots_per_seed: int = 10) -> None
             steps['sequential'] = count
 
         def batched():
-            outcomes, _ = rollout(stacked, pool, groups, SWEEP_SEEDS)
+            start = time.perf_counter()
+            outcomes, timing = rollout(stacked, pool, groups, SWEEP_SEEDS)
+            shares.append({k: v / (time.perf_counter() - start) for k, v in timing.items()})
             steps['batched'] = sum(e['length'] for o in outcomes for e in o.episodes)
 
         rng = np.random.default_rng(0)
@@ -444,7 +446,11 @@ def figure_sweep(report: Report, sizes: Sizes, slots_per_seed: int = 10) -> None
          'group after group env steps/s': round(steps['sequential'] / seconds['sequential'], 1),
          'physics alone env steps/s': round(physics_sps, 1),
          'physics alone / one rollout': round(physics_sps / batched_sps, 2),
-         'sampler alone actions/s': round(calls * SWEEP_SEEDS * slots_per_seed / seconds['sampler'], 1)},
+         'sampler alone actions/s': round(calls * SWEEP_SEEDS * slots_per_seed / seconds['sampler'], 1),
+         'one rollout: share of wall time in env steps (workers)': round(statistics.median(
+             s['env_step_s'] for s in shares), 3),
+         'one rollout: share of wall time in the sampler': round(statistics.median(s['sampling_s'] for s in shares), 3)},
         ratio, '>= 2.5x, and physics alone <= 1.5x one rollout',
         ratio >= 2.5 and physics_sps / batched_sps <= 1.5,
-        note='the shipped checkpoint under 3 seeds\' sampler keys; both paths act with the same policy code'))
+        note='the shipped checkpoint under 3 seeds\' sampler keys; both paths act with the same policy code; '
+             'physics alone steps random actions, which touch the cube less than the policy does'))
