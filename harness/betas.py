@@ -23,7 +23,9 @@ from harness.checkpoints import read_meta, restore_checkpoint, write_json_atomic
 from harness.defaults import (EVAL_KEY_SALT, EVAL_SEED_BASE, FRAMES_PER_VIDEO, RENDER_SIZE, SELECTION_KEY_SALT,
                               SELECTION_SEED_BASE)
 from harness.evaluate import EpisodeGroup, group_key, make_policy, per_step_profile, rollout
-from harness.outputs import Timer, append_jsonl, fallback_warning, print_result, write_summary
+from harness.errors import UsageError
+from harness.outputs import (Timer, append_jsonl, fallback_warning, holds_files, print_result, run_folder_lock,
+                             write_summary)
 from harness.page import write_page
 from harness.plots import plot_guidance_norms, plot_success_vs_beta
 from harness.report import best_beta, summarize_beta, sweep_csv, sweep_table
@@ -143,7 +145,15 @@ def _episode_profile(arrays: dict, episode: int) -> dict[str, np.ndarray]:
 
 
 def evaluate_checkpoint(config) -> int:
-    """The --checkpoint mode: restore the agents and score them at every β into a new sweep folder."""
+    """The --checkpoint mode: restore the agents and score them at every β into a new sweep folder,
+    which this process holds (a second sweep into it, started at the same moment, is refused)."""
+    with run_folder_lock(config.out, sweep=True):
+        if holds_files(config.out):
+            raise UsageError(f'--out {config.out} is not empty; choose a new folder')
+        return _sweep(config)
+
+
+def _sweep(config) -> int:
     timer = Timer()
     started = time.perf_counter()
     envs = make_envs(config, timer)

@@ -217,7 +217,8 @@ def _plan_evaluation(args, command: str) -> RunConfig:
         f"{Path(checkpoint).parent.parent.name or 'checkpoint'}-step{meta['step']}-betas-"
         f"{'_'.join(f'{b:g}' for b in betas)}-{time.strftime('%Y%m%d-%H%M%S')}")
     check_writable(out)
-    if out.exists() and any(out.iterdir()):
+    refuse_if_in_use(out, sweep=True)
+    if out.exists() and holds_files(out):
         raise UsageError(f'--out {out} is not empty; choose a new folder')
     eval_episodes = _pick(args.eval_episodes, defaults['eval_episodes'])
     return RunConfig(

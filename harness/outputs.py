@@ -58,7 +58,7 @@ LOCK_FILE = '.lock'
 
 # ---- the run folder's lock ------------------------------------------------------------------------
 @contextmanager
-def run_folder_lock(out: Path) -> Iterator[None]:
+def run_folder_lock(out: Path, sweep: bool = False) -> Iterator[None]:
     """Hold the run folder for this process (creating it); a second process is refused in one line.
     flock, not a pid file: the kernel drops it when the holder dies, even by SIGKILL."""
     out = Path(out)
@@ -67,7 +67,7 @@ def run_folder_lock(out: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise UsageError(_in_use_message(out, handle)) from None
+            raise UsageError(_in_use_message(out, handle, sweep)) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f'process {os.getpid()} on {socket.gethostname()}\n')
@@ -75,7 +75,7 @@ def run_folder_lock(out: Path) -> Iterator[None]:
         yield
 
 
-def refuse_if_in_use(out: Path) -> None:
+def refuse_if_in_use(out: Path, sweep: bool = False) -> None:
     """Refuse, before anything is planned on it, a run folder that another process is training into."""
     lock = Path(out) / LOCK_FILE
     if not lock.is_file():
@@ -84,12 +84,14 @@ def refuse_if_in_use(out: Path) -> None:
         try:
             fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise UsageError(_in_use_message(out, handle)) from None
+            raise UsageError(_in_use_message(out, handle, sweep)) from None
 
 
-def _in_use_message(out: Path, handle) -> str:
+def _in_use_message(out: Path, handle, sweep: bool = False) -> str:
     handle.seek(0)
     holder = handle.read().strip() or 'another process'
+    if sweep:
+        return f'{out} is in use by another β sweep ({holder}); choose another --out'
     return (f'{out} is in use by another run ({holder}); choose another --out, or wait for that run to end (or '
             f'stop it) and continue it with --resume {out}')
 

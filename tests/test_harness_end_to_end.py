@@ -15,6 +15,7 @@ from envs.tasks import resolve_task
 from harness.card import main as card_main
 from harness.checkpoints import CARD_FILE, PARAMS_FILE, find_checkpoint, list_checkpoints
 from harness.errors import run_main
+from harness.outputs import run_folder_lock
 from harness.run import main
 from tests.cli import run_cli
 
@@ -70,9 +71,14 @@ def test_train_then_sweep_writes_the_documented_files(data_dir, tmp_path, capsys
         assert by_beta[beta]['selection_success_rate'] == np.mean([r['success'] for r in selection if r['beta'] == beta])
         assert by_beta[beta]['success_rate'] == np.mean([r['success'] for r in held_out if r['beta'] == beta])
     assert summary['best_beta'] == max((0.0, 1.0), key=lambda b: (by_beta[b]['selection_success_rate'], -b))
+    # A second sweep into a folder that a sweep holds is refused in one line.
+    capsys.readouterr()
+    with run_folder_lock(tmp_path / 'busy', sweep=True):
+        status, err = run_cli(main, ['--checkpoint', str(run), '--eval-episodes', '1', '--video-episodes', '0',
+                                     '--out', str(tmp_path / 'busy')], capsys)
+    assert status == 2 and 'in use by another β sweep' in err and err.count('\n') == 1
     # A sweep is no training run: --resume refuses it in one line and leaves its results as they are.
     before = (sweep / 'summary.json').read_bytes()
-    capsys.readouterr()
     status, err = run_cli(main, ['--resume', str(sweep)], capsys)
     assert status == 2 and 'a β sweep of' in err and err.count('\n') == 1
     assert (sweep / 'summary.json').read_bytes() == before
