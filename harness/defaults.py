@@ -24,7 +24,8 @@ PRESET_DEFAULTS = {
 # grid brackets where the small preset's critics steer best (0.1 on every cube-single task, far below
 # the paper's 0.3-100 grid); selection episodes choose β and the held-out ones score β = 0 and the choice.
 CPU_RECIPE = dict(preset='small', seeds=[11, 12, 13], steps=40_000, eval_every=0, eval_episodes=50,
-                  selection_episodes=25, held_out='selected', eval_envs=30, checkpoint_every=5_000)
+                  selection_episodes=25, held_out='selected', eval_envs=30, checkpoint_every=5_000,
+                  dataset_episodes=1000)
 CPU_RECIPE_BETAS = [0.0, 0.01, 0.03, 0.1, 0.3, 1.0]
 
 # β for tasks where the paper gives none (pointmaze, cube-single, puzzle-3x3, ids outside the table):

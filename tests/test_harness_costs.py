@@ -31,7 +31,7 @@ def test_the_recipe_fills_unset_flags_and_explicit_flags_win(tmp_path):
     config = planned(['--task', 'cube-double', '--recipe', 'cpu', '--steps', '1000'], tmp_path)
     assert (config.preset, config.seeds, config.steps) == ('small', CPU_RECIPE['seeds'], 1000)
     assert config.final_betas == CPU_RECIPE_BETAS and config.held_out == 'selected'
-    assert (config.selection_episodes, config.eval_episodes) == (25, 50)
+    assert (config.selection_episodes, config.eval_episodes, config.dataset_episodes) == (25, 50, 1000)
     recipe = training_costs(config, dataset_missing=False, cores=2)
     paper = training_costs(planned(['--task', 'cube-double'], tmp_path / 'paper'), dataset_missing=False, cores=2)
     assert recipe['training'] < paper['training'] / 10
