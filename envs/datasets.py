@@ -203,19 +203,20 @@ def dataset_digest(task, data_dir: str = DEFAULT_DATA_DIR) -> str:
     return file_sha256(official or dataset_paths(task.dataset_name, data_dir)[0])
 
 
-def check_against_env(dataset: dict, task, observation_dim: int, action_dim: int) -> None:
+def check_against_env(dataset: dict, task, observation_dim: int, action_dim: int,
+                      data_dir: str = DEFAULT_DATA_DIR) -> None:
     """Refuse a dataset that cannot train an agent for `task`'s env: wrong observation or action size
-    (it would train, then fail at evaluation), or actions outside the [-1, 1] box."""
+    (it would train, then fail at evaluation), or actions outside the [-1, 1] box. The fix names the
+    folder the file is in, so it regenerates that file."""
+    fix = f'regenerate it with `{regenerate_command(task.dataset_name, data_dir)} --force`'
     checks = [('observations', observation_dim), ('next_observations', observation_dim), ('actions', action_dim)]
     for key, size in checks:
         if dataset[key].shape[1] != size:
             raise DatasetError(f'{task.dataset_name}: {key} have {dataset[key].shape[1]} dimensions but the env of '
-                               f'{task.env_id} has {size}; this file belongs to another task: regenerate it with '
-                               f'`python -m envs.generate {task.dataset_name} --force`')
+                               f'{task.env_id} has {size}; this file belongs to another task: {fix}')
     worst = float(np.abs(dataset['actions']).max())
     if worst > 1.0 + 1e-6:
-        raise DatasetError(f'{task.dataset_name}: actions reach {worst:.3g}, outside the [-1, 1] action box; '
-                           f'regenerate it with `python -m envs.generate {task.dataset_name} --force`')
+        raise DatasetError(f'{task.dataset_name}: actions reach {worst:.3g}, outside the [-1, 1] action box; {fix}')
 
 
 def _download(task, data_dir: str) -> None:

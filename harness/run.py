@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
+import threading
 from typing import Sequence
 
 import jax
@@ -31,6 +33,10 @@ from harness.train import train
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A shell starts a background job (`... &`) with Ctrl-C ignored; a run must still stop on it, with
+    # its one line naming the folder to resume.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     if args.recipe:

@@ -165,7 +165,7 @@ def load_dataset(config, timer: Timer) -> tuple[dict, str]:
                          f'since the run started (sha256 {digest[:12]}, trained on {config.dataset_sha256[:12]}); '
                          'put the original file back, or start a new run on this one')
     env = make_task_env(config.task.env_id)
-    check_against_env(dataset, config.task, env.observation_space.shape[0], env.action_space.shape[0])
+    check_against_env(dataset, config.task, env.observation_space.shape[0], env.action_space.shape[0], config.data_dir)
     env.close()
     timer.add('dataset', time.perf_counter() - start)
     return dataset, digest

@@ -296,8 +296,10 @@ def test_a_dataset_that_does_not_fit_the_env_is_refused_in_one_line(data_dir):
         check_against_env(data, task, obs_dim + 1, act_dim)
     assert '\n' not in str(err.value) and 'envs.generate cube-single-play-v0 --force' in str(err.value)
     outside = {**data, 'actions': data['actions'] * 1.5}
-    with pytest.raises(DatasetError, match=r'outside the \[-1, 1\] action box'):
-        check_against_env(outside, task, obs_dim, act_dim)
+    with pytest.raises(DatasetError, match=r'outside the \[-1, 1\] action box') as err:
+        check_against_env(outside, task, obs_dim, act_dim, data_dir)
+    # The fix regenerates the file where it is, not in the default folder.
+    assert f'envs.generate cube-single-play-v0 --data-dir {data_dir} --force' in str(err.value)
 
 
 def test_generation_workers_exit_when_the_generator_is_killed(tmp_path):

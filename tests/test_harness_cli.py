@@ -1,6 +1,7 @@
 """Bad input: one `error:` line, exit status 2, nothing written."""
 import dataclasses
 import json
+import signal
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -222,3 +223,14 @@ def test_bare_resume_picks_the_newest_unfinished_run_with_a_checkpoint(tmp_path,
             (config.out / 'summary.json').write_text('{}')
     resumed = plan_run(build_parser().parse_args(['--resume']))
     assert resumed.out == folders['pointmaze-a'] and resumed.start_step == 250
+
+
+def test_a_run_started_with_ctrl_c_ignored_takes_it_back(capsys):
+    """A shell starts a background job with SIGINT ignored, which Python keeps: such a run never
+    stopped on Ctrl-C. harness.run restores the handler that raises KeyboardInterrupt first thing."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        status, _ = run_cli(main, ['--task', 'no-such-task'], capsys)
+        assert status == 2 and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
