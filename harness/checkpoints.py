@@ -29,6 +29,7 @@ import signal
 import sys
 import threading
 import traceback
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -199,7 +200,8 @@ def _orbax_quiet() -> Iterator[None]:
     one line, and these would bury it under tracebacks. orbax logs each failure of its background
     threads (through absl) while it runs; afterwards, the reads and writes still in flight fail once
     more each, in tensorstore callbacks on orbax's closed event loop and in asyncio tasks nobody
-    awaits any more, which is why those two filters stay installed (they let everything else through)."""
+    awaits any more, and the coroutines that loop never started warn, when collected, that they were
+    never awaited; which is why those three filters stay installed (they let everything else through)."""
     _filter_orbax_aftermath()
     logger = logging.getLogger('absl')
     level = logger.level
@@ -222,6 +224,21 @@ def _filter_orbax_aftermath() -> None:
     unraisable_hook.filters_orbax_aftermath = True
     sys.unraisablehook = unraisable_hook
     logging.getLogger('asyncio').addFilter(_drop_unretrieved_orbax_failures)
+    _filter_unawaited_orbax_coroutines()
+
+
+def _filter_unawaited_orbax_coroutines() -> None:
+    """Drop the RuntimeWarning 'coroutine ... was never awaited' of an orbax coroutine (three lines, at
+    whatever line of whichever thread happens to collect it, so no warnings filter can pick it out by
+    place). The interpreter reports every such coroutine through warnings._warn_unawaited_coroutine,
+    which it looks up anew each time."""
+    passed_on = warnings._warn_unawaited_coroutine
+
+    def warn_unawaited_coroutine(coro):
+        if f'{os.sep}orbax{os.sep}' not in coro.cr_code.co_filename:
+            passed_on(coro)
+
+    warnings._warn_unawaited_coroutine = warn_unawaited_coroutine
 
 
 def _drop_unretrieved_orbax_failures(record: logging.LogRecord) -> bool:

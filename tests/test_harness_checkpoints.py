@@ -96,7 +96,8 @@ def test_every_kind_of_damaged_file_is_skipped_with_one_warning(tmp_path, capfd)
 def test_a_damaged_checkpoint_from_before_file_digests_is_skipped_without_orbax_noise(tmp_path):
     """A checkpoint written before meta.json listed its files is found damaged by orbax itself, whose
     reads still in flight then fail on its closed event loop: about 170 lines of asyncio tracebacks
-    followed the one warning. Only the warnings remain, also once those tasks are collected. Ten
+    followed the one warning, and now and then a coroutine it never started warned that it was never
+    awaited. Only the warnings remain, also once those tasks are collected. Ten
     restores, as the noise comes with the timing of those reads, in a process of their own, since
     pytest would catch the noise before it reaches stderr."""
     script = f"""
@@ -122,7 +123,9 @@ gc.collect()
     done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stderr.splitlines()
-    assert len(lines) == 10 and all('step_000000002 is damaged (ValueError' in line for line in lines), lines[:12]
+    noise = [line for line in lines if 'step_000000002 is damaged (ValueError' not in line]
+    assert not noise, 'stderr had more than the warnings:\n' + '\n'.join(noise)
+    assert len(lines) == 10, done.stderr
 
 
 def test_damaged_checkpoints_that_leave_none_or_lack_a_part(tmp_path, capfd):
