@@ -8,6 +8,7 @@ and on the held-out start states that every reported rate comes from; each β's 
 """
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -146,11 +147,18 @@ def _episode_profile(arrays: dict, episode: int) -> dict[str, np.ndarray]:
 
 def evaluate_checkpoint(config) -> int:
     """The --checkpoint mode: restore the agents and score them at every β into a new sweep folder,
-    which this process holds (a second sweep into it, started at the same moment, is refused)."""
-    with run_folder_lock(config.out, sweep=True):
-        if holds_files(config.out):
-            raise UsageError(f'--out {config.out} is not empty; choose a new folder')
-        return _sweep(config)
+    which this process holds (a second sweep into it, started at the same moment, is refused). A sweep
+    that fails before writing a file leaves no folder behind, as if it had never started."""
+    created = not config.out.exists()
+    try:
+        with run_folder_lock(config.out, sweep=True):
+            if holds_files(config.out):
+                raise UsageError(f'--out {config.out} is not empty; choose a new folder')
+            return _sweep(config)
+    except BaseException:
+        if created and not holds_files(config.out):
+            shutil.rmtree(config.out, ignore_errors=True)
+        raise
 
 
 def _sweep(config) -> int:
