@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 
+from harness.outputs import fmt_seconds
+
 # CPU-seconds to collect one 1001-step episode with `python -m envs.generate`, by dataset family (a data
 # card's collection_cpu_time_s / episodes): the antsoccer collector looks 15 steps ahead 8 times every 5 steps.
 COLLECTION_CPU_S = {'pointmaze': 0.5, 'antmaze': 0.7, 'antsoccer': 9.7, 'cube': 2.1, 'scene': 2.5, 'puzzle': 2.0}
@@ -21,14 +23,6 @@ MAX_EPISODE_STEPS = {'pointmaze': 1000, 'antmaze': 1000, 'antsoccer': 1000, 'cub
 
 def family(dataset_name: str) -> str:
     return dataset_name.removeprefix('visual-').split('-')[0]
-
-
-def fmt_duration(seconds: float) -> str:
-    if seconds < 90:
-        return f'{seconds:.0f} s'
-    if seconds < 5400:
-        return f'{seconds / 60:.0f} min'
-    return f'{seconds / 3600:.1f} h'
 
 
 def episode_bound(dataset_name: str) -> int:
@@ -62,12 +56,12 @@ def describe_costs(config, dataset_missing: bool, cores: int | None = None) -> l
     parts = []
     if costs['dataset']:
         parts.append(f"regenerating {config.task.dataset_name} ({config.dataset_episodes or 1000} episodes) "
-                     f"≈ {fmt_duration(costs['dataset'])}")
+                     f"≈ {fmt_seconds(costs['dataset'])}")
     parts.append(f"{config.steps:,} updates x {len(config.seeds)} seed(s) of the {config.preset} preset "
-                 f"≈ {fmt_duration(costs['training'])}")
-    parts.append(f"evaluation ≤ {fmt_duration(costs['evaluation'])}")
+                 f"≈ {fmt_seconds(costs['training'])}")
+    parts.append(f"evaluation ≤ {fmt_seconds(costs['evaluation'])}")
     lines = [f"plan on this CPU (rates measured on 2-core machines; yours may differ ~3x): {'; '.join(parts)}; "
-             f"≈ {fmt_duration(sum(costs.values()))} in all"]
+             f"≈ {fmt_seconds(sum(costs.values()))} in all"]
     if config.preset == 'paper':
         lines.append(f'note: the paper preset is sized for a GPU. The CPU recipe, 3 seeds of the small preset with a '
                      f'β sweep chosen on selection episodes: python -m harness.run --task {config.task.name} --recipe cpu')
