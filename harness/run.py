@@ -27,7 +27,7 @@ from envs.dataset_spec import dataset_paths
 from harness.betas import evaluate_checkpoint
 from harness.config import RunConfig, plan_run
 from harness.costs import describe_costs
-from harness.defaults import CPU_RECIPE, CPU_RECIPE_BETAS, PRESET_DEFAULTS
+from harness.defaults import PRESET_DEFAULTS, RECIPES
 from harness.errors import OneLineArgumentParser, UsageError, run_main
 from harness.train import train
 
@@ -42,22 +42,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.recipe:
         apply_recipe(args)
     config = plan_run(args, command=' '.join(['python -m harness.run', *argv]))
-    if config.mode == 'train' and jax.default_backend() == 'cpu':
+    if config.mode == 'train':
         missing = not all(os.path.exists(p) for p in dataset_paths(config.task.dataset_name, config.data_dir))
-        for line in describe_costs(config, dataset_missing=missing and not config.download):
+        for line in describe_costs(config, dataset_missing=missing and not config.download,
+                                   backend=jax.default_backend()):
             print(line, flush=True)
     return execute(config)
 
 
 def apply_recipe(args) -> None:
-    """--recipe cpu: every flag left unset takes the recipe's value (harness/defaults.py)."""
+    """--recipe cpu|gpu: every flag left unset takes the recipe's value (harness/defaults.py)."""
     if args.checkpoint or args.resume:
         raise UsageError('--recipe shapes a new training run; --checkpoint and --resume keep their own settings')
-    for key, value in CPU_RECIPE.items():
+    settings, betas = RECIPES[args.recipe]
+    for key, value in settings.items():
         if getattr(args, key) is None and not (key == 'seeds' and args.seed is not None):
             setattr(args, key, value)
     if args.betas is None and args.beta is None and args.agent != 'fql':
-        args.betas = list(CPU_RECIPE_BETAS)
+        args.betas = list(betas)
 
 
 def execute(config: RunConfig) -> int:
@@ -152,9 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--task', help='short name (antmaze, antsoccer, cube-double, scene, puzzle-3x3, pointmaze, ...) '
                                   'or a full OGBench single-task id')
     p.add_argument('--agent', choices=['qfql', 'fql'], default=None, help='default qfql')
-    p.add_argument('--recipe', choices=['cpu'],
+    p.add_argument('--recipe', choices=sorted(RECIPES),
                    help="cpu: the small preset, 3 seeds, 40k updates and a β sweep with selection episodes, as the "
-                        "README's Table 1 on a CPU ran (flags given explicitly win)")
+                        "README's Table 1 on a CPU ran; gpu: the paper's budget (paper preset, 8 seeds, 1M updates, "
+                        "1000 episodes) with the same protocol (flags given explicitly win)")
     p.add_argument('--preset', choices=sorted(PRESET_DEFAULTS), default=None,
                    help="network sizes and run lengths: 'paper' (default), 'small' for a CPU, 'tiny' for tests")
     p.add_argument('--beta', type=beta_value, help='guidance strength β for evaluation (default: the task\'s)')

@@ -3,7 +3,7 @@ import pytest
 
 from harness.config import plan_run
 from harness.costs import describe_costs, training_costs
-from harness.defaults import CPU_RECIPE, CPU_RECIPE_BETAS
+from harness.defaults import CPU_RECIPE, CPU_RECIPE_BETAS, GPU_RECIPE, GPU_RECIPE_BETAS
 from harness.run import apply_recipe, build_parser
 from tests.cli import run_cli
 from harness.run import main
@@ -43,3 +43,16 @@ def test_the_recipe_fills_unset_flags_and_explicit_flags_win(tmp_path):
 def test_the_recipe_is_for_training_only(tmp_path, capsys):
     status, err = run_cli(main, ['--recipe', 'cpu', '--resume', str(tmp_path)], capsys)
     assert status == 2 and '--recipe shapes a new training run' in err
+
+
+def test_the_gpu_recipe_is_the_papers_budget_and_its_plan_uses_the_gpu_rates(tmp_path):
+    config = planned(['--task', 'antsoccer', '--recipe', 'gpu'], tmp_path)
+    assert (config.preset, config.seeds, config.steps) == ('paper', GPU_RECIPE['seeds'], 1_000_000)
+    assert len(config.seeds) == 8 and config.final_betas == GPU_RECIPE_BETAS and config.dataset_episodes == 1000
+    gpu = training_costs(config, dataset_missing=True, cores=16, backend='gpu')
+    cpu = training_costs(config, dataset_missing=True, cores=2, backend='cpu')
+    # 8 seeds advance together on the GPU; on the CPU each seed costs its own updates.
+    assert gpu['training'] < 3600 < cpu['training'] / 8
+    assert gpu['dataset'] == pytest.approx(cpu['dataset'] * 2 / 16)
+    lines = describe_costs(config, dataset_missing=False, cores=16, backend='cuda')
+    assert len(lines) == 1 and 'this CUDA machine' in lines[0] and 'H200' in lines[0] and 'regenerating' not in lines[0]
