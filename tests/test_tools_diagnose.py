@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.cli import run_cli
-from tools.diagnose import (NEVER, discounted_return, episode_ids, group_labels, group_of, ideal_q, main,
-                            steps_to_success)
+from agents.chunks import episode_ids
+from tools.diagnose import NEVER, discounted_return, group_labels, group_of, ideal_q, main, steps_to_success
 
 # Episodes of 1-6 transitions, each transition solved (mask 0) or not.
 episodes_strategy = st.lists(st.lists(st.booleans(), min_size=1, max_size=6), min_size=1, max_size=5)

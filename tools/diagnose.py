@@ -22,19 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from agents.chunks import episode_ids
 from harness.errors import OneLineArgumentParser, UsageError, run_main
 
 # Upper edges (inclusive) of the steps-to-success groups; the last group is "never".
 STEP_GROUPS = (0, 10, 100, 1000)
 NEVER = -1
-
-
-def episode_ids(observations: np.ndarray, next_observations: np.ndarray) -> np.ndarray:
-    """Episode index of each transition of a concatenated dataset: a new episode starts wherever a
-    transition's observation is not the previous transition's next observation."""
-    starts = np.ones(len(observations), bool)
-    starts[1:] = np.any(observations[1:] != next_observations[:-1], axis=1)
-    return np.cumsum(starts) - 1
 
 
 def steps_to_success(masks: np.ndarray, episodes: np.ndarray) -> np.ndarray:
