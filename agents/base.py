@@ -122,11 +122,12 @@ class FlowAgentBase(struct.PyTreeNode):
 
     def critic_loss(self, params, batch, rng):
         """TD loss (eq. 4): y = r + γ mask agg_e Q̄_e(s', ã'), squared error for every member; the
-        agents differ only in where ã' comes from (`target_actions`)."""
+        agents differ only in where ã' comes from (`target_actions`). With action chunks, r is the
+        chunk's h-step return and s' is h steps on, so the bootstrap is discounted by γ^h."""
         c = self.config
         next_actions = self.target_actions(params, batch['next_observations'], rng)
         next_qs = self.critic_values(self.params['target_critic'], batch['next_observations'], next_actions)
-        target = td_target(batch['rewards'], batch['masks'], ensemble_target(next_qs, c.q_agg), c.discount)
+        target = td_target(batch['rewards'], batch['masks'], ensemble_target(next_qs, c.q_agg), c.discount ** c.horizon)
         q = self.critic_values(params['critic'], batch['observations'], batch['actions'])
         loss = critic_td_loss(q, target)
         return loss, {'critic/loss': loss, 'critic/target_q_mean': target.mean(), **q_statistics(q)}
@@ -165,8 +166,10 @@ class FlowAgentBase(struct.PyTreeNode):
     @partial(jax.jit, static_argnames=('num_updates',))
     def update_many(self, dataset, key, num_updates: int):
         """`num_updates` steps in one compiled lax.scan, each on a batch sampled on the device from
-        `dataset` (dict of device arrays). Returns (agent, info averaged over the steps)."""
-        return scan_updates(type(self)._update, self, dataset, key, num_updates, self.config.batch_size)
+        `dataset` (dict of device arrays; with action chunks also its 'chunk_starts'). Returns (agent,
+        info averaged over the steps)."""
+        c = self.config
+        return scan_updates(type(self)._update, self, dataset, key, num_updates, c.batch_size, c.horizon, c.discount)
 
     # ---- acting ---------------------------------------------------------------------------
     def _noise(self, key, batch_size):

@@ -44,6 +44,10 @@ class AgentConfig:
                      actions). It never queries the actor, so the critic never sees an action the
                      data does not contain, and an update draws no actor samples.
 
+    horizon h > 1 makes the agent act on action chunks (agents/chunks.py): the actor's and the critic's
+    action is the h·|A| concatenation a_{t:t+h}, the TD target backs up h steps with γ^h, and acting
+    executes a chunk open loop. h = 1 is the paper's agent.
+
     target_flow_steps sets the Euler steps of the 'flow' and 'guided' target actions alone (None:
     flow_steps, as acting uses). The K-step target is about half of a QFQL update's time at paper
     scale (`python -m tools.bench` figure 1p), so fewer steps trade a coarser sample of the
@@ -71,6 +75,7 @@ class AgentConfig:
     expectile: float = 0.9           # τ of the expectile critic's value regression
     alpha: float = 10.0              # FQL only: distillation weight
     normalize_q_loss: bool = False   # FQL only: divide the Q loss by stop_grad(mean |Q|)
+    horizon: int = 1                 # action-chunk length h (see class docstring)
 
     def __post_init__(self):
         # Lists from JSON / CLI become tuples so that the config stays hashable.
@@ -99,6 +104,7 @@ class AgentConfig:
             (self.trust_ratio is None or self.trust_ratio >= 0,
              f'trust_ratio must be >= 0 or None, got {self.trust_ratio}'),
             (self.alpha >= 0.0, f'alpha must be >= 0, got {self.alpha}'),
+            (self.horizon >= 1, f'horizon must be >= 1, got {self.horizon}'),
         ]
         for ok, message in checks:
             if not ok:

@@ -63,7 +63,7 @@ class QFQLAgent(FlowAgentBase):
         if c.critic == 'td':
             return super().critic_loss(params, batch, rng)
         next_v = jax.lax.stop_gradient(self.state_values(params['value'], batch['next_observations']))
-        target = td_target(batch['rewards'], batch['masks'], next_v, c.discount)
+        target = td_target(batch['rewards'], batch['masks'], next_v, c.discount ** c.horizon)
         q = self.critic_values(params['critic'], batch['observations'], batch['actions'])
         q_loss = critic_td_loss(q, target)
         dataset_q = ensemble_target(

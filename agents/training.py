@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from agents.chunks import sample_chunk_batch
+
 BATCH_KEYS = ('observations', 'actions', 'rewards', 'masks', 'next_observations')
 
 
@@ -23,17 +25,22 @@ def sample_batch(dataset, key, batch_size: int):
     return {k: jnp.take(dataset[k], idx, axis=0) for k in BATCH_KEYS}
 
 
-def scan_updates(update_fn, agent, dataset, key, num_updates: int, batch_size: int):
+def scan_updates(update_fn, agent, dataset, key, num_updates: int, batch_size: int, horizon: int = 1,
+                 discount: float = 1.0):
     """Run `num_updates` calls of `update_fn(agent, batch) -> (agent, info)` inside lax.scan,
-    sampling each batch on the device; info is averaged over the scan. Every '*grad_norm' metric
-    also gets a '*grad_norm_max' over the scan: Appendix A reads single-update spikes (≈400) as the
-    warning sign, and an average over a chunk would dilute them."""
-    missing = [k for k in BATCH_KEYS if k not in dataset]
+    sampling each batch on the device (h-step chunks when `horizon` > 1, agents/chunks.py); info is
+    averaged over the scan. Every '*grad_norm' metric also gets a '*grad_norm_max' over the scan:
+    Appendix A reads single-update spikes (≈400) as the warning sign, and an average over a chunk
+    would dilute them."""
+    needed = BATCH_KEYS + (('chunk_starts',) if horizon > 1 else ())
+    missing = [k for k in needed if k not in dataset]
     if missing:
-        raise ValueError(f'dataset is missing keys {missing}; it needs {list(BATCH_KEYS)}')
+        raise ValueError(f'dataset is missing keys {missing}; it needs {list(needed)}')
 
     def body(carry, step_key):
-        carry, info = update_fn(carry, sample_batch(dataset, step_key, batch_size))
+        batch = (sample_batch(dataset, step_key, batch_size) if horizon == 1 else
+                 sample_chunk_batch(dataset, step_key, batch_size, horizon, discount))
+        carry, info = update_fn(carry, batch)
         return carry, info
 
     agent, infos = jax.lax.scan(body, agent, jax.random.split(key, num_updates))

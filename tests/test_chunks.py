@@ -67,3 +67,40 @@ def test_a_horizon_below_one_is_refused():
     dataset, _ = episodes_dataset([3])
     with pytest.raises(ValueError, match='horizon must be >= 1'):
         chunk_starts(dataset['observations'], dataset['next_observations'], 0)
+
+
+@pytest.mark.parametrize('agent_name', ['qfql', 'fql'])
+def test_a_chunked_critic_backs_up_h_steps_with_gamma_to_the_h(agent_name):
+    """y = R + γ^h m agg Q̄(s_{t+h}, ã) with ã the agent's own target chunk; the critic scores whole chunks."""
+    from agents import AGENTS, AgentConfig
+
+    horizon, action_dim = 3, 2
+    config = AgentConfig(actor_hidden=(16,), critic_hidden=(16,), batch_size=8, flow_steps=2, discount=0.9,
+                         horizon=horizon)
+    dataset, _ = episodes_dataset([10, 12])
+    dataset['rewards'] = -np.linspace(0, 1, 22).astype(np.float32)
+    dataset['masks'][[5, 15]] = 0.0
+    dataset['chunk_starts'] = chunk_starts(dataset['observations'], dataset['next_observations'], horizon)
+    batch = sample_chunk_batch(dataset, jax.random.PRNGKey(1), 8, horizon, 0.9)
+    agent = AGENTS[agent_name].create(0, batch['observations'][:1], batch['actions'][:1], config)
+    assert agent.action_dim == horizon * action_dim
+    key = jax.random.PRNGKey(2)
+    next_actions = agent.target_actions(agent.params, batch['next_observations'], key)
+    next_q = np.asarray(agent.critic_values(agent.params['target_critic'], batch['next_observations'],
+                                            next_actions)).mean(0)
+    target = np.asarray(batch['rewards']) + 0.9 ** horizon * np.asarray(batch['masks']) * next_q
+    q = np.asarray(agent.critic_values(agent.params['critic'], batch['observations'], batch['actions']))
+    loss, _ = agent.critic_loss(agent.params, batch, key)
+    np.testing.assert_allclose(float(loss), np.mean((q - target) ** 2), rtol=1e-5)
+    trained, info = agent.update_many({k: jax.numpy.asarray(v) for k, v in dataset.items()}, key, 4)
+    assert int(trained.step) == 4 and np.isfinite(float(info['critic/loss']))
+
+
+def test_update_many_of_a_chunked_agent_names_the_missing_chunk_starts():
+    from agents import QFQLAgent, AgentConfig
+
+    dataset, _ = episodes_dataset([6])
+    config = AgentConfig(actor_hidden=(8,), critic_hidden=(8,), batch_size=4, flow_steps=2, horizon=2)
+    agent = QFQLAgent.create(0, dataset['observations'][:1], np.zeros((1, 4), np.float32), config)
+    with pytest.raises(ValueError, match="chunk_starts"):
+        agent.update_many(dataset, jax.random.PRNGKey(0), 2)
