@@ -98,13 +98,16 @@ class FlowAgentBase(struct.PyTreeNode):
     @classmethod
     def create(cls, seed_or_key, example_observations, example_actions, config: AgentConfig | str | None = None):
         """A fresh agent. `seed_or_key` is an int or a PRNG key; with a key, create can be
-        jax.vmap'ped over keys to build one agent per seed (params get a leading seed axis)."""
+        jax.vmap'ped over keys to build one agent per seed (params get a leading seed axis).
+        `example_actions` are the env's actions; with config.horizon h the agent's action is a chunk of
+        h of them, so its action_dim is h times theirs."""
         config = resolve_config(config)
         example_observations = jnp.asarray(example_observations, jnp.float32)
         example_actions = jnp.asarray(example_actions, jnp.float32)
         if example_observations.ndim != 2 or example_actions.ndim != 2:
             raise ValueError('example_observations and example_actions must be 2-D [batch, dim] arrays, '
                              f'got shapes {example_observations.shape} and {example_actions.shape}')
+        example_actions = jnp.tile(example_actions, (1, config.horizon))
         rng, init_key = jax.random.split(as_key(seed_or_key))
         params = cls.init_params(init_key, example_observations, example_actions, config)
         trainable = {k: params[k] for k in cls.trainable_names(config)}

@@ -82,7 +82,7 @@ def test_a_chunked_critic_backs_up_h_steps_with_gamma_to_the_h(agent_name):
     dataset['masks'][[5, 15]] = 0.0
     dataset['chunk_starts'] = chunk_starts(dataset['observations'], dataset['next_observations'], horizon)
     batch = sample_chunk_batch(dataset, jax.random.PRNGKey(1), 8, horizon, 0.9)
-    agent = AGENTS[agent_name].create(0, batch['observations'][:1], batch['actions'][:1], config)
+    agent = AGENTS[agent_name].create(0, dataset['observations'][:1], dataset['actions'][:1], config)
     assert agent.action_dim == horizon * action_dim
     key = jax.random.PRNGKey(2)
     next_actions = agent.target_actions(agent.params, batch['next_observations'], key)
@@ -101,6 +101,6 @@ def test_update_many_of_a_chunked_agent_names_the_missing_chunk_starts():
 
     dataset, _ = episodes_dataset([6])
     config = AgentConfig(actor_hidden=(8,), critic_hidden=(8,), batch_size=4, flow_steps=2, horizon=2)
-    agent = QFQLAgent.create(0, dataset['observations'][:1], np.zeros((1, 4), np.float32), config)
+    agent = QFQLAgent.create(0, dataset['observations'][:1], dataset['actions'][:1], config)
     with pytest.raises(ValueError, match="chunk_starts"):
         agent.update_many(dataset, jax.random.PRNGKey(0), 2)
