@@ -131,9 +131,15 @@ class _TraceRows:
 
 
 def rollout(policy: Policy, envs: Any, groups: Sequence[EpisodeGroup], num_seeds: int, *, frame_skip: int = 1,
-            progress: Callable[[int], None] | None = None) -> tuple[list[GroupResult], dict[str, float]]:
+            progress: Callable[[int], None] | None = None,
+            horizon: int = 1) -> tuple[list[GroupResult], dict[str, float]]:
     """Run every episode of `groups` in one pool (see the module docstring); returns one result per
-    group, in order, and the seconds spent sampling, stepping and rendering."""
+    group, in order, and the seconds spent sampling, stepping and rendering.
+
+    With action chunks (`horizon` h > 1, the policy's action is h env actions) each chunk runs open
+    loop, and episodes start only every h pool steps, so that all live envs need their next chunk at
+    the same step and the sampler is called once every h env steps. A freed env waits for that step
+    (fewer than h steps); an episode's result does not depend on when it starts."""
     slots = envs.num_envs
     if slots % num_seeds:
         raise ValueError(f'{slots} envs do not split evenly over {num_seeds} seeds')
@@ -149,6 +155,9 @@ def rollout(policy: Policy, envs: Any, groups: Sequence[EpisodeGroup], num_seeds
     returns = np.zeros(slots)
     fallbacks = np.zeros(slots, np.int64)
     observations = np.zeros((slots, envs.observation_dim), np.float32)
+    chunk = np.zeros((slots, horizon, envs.action_dim), np.float32)
+    chunk_norms = {k: np.zeros((slots, 0), np.float32) for k in DIAG_KEYS}
+    tick = 0
     records: list[list[dict]] = [[] for _ in groups]
     videos: list[dict] = [{} for _ in groups]
     video_steps: list[dict] = [{} for _ in groups]
@@ -169,8 +178,9 @@ def rollout(policy: Policy, envs: Any, groups: Sequence[EpisodeGroup], num_seeds
         timing['rendering_s'] += time.perf_counter() - start
 
     while True:
+        at_chunk_start = tick % horizon == 0
         starts = []
-        for slot in np.flatnonzero(slot_group < 0):
+        for slot in np.flatnonzero(slot_group < 0) if at_chunk_start else ():
             queue = pending[slot // per_seed]
             if queue:
                 g, e = queue.popleft()
@@ -185,17 +195,23 @@ def rollout(policy: Policy, envs: Any, groups: Sequence[EpisodeGroup], num_seeds
             render([s for s in starts if recorded(s)])
         live = np.flatnonzero(slot_group >= 0)
         if not live.size:
-            break
-        group_of = np.maximum(slot_group, 0)
-        start = time.perf_counter()
-        actions, diag = policy(observations.reshape(num_seeds, per_seed, -1),
-                               keys[group_of].reshape(num_seeds, per_seed, 2),
-                               slot_episode.reshape(num_seeds, per_seed), slot_step.reshape(num_seeds, per_seed),
-                               np.where(slot_group >= 0, betas[group_of], 0.0).reshape(num_seeds, per_seed))
-        actions = np.asarray(actions).reshape(slots, -1)
-        norms = {k: np.asarray(diag[k]).transpose(0, 2, 1).reshape(slots, -1)[live] for k in DIAG_KEYS}
-        timing['sampling_s'] += time.perf_counter() - start
-        bad = (~np.isfinite(norms['grad_q_norm'])).sum(axis=1)
+            if not any(pending):
+                break
+            tick += 1
+            continue
+        if at_chunk_start:
+            group_of = np.maximum(slot_group, 0)
+            start = time.perf_counter()
+            actions, diag = policy(observations.reshape(num_seeds, per_seed, -1),
+                                   keys[group_of].reshape(num_seeds, per_seed, 2),
+                                   slot_episode.reshape(num_seeds, per_seed), slot_step.reshape(num_seeds, per_seed),
+                                   np.where(slot_group >= 0, betas[group_of], 0.0).reshape(num_seeds, per_seed))
+            chunk = np.asarray(actions).reshape(slots, horizon, -1)
+            chunk_norms = {k: np.asarray(diag[k]).transpose(0, 2, 1).reshape(slots, -1) for k in DIAG_KEYS}
+            timing['sampling_s'] += time.perf_counter() - start
+        norms = {k: v[live] for k, v in chunk_norms.items()}
+        # A chunk's non-finite ∇Q fallbacks count once, at the env step that sampled it.
+        bad = (~np.isfinite(norms['grad_q_norm'])).sum(axis=1) * at_chunk_start
         rows.group.append(slot_group[live])
         rows.episode.append(slot_episode[live])
         rows.step.append(slot_step[live])
@@ -203,15 +219,17 @@ def rollout(policy: Policy, envs: Any, groups: Sequence[EpisodeGroup], num_seeds
         for k in DIAG_KEYS:
             rows.norms[k].append(norms[k].astype(np.float16))
         # A slot whose episode may end now is handed its seed's next pending episode in advance, so the
-        # worker restarts it in the same round trip (a recorded episode keeps its last frame instead).
+        # worker restarts it in the same round trip (a recorded episode keeps its last frame instead);
+        # with chunks, only when the next step starts a chunk.
         candidates, next_seeds = {}, np.full(slots, -1)
-        for seed_index, queue in enumerate(pending):
+        for seed_index, queue in enumerate(pending if (tick + 1) % horizon == 0 else ()):
             unrecorded = [s for s in live[live // per_seed == seed_index] if not recorded(s)]
             for slot, (g, e) in zip(unrecorded, queue):
                 candidates[int(slot)] = (g, e)
                 next_seeds[slot] = groups[g].env_seed_base + e
         start = time.perf_counter()
-        result = envs.step(actions, next_seeds)
+        result = envs.step(chunk[:, tick % horizon], next_seeds)
+        tick += 1
         timing['env_step_s'] += time.perf_counter() - start
         returns[live] += np.asarray(result.rewards)[live]
         fallbacks[live] += bad
