@@ -16,6 +16,7 @@ import optax
 from agents.config import AgentConfig, resolve_config
 from agents.losses import critic_td_loss, ensemble_target, flow_matching_loss, polyak_update, td_target
 from agents.networks import MLP, QEnsemble, VectorField
+from agents.sampler import SamplerSettings
 from agents.training import as_key, global_norm, make_optimizer, q_statistics, scan_updates
 
 
@@ -172,13 +173,13 @@ class FlowAgentBase(struct.PyTreeNode):
     def _noise(self, key, batch_size):
         return jax.random.normal(key, (batch_size, self.action_dim), jnp.float32)
 
-    def sample_actions(self, observations, key, beta=0.0, **guidance_kwargs):
+    def sample_actions(self, observations, key, beta=0.0, settings: SamplerSettings | None = None):
         """The agent's policy from a⁰ = ε ~ N(0, I) drawn with `key`; returns (actions, diag).
-        Keyword arguments are those of the subclass's `actions_from_noise`, which acts from given noise."""
+        `actions_from_noise` acts from given noise; `settings` None: the config's (SamplerSettings.of)."""
         observations = jnp.asarray(observations, jnp.float32)
         batch = () if observations.ndim == 1 else (observations.shape[0],)
         noise = jax.random.normal(key, batch + (self.action_dim,), jnp.float32)
-        return self.actions_from_noise(observations, noise, beta, **guidance_kwargs)
+        return self.actions_from_noise(observations, noise, beta, settings)
 
-    def actions_from_noise(self, observations, noise, beta=0.0, **guidance_kwargs):
+    def actions_from_noise(self, observations, noise, beta=0.0, settings: SamplerSettings | None = None):
         raise NotImplementedError

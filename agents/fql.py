@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from agents.base import FlowAgentBase
 from agents.networks import OneStepPolicy
-from agents.sampler import guided_flow_sample
+from agents.sampler import SamplerSettings, guided_flow_sample
 
 
 class FQLAgent(FlowAgentBase):
@@ -73,17 +73,17 @@ class FQLAgent(FlowAgentBase):
     def _onestep_from_noise(self, observations, noise):
         return jnp.clip(self.onestep_actions(self.params['actor_onestep'], observations, noise), -1.0, 1.0)
 
-    def actions_from_noise(self, observations, noise, beta=0.0, *, num_steps=None, **_guidance_kwargs):
-        """a = clip(μ_ω(s, ε)) for the given ε = `noise`; `beta` and guidance options are accepted for
-        API parity with QFQL and ignored. diag has the sampler's keys, all zeros ([flow_steps, B] and a
-        0 count)."""
+    def actions_from_noise(self, observations, noise, beta=0.0, settings: SamplerSettings | None = None):
+        """a = clip(μ_ω(s, ε)) for the given ε = `noise`; `beta` and `settings` are accepted for API
+        parity with QFQL and ignored. diag has the sampler's keys, all zeros ([flow_steps, B] and a 0
+        count)."""
         observations = jnp.asarray(observations, jnp.float32)
         noise = jnp.asarray(noise, jnp.float32)
         single = observations.ndim == 1
         if single:
             observations, noise = observations[None], noise[None]
         actions = self._onestep_from_noise(observations, noise)
-        shape = (num_steps or self.config.flow_steps, observations.shape[0])
+        shape = ((settings and settings.flow_steps) or self.config.flow_steps, observations.shape[0])
         diag = {'velocity_norm': jnp.zeros(shape), 'grad_q_norm': jnp.zeros(shape),
                 'guidance_norm': jnp.zeros(shape), 'nonfinite_fallbacks': jnp.zeros((), jnp.int32),
                 'nonfinite_velocity': jnp.zeros((), jnp.int32)}

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agents import AgentConfig, resolve_config
+from agents.sampler import SamplerSettings
 from envs.datasets import DEFAULT_DATA_DIR
 from envs.tasks import Task, resolve_task
 from harness.checkpoints import CARD_FILE, find_checkpoint, is_exported, list_checkpoints, read_meta
@@ -24,7 +25,6 @@ from harness.defaults import (DEFAULT_BETA, DEFAULT_OUT_ROOT, DEFAULT_SUCCESS_TI
                               EVAL_SEED_BASE, PRESET_DEFAULTS, SELECTION_SEED_BASE, fql_alpha)
 from harness.errors import UsageError
 from harness.outputs import holds_files, refuse_if_in_use
-from harness.evaluate import SamplerSettings
 from harness.tracking import import_wandb
 
 
@@ -302,13 +302,8 @@ def _pick(explicit, default):
 
 def _sampler_settings(args, saved: dict | None, agent_config: AgentConfig) -> SamplerSettings:
     """Flags win; then what the run recorded (resume); then the agent config's sampler defaults."""
-    base = SamplerSettings(grad_clip=agent_config.grad_clip, trust_ratio=agent_config.trust_ratio,
-                           guidance_q_agg=agent_config.guidance_q_agg)
-    if saved:
-        base = SamplerSettings(**saved)
-    flags = {'beta_schedule': args.beta_schedule, 'grad_clip': args.grad_clip, 'trust_ratio': args.trust_ratio,
-             'flow_steps': args.flow_steps, 'guidance_q_agg': args.guidance_q_agg, 'guidance_at': args.guidance_at,
-             'guidance_scale': args.guidance_scale}
+    base = SamplerSettings(**saved) if saved else SamplerSettings.of(agent_config)
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(SamplerSettings)}
     return dataclasses.replace(base, **{k: v for k, v in flags.items() if v is not None})
 
 

@@ -13,6 +13,7 @@ Every input is checked by `harness/config.py` before anything is written; a mist
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import signal
@@ -22,7 +23,7 @@ from typing import Sequence
 
 import jax
 
-from agents.config import BETA_SCHEDULES, GUIDANCE_POINTS, GUIDANCE_SCALES
+from agents.sampler import SamplerSettings
 from envs.dataset_spec import dataset_paths
 from harness.betas import evaluate_checkpoint
 from harness.config import RunConfig, plan_run
@@ -136,14 +137,27 @@ positive_float = _bounded_number('a finite number > 0', integer=False, allow_zer
 nonnegative_float = _bounded_number('a finite number >= 0', integer=False, allow_zero=True)
 
 
-def trust_ratio_value(text: str) -> float:
-    """ρ of the trust-ratio guard: > 0, because ρ = 0 caps every guidance step at zero, which is β = 0
-    while the results would still be labelled with the run's β."""
-    try:
-        return positive_float(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"ρ must be a finite number > 0, got '{text}' (for no guidance at all, "
-                                         'pass --beta 0)') from None
+def add_settings_flags(group, settings_class) -> None:
+    """One flag per field of a settings dataclass, from its metadata (help, choices, parse); a flag
+    left out is None, so the plan can tell it from a value given."""
+    for field in dataclasses.fields(settings_class):
+        meta = field.metadata
+        shown = f' (default {field.default})' if field.default is not None else ''
+        group.add_argument('--' + field.name.replace('_', '-'), dest=field.name, choices=meta['choices'],
+                           type=_flag_type(meta['parse']), help=meta['help'] + shown)
+
+
+def _flag_type(parse):
+    """An argparse type from a settings parser, whose ValueError becomes the flag's one-line error."""
+    if parse is None:
+        return None
+
+    def checked(text: str):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return checked
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,17 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="QFQL's critic: td (default, eq. 4) or expectile (in-sample, IQL-style; no actor samples)")
     p.add_argument('--expectile', type=float, help='τ of the expectile critic (default 0.9)')
     p.add_argument('--alpha', type=float, help='FQL distillation weight (default: the task\'s from the FQL paper)')
-    sampler = p.add_argument_group('guided sampler (test time only: may differ between --checkpoint sweeps and on --resume)')
-    sampler.add_argument('--guidance-at', choices=list(GUIDANCE_POINTS),
-                         help='where ∇Q is taken: noisy (default, eq. 5), denoised (at the one-step clean estimate), '
-                              'denoised-jacobian (also through v)')
-    sampler.add_argument('--guidance-scale', choices=list(GUIDANCE_SCALES),
-                         help='absolute (default): β∇Q as eq. 5; relative: β‖v‖∇Q/‖∇Q‖, the same β on every task')
-    sampler.add_argument('--beta-schedule', choices=list(BETA_SCHEDULES), help='β over the flow steps (default constant)')
-    sampler.add_argument('--grad-clip', type=positive_float, help='clip ‖∇Q‖ per sample to this (default: none)')
-    sampler.add_argument('--trust-ratio', type=trust_ratio_value, help='cap ‖guidance‖ at this times ‖v‖ (default: none)')
-    sampler.add_argument('--flow-steps', type=positive_int, help='Euler steps when acting (default: the trained K, 10)')
-    sampler.add_argument('--guidance-q-agg', choices=['mean', 'min'], help='ensemble Q whose gradient guides (default mean)')
+    add_settings_flags(p.add_argument_group(
+        'guided sampler (test time only: may differ between --checkpoint sweeps and on --resume)'), SamplerSettings)
     p.add_argument('--held-out', choices=['all', 'selected'],
                    help='with β selection, the βs scored on the held-out episodes: all (default: the per-β held-out '
                         'curve and the max over β stay) or selected (β = 0 and the selected β only: fewer episodes)')
