@@ -32,6 +32,18 @@ class FlowAgentBase(struct.PyTreeNode):
     TRAINABLE = ()
     GRAD_GROUPS = {}
 
+    # What the harness asks of an agent class, so that it names no agent (agents/__init__.py registers them).
+    TITLE = ''                 # how messages and reports name the agent
+    BETA: str | None = None    # what β means when acting; None: acting ignores β, and runs are reported at β = 0
+    ACTING = ''                # how it acts, as summary.json states it
+    CONFIG_FIELDS = ()         # AgentConfig fields that only this agent reads: a run of another agent refuses them
+    PAPER_TABLE1 = {}          # env id -> (success %, its standard deviation or None) in the QFQL paper's Table 1
+
+    @classmethod
+    def task_config(cls, env_id: str, source: str) -> dict:
+        """AgentConfig fields whose default depends on the task (`source` 'ogbench' or 'd4rl'); flags win."""
+        return {}
+
     @classmethod
     def trainable_names(cls, config: AgentConfig) -> tuple[str, ...]:
         """The sub-trees of `params` the optimiser updates (a config may add networks)."""

@@ -20,6 +20,16 @@ from agents.training import q_statistics
 class QFQLAgent(FlowAgentBase):
     TRAINABLE = ('actor', 'critic')
     GRAD_GROUPS = {'actor': ('actor',), 'critic': ('critic',)}
+    TITLE = 'QFQL'
+    BETA = 'guidance strength of the flow sampler at test time (eq. 5)'
+    ACTING = 'guided flow sampler (eq. 5 unless the sampler settings depart from it)'
+    CONFIG_FIELDS = ('target_action', 'target_flow_steps', 'critic', 'expectile')
+    PAPER_TABLE1 = {
+        'antmaze-large-navigate-singletask-task1-v0': (84, None),
+        'antsoccer-arena-navigate-singletask-task4-v0': (44, None),
+        'cube-double-play-singletask-task2-v0': (8, None), 'scene-play-singletask-task2-v0': (62, None),
+        'puzzle-3x3-play-singletask-task4-v0': (0, None), 'antmaze-umaze-diverse-v2': (94, None),
+        'antmaze-medium-diverse-v2': (50, None), 'antmaze-large-diverse-v2': (52, None)}
 
     @classmethod
     def trainable_names(cls, config):

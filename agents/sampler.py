@@ -73,11 +73,13 @@ class SamplerSettings:
     the same name; `flow_steps` None acts with the agent's trained step count. The field names are
     config.json's 'sampler' keys and a shipped card's, and each is a flag of `python -m harness.run`."""
     beta_schedule: str = _setting('constant', 'β over the flow steps', choices=BETA_SCHEDULES)
-    grad_clip: float | None = _setting(None, 'clip ‖∇Q‖ per sample to this (default: none)', parse=_positive(False))
+    grad_clip: float | None = _setting(None, 'clip ‖∇Q‖ per sample to this (default: none)',
+                                       parse=_positive(False))
     trust_ratio: float | None = _setting(
         None, 'cap ‖guidance‖ at this times ‖v‖ (default: none)',
         parse=_positive(False, ' (ρ = 0 caps every guidance step at zero; for no guidance at all, pass --beta 0)'))
-    flow_steps: int | None = _setting(None, 'Euler steps when acting (default: the trained K)', parse=_positive(True))
+    flow_steps: int | None = _setting(None, 'Euler steps when acting (default: the trained K)',
+                                      parse=_positive(True))
     guidance_q_agg: str = _setting('mean', 'ensemble Q whose gradient guides', choices=Q_AGGREGATIONS)
     guidance_at: str = _setting('noisy', 'where ∇Q is taken: noisy (eq. 5), denoised (at the one-step clean '
                                 'estimate), denoised-jacobian (also through v)', choices=GUIDANCE_POINTS)
@@ -256,7 +258,8 @@ def guided_flow_sample(
             guidance, grad_norm, bad = jax.lax.cond(
                 jnp.any(beta_k != 0.0),
                 lambda a: _guidance(
-                    _grad_q(q_fn, velocity_fn, obs, a, velocity, t_column, guidance_q_agg, guidance_at, action_low, action_high),
+                    _grad_q(q_fn, velocity_fn, obs, a, velocity, t_column, guidance_q_agg, guidance_at, action_low,
+                            action_high),
                     velocity_norm, beta_k, grad_clip, trust_ratio, guidance_scale),
                 lambda a: (jnp.zeros_like(a), zeros_b, jnp.zeros((batch,), bool)),
                 actions,

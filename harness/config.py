@@ -16,13 +16,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agents import AgentConfig, resolve_config
+from agents import AGENTS, DEFAULT_AGENT, AgentConfig, resolve_config
 from agents.sampler import SamplerSettings
 from envs.datasets import DEFAULT_DATA_DIR
 from envs.tasks import Task, resolve_task
 from harness.checkpoints import CARD_FILE, find_checkpoint, is_exported, list_checkpoints, read_meta
 from harness.defaults import (DEFAULT_BETA, DEFAULT_OUT_ROOT, DEFAULT_SUCCESS_TIMING, DEFAULT_SWEEP_ROOT,
-                              EVAL_SEED_BASE, PRESET_DEFAULTS, SELECTION_SEED_BASE, fql_alpha)
+                              EVAL_SEED_BASE, PRESET_DEFAULTS, SELECTION_SEED_BASE)
 from harness.errors import UsageError
 from harness.outputs import holds_files, refuse_if_in_use
 from harness.tracking import import_wandb
@@ -32,7 +32,7 @@ from harness.tracking import import_wandb
 class RunConfig:
     mode: str                  # 'train' | 'resume' | 'evaluate'
     task: Task
-    agent: str                 # 'qfql' | 'fql'
+    agent: str                 # a name of agents.AGENTS
     preset: str
     agent_config: AgentConfig
     seeds: list[int]
@@ -104,11 +104,11 @@ def _plan_training(args, command: str) -> RunConfig:
     if not args.task:
         raise UsageError('--task is required (e.g. --task pointmaze), unless --checkpoint or --resume is given')
     task = resolve_task(args.task)
-    agent = args.agent or 'qfql'
+    agent = args.agent or DEFAULT_AGENT
     preset = args.preset or 'paper'
     defaults = PRESET_DEFAULTS[preset]
-    _refuse_beta_for_fql(agent, args)
-    beta = 0.0 if agent == 'fql' else _pick(args.beta, task.beta if task.beta is not None else DEFAULT_BETA)
+    _refuse_beta_without_use(agent, args)
+    beta = _acting_beta(agent, _pick(args.beta, task.beta if task.beta is not None else DEFAULT_BETA))
     agent_config = _agent_config_for(task, agent, preset, beta, args)
     seeds = args.seeds or [_pick(args.seed, 0)]
     steps = _pick(args.steps, defaults['steps'])
@@ -159,7 +159,7 @@ def _plan_resume(args, command: str) -> RunConfig:
     if step > steps or step == steps and (run_dir / 'summary.json').is_file():
         raise UsageError(f'--resume {run_dir}: already trained {step} of {steps} updates and evaluated; pass a '
                          f'larger --steps, or evaluate it with --checkpoint {run_dir}')
-    _refuse_beta_for_fql(saved['agent'], args)
+    _refuse_beta_without_use(saved['agent'], args)
     _refuse_training_changes(args, saved, run_dir)
     betas = args.betas or saved['final_betas']
     chunk = saved['updates_per_call']
@@ -210,8 +210,8 @@ def _plan_evaluation(args, command: str) -> RunConfig:
     agent_config = AgentConfig(**meta['config'])
     preset = meta['preset']
     defaults = PRESET_DEFAULTS.get(preset, PRESET_DEFAULTS['paper'])
-    _refuse_beta_for_fql(meta['agent'], args)
-    beta = 0.0 if meta['agent'] == 'fql' else _pick(args.beta, meta.get('beta', DEFAULT_BETA))
+    _refuse_beta_without_use(meta['agent'], args)
+    beta = _acting_beta(meta['agent'], _pick(args.beta, meta.get('beta', DEFAULT_BETA)))
     betas = args.betas or [beta]
     out = Path(args.out) if args.out else DEFAULT_SWEEP_ROOT / (
         f"{Path(checkpoint).parent.parent.name or 'checkpoint'}-step{meta['step']}-betas-"
@@ -275,21 +275,21 @@ def _run_name(task_name: str, agent: str, preset: str, seeds: list[int]) -> str:
 
 
 def _agent_config_for(task, agent: str, preset: str, beta: float, args) -> AgentConfig:
+    agent_class = AGENTS[agent]
+    # The guided TD target (--target-action guided) runs the sampler too, with these guards.
+    flags = {'critic': args.critic, 'expectile': args.expectile, 'grad_clip': args.grad_clip,
+             'trust_ratio': args.trust_ratio, 'guidance_q_agg': args.guidance_q_agg, 'alpha': args.alpha,
+             'target_action': args.target_action, 'target_flow_steps': args.target_flow_steps}
+    given = {field: value for field, value in flags.items() if value is not None}
+    owners = {field: name for name, other in AGENTS.items() for field in other.CONFIG_FIELDS}
+    foreign = [field for field in given if field in owners and field not in agent_class.CONFIG_FIELDS]
+    if foreign:
+        owner = owners[foreign[0]]
+        raise UsageError(f"{', '.join('--' + f.replace('_', '-') for f in foreign)}: {AGENTS[owner].TITLE} options, "
+                         f'which {agent_class.TITLE} does not read; drop them or use --agent {owner}')
     overrides = {'discount': task.discount if args.discount is None else args.discount,
                  'q_agg': task.q_agg if args.q_agg is None else args.q_agg,
-                 'beta': beta}
-    qfql_only = {'--target-action': args.target_action, '--target-flow-steps': args.target_flow_steps,
-                 '--critic': args.critic, '--expectile': args.expectile}
-    if agent == 'fql' and any(v is not None for v in qfql_only.values()):
-        raise UsageError(f"{', '.join(k for k, v in qfql_only.items() if v is not None)}: QFQL options (FQL trains its "
-                         'own TD critic with its one-step policy); drop them or use --agent qfql')
-    # The guided TD target (--target-action guided) runs the sampler too, with these guards.
-    optional = {'critic': args.critic, 'expectile': args.expectile, 'grad_clip': args.grad_clip,
-                'trust_ratio': args.trust_ratio, 'guidance_q_agg': args.guidance_q_agg,
-                'target_action': args.target_action, 'target_flow_steps': args.target_flow_steps}
-    overrides.update({field: value for field, value in optional.items() if value is not None})
-    if agent == 'fql':
-        overrides['alpha'] = args.alpha if args.alpha is not None else fql_alpha(task.source, task.env_id)
+                 'beta': beta, **agent_class.task_config(task.env_id, task.source), **given}
     try:
         return resolve_config(preset, **overrides)
     except ValueError as error:
@@ -351,10 +351,16 @@ def _refuse_reward_change(args, trained_with: str) -> str:
     return trained_with
 
 
-def _refuse_beta_for_fql(agent: str, args) -> None:
-    """FQL acts with its distilled one-step policy, so a β would only mislabel its results."""
-    if agent == 'fql' and (args.beta is not None or args.betas):
-        raise UsageError('FQL acts with its one-step policy and has no β; drop --beta/--betas '
+def _acting_beta(agent: str, beta: float) -> float:
+    """The run's β: as given for an agent whose acting reads β, else 0 (no guidance)."""
+    return 0.0 if AGENTS[agent].BETA is None else beta
+
+
+def _refuse_beta_without_use(agent: str, args) -> None:
+    """An agent whose acting ignores β would only have its results mislabelled by one."""
+    agent_class = AGENTS[agent]
+    if agent_class.BETA is None and (args.beta is not None or args.betas):
+        raise UsageError(f'{agent_class.TITLE} acts with its {agent_class.ACTING} and has no β; drop --beta/--betas '
                          '(its runs are reported at β = 0, i.e. no guidance)')
 
 

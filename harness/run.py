@@ -23,6 +23,7 @@ from typing import Sequence
 
 import jax
 
+from agents import AGENTS, DEFAULT_AGENT
 from agents.sampler import SamplerSettings
 from envs.dataset_spec import dataset_paths
 from harness.betas import evaluate_checkpoint
@@ -57,7 +58,7 @@ def apply_recipe(args) -> None:
     for key, value in CPU_RECIPE.items():
         if getattr(args, key) is None and not (key == 'seeds' and args.seed is not None):
             setattr(args, key, value)
-    if args.betas is None and args.beta is None and args.agent != 'fql':
+    if args.betas is None and args.beta is None and AGENTS[args.agent or DEFAULT_AGENT].BETA is not None:
         args.betas = list(CPU_RECIPE_BETAS)
 
 
@@ -165,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                               description='Train and evaluate QFQL / FQL on an OGBench task; β sweeps of checkpoints.')
     p.add_argument('--task', help='short name (antmaze, antsoccer, cube-double, scene, puzzle-3x3, pointmaze, ...) '
                                   'or a full OGBench single-task id')
-    p.add_argument('--agent', choices=['qfql', 'fql'], default=None, help='default qfql')
+    p.add_argument('--agent', choices=list(AGENTS), default=None, help=f'default {DEFAULT_AGENT}')
     p.add_argument('--recipe', choices=['cpu'],
                    help="cpu: the small preset, 3 seeds, 40k updates and a β sweep with selection episodes, as the "
                         "README's Table 1 on a CPU ran (flags given explicitly win)")

@@ -38,6 +38,7 @@ from typing import Callable, Sequence
 
 from tqdm import tqdm
 
+from agents import AGENTS
 from envs.tasks import resolve_task
 from harness import run
 from harness.checkpoints import write_json_atomic
@@ -49,7 +50,6 @@ from harness.page import PAGE
 from harness.sweep_report import build_arms, write_report
 from harness.tracking import import_wandb
 
-AGENTS = ('qfql', 'fql')
 # Flags passed through to every job's `python -m harness.run` as given (dest -> flag); the
 # training-only ones go to training jobs only.
 EVALUATION_FLAGS = {'eval_episodes': '--eval-episodes', 'eval_envs': '--eval-envs',
@@ -114,7 +114,7 @@ def plan_jobs(args, out: Path) -> list[Job]:
                              *_flags(args, TRAINING_FLAGS), *evaluation),
                             str(out / 'runs' / name), str(out / 'logs' / f'{name}.log'))
                 jobs.append(train)
-                if agent == 'qfql':
+                if AGENTS[agent].BETA is not None:
                     betas = ','.join(f'{b:g}' for b in args.betas)
                     jobs.append(Job(f'{name}-betas', 'betas', task, agent, seeds,
                                     ('--checkpoint', train.out, '--betas', betas, *selection, *evaluation),
@@ -336,8 +336,10 @@ def main(argv: Sequence[str] | None = None, job_fn: Callable[[Job], dict] = run_
     args = build_parser().parse_args(argv)
     for task in args.tasks:
         resolve_task(task)                         # an unknown task is one line now, not a failed job later
-    if 'qfql' in args.agents and not args.betas:
-        raise UsageError('--betas is needed to sweep QFQL, e.g. --betas 0,0.3,1,3 (or --agents fql)')
+    guided = [AGENTS[agent].TITLE for agent in args.agents if AGENTS[agent].BETA is not None]
+    if guided and not args.betas:
+        unguided = ','.join(name for name, agent_class in AGENTS.items() if agent_class.BETA is None)
+        raise UsageError(f"--betas is needed to sweep {', '.join(guided)}, e.g. --betas 0,0.3,1,3 (or --agents {unguided})")
     if (args.address or os.environ.get('RAY_ADDRESS')) and (args.num_cpus or args.num_gpus is not None):
         raise UsageError('--num-cpus/--num-gpus size a Ray instance started here; a cluster (--address, RAY_ADDRESS) '
                          'has its own, so drop them')
@@ -385,11 +387,13 @@ def _agent(text: str) -> str:
 def build_parser():
     p = OneLineArgumentParser(prog='python -m harness.sweep', description=__doc__.split('\n\n')[0])
     p.add_argument('--tasks', type=_csv_of(str), required=True, help='comma-separated tasks (names as for --task)')
-    p.add_argument('--agents', type=_csv_of(_agent), default=list(AGENTS), help='qfql, fql or both (default both)')
+    p.add_argument('--agents', type=_csv_of(_agent), default=list(AGENTS),
+                   help=f"comma-separated, of {', '.join(AGENTS)} (default all)")
     p.add_argument('--seeds', type=run.seed_list, default=[0], help="e.g. '0,1,2' or '0-4' (default 0)")
     p.add_argument('--seeds-per-job', type=run.positive_int,
                    help='seeds per training job (default: all, trained together with vmap; 1 spreads them out)')
-    p.add_argument('--betas', type=run.beta_list, help="QFQL's βs for the sweep, e.g. 0,0.3,1,3 (needed with qfql)")
+    p.add_argument('--betas', type=run.beta_list,
+                   help='βs for the sweep of each agent that acts with one, e.g. 0,0.3,1,3 (needed with such an agent)')
     p.add_argument('--selection-episodes', type=run.nonnegative_int,
                    help='episodes per seed and β that choose the best β (default: as many as --eval-episodes)')
     p.add_argument('--preset', choices=sorted(PRESET_DEFAULTS), help="as harness.run (default 'paper')")
