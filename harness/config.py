@@ -28,61 +28,92 @@ from harness.outputs import holds_files, refuse_if_in_use
 from harness.tracking import import_wandb
 
 
+def _setting(default=dataclasses.MISSING, *, json: str | None = '', flag: str = '', evaluation: bool = False):
+    """A RunConfig field: its config.json key (`json`; '' the field's name, None not written), the
+    flag that sets it (`flag`; '' the field's name), and whether a --resume may change it (`evaluation`)."""
+    return dataclasses.field(default=default, metadata={'json': json, 'flag': flag, 'evaluation': evaluation})
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunConfig:
+    """Every resolved setting of a run, in config.json's order. `_build` makes it from the flags and
+    `to_json` writes it, both from these fields alone."""
     mode: str                  # 'train' | 'resume' | 'evaluate'
     task: Task
     agent: str                 # a name of agents.AGENTS
     preset: str
-    agent_config: AgentConfig
+    agent_config: AgentConfig = _setting(json='config')
     seeds: list[int]
     steps: int
-    beta: float                # the run's β: periodic evaluations (and the guided TD target)
-    final_betas: list[float]
-    eval_every: int
-    eval_episodes: int
-    eval_envs: int
-    video_episodes: int
-    frame_skip: int | None
-    checkpoint_every: int
-    chunk: int                 # updates per jitted call
+    beta: float = _setting(evaluation=True)    # the run's β: periodic evaluations (and the guided TD target)
+    final_betas: list[float] = _setting(flag='betas', evaluation=True)
+    eval_every: int = _setting(evaluation=True)
+    eval_episodes: int = _setting(evaluation=True)
+    eval_envs: int = _setting(evaluation=True)
+    video_episodes: int = _setting(evaluation=True)
+    frame_skip: int | None = _setting(None, evaluation=True)
+    checkpoint_every: int = _setting(evaluation=True)
+    chunk: int = _setting(json='updates_per_call', flag='updates_per_call')   # updates per jitted call
     out: Path
-    data_dir: str
+    data_dir: str = DEFAULT_DATA_DIR
     dataset_episodes: int | None
     checkpoint: Path | None    # what to restore (resume / evaluate); None: resume from update 0
-    start_step: int = 0
+    start_step: int = _setting(0, json=None)
     download: bool = False     # fetch a missing dataset from OGBench's server instead of regenerating it
-    sampler: SamplerSettings = SamplerSettings()
-    selection_episodes: int = 0   # per seed and β, on SELECTION_SEED_BASE starts; 0 = no β selection
-    held_out: str = 'all'         # with β selection, the βs scored on held-out starts: 'all' or 'selected'
-    success_timing: str = DEFAULT_SUCCESS_TIMING
+    eval_seed_base: int = dataclasses.field(default=EVAL_SEED_BASE, init=False)
+    sampler: SamplerSettings = _setting(SamplerSettings(), evaluation=True)
+    selection_episodes: int = _setting(0, evaluation=True)  # per seed and β, on SELECTION_SEED_BASE starts; 0 = none
+    selection_seed_base: int = dataclasses.field(default=SELECTION_SEED_BASE, init=False)
+    held_out: str = _setting('all', evaluation=True)  # with β selection, the βs scored on held-out starts: 'all' or 'selected'
+    success_timing: str = _setting(DEFAULT_SUCCESS_TIMING, evaluation=True)
     reward: str = 'dense'         # dataset reward labels (training only)
     command: str = ''             # the command line, as recorded in config.json
-    wandb: str | None = None      # W&B project that mirrors the run (harness/tracking.py); None: off
+    wandb: str | None = _setting(None, evaluation=True)   # W&B project that mirrors the run (harness/tracking.py); None: off
     dataset_sha256: str | None = None   # of the file training reads: --resume refuses another (set by train)
 
     def evaluation_settings(self) -> dict:
         """The settings a --resume may change (they shape evaluation, never training)."""
-        keys = ('beta', 'final_betas', 'eval_every', 'eval_episodes', 'eval_envs', 'video_episodes', 'frame_skip',
-                'checkpoint_every', 'sampler', 'selection_episodes', 'held_out', 'success_timing', 'wandb')
+        keys = {_json_key(f) for f in dataclasses.fields(self) if f.metadata.get('evaluation')}
         return {k: v for k, v in self.to_json().items() if k in keys}
 
     def to_json(self) -> dict:
         """config.json (its keys predate this class: 'config' is the agent's, 'updates_per_call' the chunk)."""
-        return {
-            'mode': self.mode, 'task': dataclasses.asdict(self.task), 'agent': self.agent, 'preset': self.preset,
-            'config': dataclasses.asdict(self.agent_config), 'seeds': self.seeds, 'steps': self.steps,
-            'beta': self.beta, 'final_betas': self.final_betas, 'eval_every': self.eval_every,
-            'eval_episodes': self.eval_episodes, 'eval_envs': self.eval_envs, 'video_episodes': self.video_episodes,
-            'frame_skip': self.frame_skip, 'checkpoint_every': self.checkpoint_every, 'updates_per_call': self.chunk,
-            'out': str(self.out), 'data_dir': self.data_dir, 'dataset_episodes': self.dataset_episodes,
-            'checkpoint': None if self.checkpoint is None else str(self.checkpoint), 'download': self.download,
-            'eval_seed_base': EVAL_SEED_BASE, 'sampler': self.sampler.to_json(),
-            'selection_episodes': self.selection_episodes, 'selection_seed_base': SELECTION_SEED_BASE,
-            'held_out': self.held_out,
-            'success_timing': self.success_timing, 'reward': self.reward, 'command': self.command,
-            'wandb': self.wandb, 'dataset_sha256': self.dataset_sha256,
-        }
+        return {_json_key(f): _json_value(getattr(self, f.name)) for f in dataclasses.fields(self) if _json_key(f)}
+
+
+def _json_key(field: dataclasses.Field) -> str | None:
+    key = field.metadata.get('json', '')
+    return field.name if key == '' else key
+
+
+def _json_value(value):
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    return str(value) if isinstance(value, Path) else value
+
+
+def _build(args, command: str, defaults: dict, **fixed) -> RunConfig:
+    """The one place a RunConfig is made. `fixed` holds what the mode decides itself; every other field
+    takes its flag when given, else `defaults` (the preset's, or what a resumed run recorded, by
+    config.json key), else the field's own default. Then the intervals are rounded up to whole chunks,
+    the envs capped at the episodes, and β selection and the sampler settings resolved."""
+    values = {}
+    for field in dataclasses.fields(RunConfig):
+        if not field.init or field.name in fixed:
+            continue
+        given = getattr(args, field.metadata.get('flag') or field.name, None)
+        default = defaults.get(field.name, defaults.get(_json_key(field), field.default))
+        if given is not None or default is not dataclasses.MISSING:
+            values[field.name] = default if given is None else given
+    values.update(fixed)
+    chunk = values['chunk']
+    values.update(
+        eval_every=align(values['eval_every'], chunk), checkpoint_every=align(values['checkpoint_every'], chunk),
+        eval_envs=min(values['eval_envs'], values['eval_episodes']), command=command,
+        selection_episodes=_selection_episodes(args, values['final_betas'], values['eval_episodes'],
+                                               defaults.get('selection_episodes')),
+        sampler=_sampler_settings(args, defaults.get('sampler'), values['agent_config']))
+    return RunConfig(**values)
 
 
 def plan_run(args, command: str = '') -> RunConfig:
@@ -113,26 +144,14 @@ def _plan_training(args, command: str) -> RunConfig:
     seeds = args.seeds or [_pick(args.seed, 0)]
     steps = _pick(args.steps, defaults['steps'])
     chunk = min(_pick(args.updates_per_call, defaults['chunk']), steps)
-    eval_episodes = _pick(args.eval_episodes, defaults['eval_episodes'])
     out = Path(args.out) if args.out else DEFAULT_OUT_ROOT / _run_name(task.name, agent, preset, seeds)
     check_writable(out)
     check_data_dir(args.data_dir)
     refuse_if_in_use(out)
     if out.exists() and holds_files(out):
         raise UsageError(f'--out {out} already holds files; continue it with --resume {out} or choose a new folder')
-    betas = args.betas or [beta]
-    return RunConfig(
-        mode='train', task=task, agent=agent, preset=preset, agent_config=agent_config, seeds=seeds, steps=steps,
-        beta=beta, final_betas=betas, eval_every=align(_pick(args.eval_every, defaults['eval_every']), chunk),
-        eval_episodes=eval_episodes, eval_envs=min(_pick(args.eval_envs, defaults['eval_envs']), eval_episodes),
-        video_episodes=_pick(args.video_episodes, defaults['video_episodes']), frame_skip=args.frame_skip,
-        checkpoint_every=align(_pick(args.checkpoint_every, defaults['checkpoint_every']), chunk), chunk=chunk,
-        out=out, data_dir=args.data_dir or DEFAULT_DATA_DIR,
-        dataset_episodes=_pick(args.dataset_episodes, defaults['dataset_episodes']), checkpoint=None,
-        download=args.download, sampler=_sampler_settings(args, None, agent_config),
-        selection_episodes=_selection_episodes(args, betas, eval_episodes), held_out=args.held_out or 'all',
-        success_timing=_pick(args.success_timing, DEFAULT_SUCCESS_TIMING), reward=args.reward or 'dense',
-        command=command, wandb=args.wandb)
+    return _build(args, command, {**defaults, 'final_betas': [beta]}, mode='train', task=task, agent=agent, preset=preset,
+                  agent_config=agent_config, seeds=seeds, steps=steps, beta=beta, chunk=chunk, out=out, checkpoint=None)
 
 
 def _plan_resume(args, command: str) -> RunConfig:
@@ -161,24 +180,10 @@ def _plan_resume(args, command: str) -> RunConfig:
                          f'larger --steps, or evaluate it with --checkpoint {run_dir}')
     _refuse_beta_without_use(saved['agent'], args)
     _refuse_training_changes(args, saved, run_dir)
-    betas = args.betas or saved['final_betas']
-    chunk = saved['updates_per_call']
-    eval_episodes = _pick(args.eval_episodes, saved['eval_episodes'])
-    return RunConfig(
-        mode='resume', task=task, agent=saved['agent'], preset=saved['preset'], agent_config=agent_config,
-        seeds=saved['seeds'], steps=steps, beta=_pick(args.beta, saved['beta']), final_betas=betas,
-        eval_every=align(_pick(args.eval_every, saved['eval_every']), chunk), eval_episodes=eval_episodes,
-        eval_envs=min(_pick(args.eval_envs, saved['eval_envs']), eval_episodes),
-        video_episodes=_pick(args.video_episodes, saved['video_episodes']),
-        frame_skip=_pick(args.frame_skip, saved['frame_skip']),
-        checkpoint_every=align(_pick(args.checkpoint_every, saved['checkpoint_every']), chunk), chunk=chunk,
-        out=run_dir, data_dir=saved['data_dir'], dataset_episodes=saved['dataset_episodes'], checkpoint=checkpoint,
-        start_step=step, download=args.download, sampler=_sampler_settings(args, saved.get('sampler'), agent_config),
-        selection_episodes=_selection_episodes(args, betas, eval_episodes, saved.get('selection_episodes')),
-        held_out=args.held_out or saved.get('held_out', 'all'),
-        success_timing=_pick(args.success_timing, saved.get('success_timing', DEFAULT_SUCCESS_TIMING)),
-        reward=_refuse_reward_change(args, saved.get('reward', 'dense')), command=command,
-        wandb=_pick(args.wandb, saved.get('wandb')), dataset_sha256=saved.get('dataset_sha256'))
+    return _build(args, command, saved, mode='resume', task=task, agent=saved['agent'], preset=saved['preset'],
+                  agent_config=agent_config, seeds=saved['seeds'], steps=steps, chunk=saved['updates_per_call'],
+                  out=run_dir, checkpoint=checkpoint, start_step=step,
+                  reward=_refuse_reward_change(args, saved.get('reward', 'dense')))
 
 
 def _read_run_config(run_dir: Path) -> dict:
@@ -220,18 +225,11 @@ def _plan_evaluation(args, command: str) -> RunConfig:
     refuse_if_in_use(out, sweep=True)
     if out.exists() and holds_files(out):
         raise UsageError(f'--out {out} is not empty; choose a new folder')
-    eval_episodes = _pick(args.eval_episodes, defaults['eval_episodes'])
-    return RunConfig(
-        mode='evaluate', task=task, agent=meta['agent'], preset=preset, agent_config=agent_config,
-        seeds=list(meta['seeds']), steps=int(meta['step']), beta=beta, final_betas=betas, eval_every=0,
-        eval_episodes=eval_episodes, eval_envs=min(_pick(args.eval_envs, defaults['eval_envs']), eval_episodes),
-        video_episodes=_pick(args.video_episodes, defaults['video_episodes']), frame_skip=args.frame_skip,
-        checkpoint_every=0, chunk=1, out=out, data_dir=args.data_dir or DEFAULT_DATA_DIR, dataset_episodes=None,
-        checkpoint=checkpoint, start_step=int(meta['step']), download=args.download,
-        sampler=_sampler_settings(args, None, agent_config),
-        selection_episodes=_selection_episodes(args, betas, eval_episodes), held_out=args.held_out or 'all',
-        success_timing=_pick(args.success_timing, DEFAULT_SUCCESS_TIMING),
-        reward=_refuse_reward_change(args, meta.get('reward', 'dense')), command=command, wandb=args.wandb)
+    return _build(args, command, defaults, mode='evaluate', task=task, agent=meta['agent'], preset=preset,
+                  agent_config=agent_config, seeds=list(meta['seeds']), steps=int(meta['step']), beta=beta,
+                  final_betas=betas, eval_every=0, checkpoint_every=0, chunk=1, out=out, dataset_episodes=None,
+                  checkpoint=checkpoint, start_step=int(meta['step']),
+                  reward=_refuse_reward_change(args, meta.get('reward', 'dense')))
 
 
 # ---- helpers of the three plans ----------------------------------------------------------------------------
