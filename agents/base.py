@@ -16,6 +16,7 @@ import optax
 from agents.config import AgentConfig, resolve_config
 from agents.losses import critic_td_loss, ensemble_target, flow_matching_loss, polyak_update, td_target
 from agents.networks import MLP, QEnsemble, VectorField
+from agents.sampler import SamplerSettings
 from agents.training import as_key, global_norm, make_optimizer, q_statistics, scan_updates
 
 
@@ -30,6 +31,18 @@ class FlowAgentBase(struct.PyTreeNode):
     # Names of the trainable sub-trees of `params`, and how they are grouped for grad-norm metrics.
     TRAINABLE = ()
     GRAD_GROUPS = {}
+
+    # What the harness asks of an agent class, so that it names no agent (agents/__init__.py registers them).
+    TITLE = ''                 # how messages and reports name the agent
+    BETA: str | None = None    # what β means when acting; None: acting ignores β, and runs are reported at β = 0
+    ACTING = ''                # how it acts, as summary.json states it
+    CONFIG_FIELDS = ()         # AgentConfig fields that only this agent reads: a run of another agent refuses them
+    PAPER_TABLE1 = {}          # env id -> (success %, its standard deviation or None) in the QFQL paper's Table 1
+
+    @classmethod
+    def task_config(cls, env_id: str, source: str) -> dict:
+        """AgentConfig fields whose default depends on the task (`source` 'ogbench' or 'd4rl'); flags win."""
+        return {}
 
     @classmethod
     def trainable_names(cls, config: AgentConfig) -> tuple[str, ...]:
@@ -178,13 +191,13 @@ class FlowAgentBase(struct.PyTreeNode):
     def _noise(self, key, batch_size):
         return jax.random.normal(key, (batch_size, self.action_dim), jnp.float32)
 
-    def sample_actions(self, observations, key, beta=0.0, **guidance_kwargs):
+    def sample_actions(self, observations, key, beta=0.0, settings: SamplerSettings | None = None):
         """The agent's policy from a⁰ = ε ~ N(0, I) drawn with `key`; returns (actions, diag).
-        Keyword arguments are those of the subclass's `actions_from_noise`, which acts from given noise."""
+        `actions_from_noise` acts from given noise; `settings` None: the config's (SamplerSettings.of)."""
         observations = jnp.asarray(observations, jnp.float32)
         batch = () if observations.ndim == 1 else (observations.shape[0],)
         noise = jax.random.normal(key, batch + (self.action_dim,), jnp.float32)
-        return self.actions_from_noise(observations, noise, beta, **guidance_kwargs)
+        return self.actions_from_noise(observations, noise, beta, settings)
 
-    def actions_from_noise(self, observations, noise, beta=0.0, **guidance_kwargs):
+    def actions_from_noise(self, observations, noise, beta=0.0, settings: SamplerSettings | None = None):
         raise NotImplementedError

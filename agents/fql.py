@@ -16,12 +16,37 @@ import jax.numpy as jnp
 
 from agents.base import FlowAgentBase
 from agents.networks import OneStepPolicy
-from agents.sampler import guided_flow_sample
+from agents.sampler import SamplerSettings, guided_flow_sample
+
+
+# α by OGBench task family, from FQL's official README (cube-* and scene 300, puzzle-* 1000, humanoidmaze
+# 30, antmaze and antsoccer 10); the D4RL antmaze tasks take theirs from the FQL paper's table. A family
+# not listed (pointmaze) gets 10.
+ALPHA_BY_FAMILY = {'cube': 300.0, 'scene': 300.0, 'puzzle': 1000.0, 'humanoidmaze': 30.0, 'antmaze': 10.0,
+                   'antsoccer': 10.0}
+ALPHA_D4RL = {'antmaze-umaze-diverse-v2': 10.0, 'antmaze-medium-diverse-v2': 10.0, 'antmaze-large-diverse-v2': 3.0}
+ALPHA_OTHER = 10.0
 
 
 class FQLAgent(FlowAgentBase):
     TRAINABLE = ('actor_bc', 'actor_onestep', 'critic')
     GRAD_GROUPS = {'actor': ('actor_bc', 'actor_onestep'), 'critic': ('critic',)}
+    TITLE = 'FQL'
+    BETA = None                # its α weighs distillation against Q at training time; acting has no knob
+    ACTING = 'one-step policy μ_ω(s, ε)'
+    CONFIG_FIELDS = ('alpha', 'normalize_q_loss')
+    PAPER_TABLE1 = {
+        'antmaze-large-navigate-singletask-task1-v0': (80, 8), 'antsoccer-arena-navigate-singletask-task4-v0': (39, 6),
+        'cube-double-play-singletask-task2-v0': (36, 6), 'scene-play-singletask-task2-v0': (76, 9),
+        'puzzle-3x3-play-singletask-task4-v0': (16, 5), 'antmaze-umaze-diverse-v2': (89, 5),
+        'antmaze-medium-diverse-v2': (71, 13), 'antmaze-large-diverse-v2': (83, 4)}
+
+    @classmethod
+    def task_config(cls, env_id, source):
+        """α, the distillation weight, per task (the table above)."""
+        if source == 'd4rl':
+            return {'alpha': ALPHA_D4RL.get(env_id, ALPHA_OTHER)}
+        return {'alpha': ALPHA_BY_FAMILY.get(env_id.removeprefix('visual-').split('-')[0], ALPHA_OTHER)}
 
     @classmethod
     def exported_names(cls, config):
@@ -73,17 +98,17 @@ class FQLAgent(FlowAgentBase):
     def _onestep_from_noise(self, observations, noise):
         return jnp.clip(self.onestep_actions(self.params['actor_onestep'], observations, noise), -1.0, 1.0)
 
-    def actions_from_noise(self, observations, noise, beta=0.0, *, num_steps=None, **_guidance_kwargs):
-        """a = clip(μ_ω(s, ε)) for the given ε = `noise`; `beta` and guidance options are accepted for
-        API parity with QFQL and ignored. diag has the sampler's keys, all zeros ([flow_steps, B] and a
-        0 count)."""
+    def actions_from_noise(self, observations, noise, beta=0.0, settings: SamplerSettings | None = None):
+        """a = clip(μ_ω(s, ε)) for the given ε = `noise`; `beta` and `settings` are accepted for API
+        parity with QFQL and ignored. diag has the sampler's keys, all zeros ([flow_steps, B] and a 0
+        count)."""
         observations = jnp.asarray(observations, jnp.float32)
         noise = jnp.asarray(noise, jnp.float32)
         single = observations.ndim == 1
         if single:
             observations, noise = observations[None], noise[None]
         actions = self._onestep_from_noise(observations, noise)
-        shape = (num_steps or self.config.flow_steps, observations.shape[0])
+        shape = ((settings and settings.flow_steps) or self.config.flow_steps, observations.shape[0])
         diag = {'velocity_norm': jnp.zeros(shape), 'grad_q_norm': jnp.zeros(shape),
                 'guidance_norm': jnp.zeros(shape), 'nonfinite_fallbacks': jnp.zeros((), jnp.int32),
                 'nonfinite_velocity': jnp.zeros((), jnp.int32)}

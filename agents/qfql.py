@@ -13,13 +13,23 @@ import jax.numpy as jnp
 
 from agents.base import FlowAgentBase
 from agents.losses import critic_td_loss, ensemble_target, expectile_loss, td_target
-from agents.sampler import guided_flow_sample, is_static_zero
+from agents.sampler import SamplerSettings, guided_flow_sample, is_static_zero
 from agents.training import q_statistics
 
 
 class QFQLAgent(FlowAgentBase):
     TRAINABLE = ('actor', 'critic')
     GRAD_GROUPS = {'actor': ('actor',), 'critic': ('critic',)}
+    TITLE = 'QFQL'
+    BETA = 'guidance strength of the flow sampler at test time (eq. 5)'
+    ACTING = 'guided flow sampler (eq. 5 unless the sampler settings depart from it)'
+    CONFIG_FIELDS = ('target_action', 'target_flow_steps', 'critic', 'expectile')
+    PAPER_TABLE1 = {
+        'antmaze-large-navigate-singletask-task1-v0': (84, None),
+        'antsoccer-arena-navigate-singletask-task4-v0': (44, None),
+        'cube-double-play-singletask-task2-v0': (8, None), 'scene-play-singletask-task2-v0': (62, None),
+        'puzzle-3x3-play-singletask-task4-v0': (0, None), 'antmaze-umaze-diverse-v2': (94, None),
+        'antmaze-medium-diverse-v2': (50, None), 'antmaze-large-diverse-v2': (52, None)}
 
     @classmethod
     def trainable_names(cls, config):
@@ -89,44 +99,31 @@ class QFQLAgent(FlowAgentBase):
             target_q = self.q_fn(jax.lax.stop_gradient(self.params['target_critic']))
             actions, _ = guided_flow_sample(
                 velocity, target_q, next_observations, noise, c.beta, steps,
-                grad_clip=c.grad_clip, trust_ratio=c.trust_ratio, q_agg=c.guidance_q_agg)
+                grad_clip=c.grad_clip, trust_ratio=c.trust_ratio, guidance_q_agg=c.guidance_q_agg)
         return jax.lax.stop_gradient(actions)
 
     # ---- acting ---------------------------------------------------------------------------
-    def actions_from_noise(self, observations, noise, beta=0.0, *, num_steps=None, beta_schedule='constant',
-                           grad_clip=None, trust_ratio=None, q_agg=None, grid='uniform', clip_actions=True,
-                           guidance_at='noisy', guidance_scale='absolute'):
+    def actions_from_noise(self, observations, noise, beta=0.0, settings: SamplerSettings | None = None):
         """The guided flow from the given a⁰ = `noise`: deterministic, so an evaluation can give every
         episode and env step noise of its own, whatever batch it is sampled in.
 
         `beta` may change between calls without recompiling, and may be one value per row (a β sweep
-        in one batch); a Python 0 compiles a path that has no ∇Q at all. grad_clip / trust_ratio /
-        q_agg default to the config's values (None = none). A single observation [obs_dim] gives a
-        single action [action_dim]. `guidance_at` and `guidance_scale` are the sampler's opt-in
-        departures from eq. 5 (agents/sampler.py)."""
-        c = self.config
+        in one batch); a Python 0 compiles a path that has no ∇Q at all. `settings` None acts with
+        `SamplerSettings.of(config)`. A single observation [obs_dim] gives a single action [action_dim]."""
         observations = jnp.asarray(observations, jnp.float32)
         noise = jnp.asarray(noise, jnp.float32)
         single = observations.ndim == 1
         if single:
             observations, noise = observations[None], noise[None]
         static_zero = is_static_zero(beta)
-        actions, diag = _sample(
-            self, observations, noise, 0.0 if static_zero else jnp.asarray(beta, jnp.float32),
-            static_zero=static_zero, num_steps=num_steps or c.flow_steps, beta_schedule=beta_schedule,
-            grad_clip=c.grad_clip if grad_clip is None else grad_clip,
-            trust_ratio=c.trust_ratio if trust_ratio is None else trust_ratio,
-            q_agg=q_agg or c.guidance_q_agg, grid=grid, clip_actions=clip_actions, guidance_at=guidance_at,
-            guidance_scale=guidance_scale)
+        actions, diag = _sample(self, observations, noise, 0.0 if static_zero else jnp.asarray(beta, jnp.float32),
+                                static_zero=static_zero,
+                                settings=SamplerSettings.of(self.config) if settings is None else settings)
         return (actions[0] if single else actions), diag
 
 
-@partial(jax.jit, static_argnames=('static_zero', 'num_steps', 'beta_schedule', 'grad_clip', 'trust_ratio',
-                                   'q_agg', 'grid', 'clip_actions', 'guidance_at', 'guidance_scale'))
-def _sample(agent, observations, noise, beta, *, static_zero, num_steps, beta_schedule, grad_clip, trust_ratio,
-            q_agg, grid, clip_actions, guidance_at, guidance_scale):
+@partial(jax.jit, static_argnames=('static_zero', 'settings'))
+def _sample(agent, observations, noise, beta, *, static_zero, settings):
     return guided_flow_sample(
         agent.velocity_fn(agent.params['actor']), agent.q_fn(agent.params['critic']), observations, noise,
-        0 if static_zero else beta, num_steps, beta_schedule=beta_schedule, grad_clip=grad_clip,
-        trust_ratio=trust_ratio, clip_actions=clip_actions, q_agg=q_agg, grid=grid, guidance_at=guidance_at,
-        guidance_scale=guidance_scale)
+        0 if static_zero else beta, settings.flow_steps or agent.config.flow_steps, **settings.sample_kwargs())

@@ -29,6 +29,9 @@ cond over a batched β becomes a select that runs both branches -- results are s
 """
 from __future__ import annotations
 
+import dataclasses
+import math
+from dataclasses import dataclass
 from typing import Callable
 
 import jax
@@ -39,6 +42,65 @@ from agents.config import BETA_SCHEDULES, GUIDANCE_POINTS, GUIDANCE_SCALES, Q_AG
 
 VelocityFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 QFn = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def _positive(integer: bool, note: str = '') -> Callable[[str], float | int]:
+    """A command-line parser of a setting that must be finite and > 0 (and whole if `integer`)."""
+    expected = 'a positive integer' if integer else 'a finite number > 0'
+
+    def parse(text: str):
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0 and (value.is_integer() or not integer)):
+            raise ValueError(f"expected {expected}, got '{text}'{note}")
+        return int(value) if integer else value
+    return parse
+
+
+def _setting(default, help: str, *, choices: tuple[str, ...] | None = None, parse: Callable | None = None):
+    """A field of SamplerSettings; the command line makes its flag from the metadata (harness/run.py)."""
+    return dataclasses.field(default=default, metadata={'help': help, 'choices': choices, 'parse': parse})
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """The sampler's test-time settings, all but β, passed whole from the command line to
+    `guided_flow_sample`: they never touch training, so a checkpoint can be evaluated under any of
+    them. Frozen and hashable, so an agent takes them as one static argument of its jitted sampler.
+    Defaults are eq. 5 as the paper runs it. Every field but `flow_steps` is the sampler keyword of
+    the same name; `flow_steps` None acts with the agent's trained step count. The field names are
+    config.json's 'sampler' keys and a shipped card's, and each is a flag of `python -m harness.run`."""
+    beta_schedule: str = _setting('constant', 'β over the flow steps', choices=BETA_SCHEDULES)
+    grad_clip: float | None = _setting(None, 'clip ‖∇Q‖ per sample to this (default: none)',
+                                       parse=_positive(False))
+    trust_ratio: float | None = _setting(
+        None, 'cap ‖guidance‖ at this times ‖v‖ (default: none)',
+        parse=_positive(False, ' (ρ = 0 caps every guidance step at zero; for no guidance at all, pass --beta 0)'))
+    flow_steps: int | None = _setting(None, 'Euler steps when acting (default: the trained K)',
+                                      parse=_positive(True))
+    guidance_q_agg: str = _setting('mean', 'ensemble Q whose gradient guides', choices=Q_AGGREGATIONS)
+    guidance_at: str = _setting('noisy', 'where ∇Q is taken: noisy (eq. 5), denoised (at the one-step clean '
+                                'estimate), denoised-jacobian (also through v)', choices=GUIDANCE_POINTS)
+    guidance_scale: str = _setting('absolute', 'absolute: β∇Q as eq. 5; relative: β‖v‖∇Q/‖∇Q‖, the same β on '
+                                   'every task', choices=GUIDANCE_SCALES)
+
+    @classmethod
+    def of(cls, config) -> 'SamplerSettings':
+        """The defaults an agent acts with: its AgentConfig's guards and guidance ensemble aggregation
+        (the ones the guided TD target trains with), eq. 5 otherwise."""
+        return cls(grad_clip=config.grad_clip, trust_ratio=config.trust_ratio, guidance_q_agg=config.guidance_q_agg)
+
+    def sample_kwargs(self) -> dict:
+        """`guided_flow_sample`'s keyword arguments (flow_steps is its `num_steps`, which the agent resolves)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != 'flow_steps'}
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PAPER_SAMPLER = SamplerSettings()
 
 
 def time_grid(num_steps: int, kind: str = 'uniform') -> jax.Array:
@@ -136,23 +198,23 @@ def guided_flow_sample(
     noise: jax.Array,
     beta,
     num_steps: int,
-    beta_schedule: str = 'constant',
-    grad_clip: float | None = None,
-    trust_ratio: float | None = None,
+    beta_schedule: str = PAPER_SAMPLER.beta_schedule,
+    grad_clip: float | None = PAPER_SAMPLER.grad_clip,
+    trust_ratio: float | None = PAPER_SAMPLER.trust_ratio,
     clip_actions: bool = True,
     *,
-    q_agg: str = 'mean',
+    guidance_q_agg: str = PAPER_SAMPLER.guidance_q_agg,
     grid: str = 'uniform',
     action_low: float = -1.0,
     action_high: float = 1.0,
     return_path: bool = False,
-    guidance_at: str = 'noisy',
-    guidance_scale: str = 'absolute',
+    guidance_at: str = PAPER_SAMPLER.guidance_at,
+    guidance_scale: str = PAPER_SAMPLER.guidance_scale,
 ):
     """Integrate the (guided) flow from a⁰ = `noise` [B, A] in `num_steps` Euler steps.
 
     `velocity_fn(obs, a, t)` gets t of shape [B, 1]; `q_fn(obs, a)` returns [B] or an ensemble
-    [E, B] reduced with `q_agg` ('mean' | 'min'). `beta` may be a Python number, a traced scalar,
+    [E, B] reduced with `guidance_q_agg` ('mean' | 'min'). `beta` may be a Python number, a traced scalar,
     or one value per sample (shape [B]: a whole β sweep in one batch; a row with β = 0 takes exactly
     the unguided step).
     Returns (actions [B, A], diag) with diag['velocity_norm'|'grad_q_norm'|'guidance_norm'] of
@@ -196,7 +258,8 @@ def guided_flow_sample(
             guidance, grad_norm, bad = jax.lax.cond(
                 jnp.any(beta_k != 0.0),
                 lambda a: _guidance(
-                    _grad_q(q_fn, velocity_fn, obs, a, velocity, t_column, q_agg, guidance_at, action_low, action_high),
+                    _grad_q(q_fn, velocity_fn, obs, a, velocity, t_column, guidance_q_agg, guidance_at, action_low,
+                            action_high),
                     velocity_norm, beta_k, grad_clip, trust_ratio, guidance_scale),
                 lambda a: (jnp.zeros_like(a), zeros_b, jnp.zeros((batch,), bool)),
                 actions,

@@ -16,73 +16,104 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agents import AgentConfig, resolve_config
+from agents import AGENTS, DEFAULT_AGENT, AgentConfig, resolve_config
+from agents.sampler import SamplerSettings
 from envs.datasets import DEFAULT_DATA_DIR
 from envs.tasks import Task, resolve_task
 from harness.checkpoints import CARD_FILE, find_checkpoint, is_exported, list_checkpoints, read_meta
 from harness.defaults import (DEFAULT_BETA, DEFAULT_OUT_ROOT, DEFAULT_SUCCESS_TIMING, DEFAULT_SWEEP_ROOT,
-                              EVAL_SEED_BASE, PRESET_DEFAULTS, SELECTION_SEED_BASE, fql_alpha)
+                              EVAL_SEED_BASE, PRESET_DEFAULTS, SELECTION_SEED_BASE)
 from harness.errors import UsageError
 from harness.outputs import holds_files, refuse_if_in_use
-from harness.evaluate import SamplerSettings
 from harness.tracking import import_wandb
+
+
+def _setting(default=dataclasses.MISSING, *, json: str | None = '', flag: str = '', evaluation: bool = False):
+    """A RunConfig field: its config.json key (`json`; '' the field's name, None not written), the
+    flag that sets it (`flag`; '' the field's name), and whether a --resume may change it (`evaluation`)."""
+    return dataclasses.field(default=default, metadata={'json': json, 'flag': flag, 'evaluation': evaluation})
 
 
 @dataclass(frozen=True, kw_only=True)
 class RunConfig:
+    """Every resolved setting of a run, in config.json's order. `_build` makes it from the flags and
+    `to_json` writes it, both from these fields alone."""
     mode: str                  # 'train' | 'resume' | 'evaluate'
     task: Task
-    agent: str                 # 'qfql' | 'fql'
+    agent: str                 # a name of agents.AGENTS
     preset: str
-    agent_config: AgentConfig
+    agent_config: AgentConfig = _setting(json='config')
     seeds: list[int]
     steps: int
-    beta: float                # the run's β: periodic evaluations (and the guided TD target)
-    final_betas: list[float]
-    eval_every: int
-    eval_episodes: int
-    eval_envs: int
-    video_episodes: int
-    frame_skip: int | None
-    checkpoint_every: int
-    chunk: int                 # updates per jitted call
+    beta: float = _setting(evaluation=True)    # the run's β: periodic evaluations (and the guided TD target)
+    final_betas: list[float] = _setting(flag='betas', evaluation=True)
+    eval_every: int = _setting(evaluation=True)
+    eval_episodes: int = _setting(evaluation=True)
+    eval_envs: int = _setting(evaluation=True)
+    video_episodes: int = _setting(evaluation=True)
+    frame_skip: int | None = _setting(None, evaluation=True)
+    checkpoint_every: int = _setting(evaluation=True)
+    chunk: int = _setting(json='updates_per_call', flag='updates_per_call')   # updates per jitted call
     out: Path
-    data_dir: str
+    data_dir: str = DEFAULT_DATA_DIR
     dataset_episodes: int | None
     checkpoint: Path | None    # what to restore (resume / evaluate); None: resume from update 0
-    start_step: int = 0
+    start_step: int = _setting(0, json=None)
     download: bool = False     # fetch a missing dataset from OGBench's server instead of regenerating it
-    sampler: SamplerSettings = SamplerSettings()
-    selection_episodes: int = 0   # per seed and β, on SELECTION_SEED_BASE starts; 0 = no β selection
-    held_out: str = 'all'         # with β selection, the βs scored on held-out starts: 'all' or 'selected'
-    success_timing: str = DEFAULT_SUCCESS_TIMING
+    eval_seed_base: int = dataclasses.field(default=EVAL_SEED_BASE, init=False)
+    sampler: SamplerSettings = _setting(SamplerSettings(), evaluation=True)
+    selection_episodes: int = _setting(0, evaluation=True)  # per seed and β, on SELECTION_SEED_BASE starts; 0 = none
+    selection_seed_base: int = dataclasses.field(default=SELECTION_SEED_BASE, init=False)
+    held_out: str = _setting('all', evaluation=True)  # with β selection, the βs scored on held-out starts: 'all' or 'selected'
+    success_timing: str = _setting(DEFAULT_SUCCESS_TIMING, evaluation=True)
     reward: str = 'dense'         # dataset reward labels (training only)
     command: str = ''             # the command line, as recorded in config.json
-    wandb: str | None = None      # W&B project that mirrors the run (harness/tracking.py); None: off
+    wandb: str | None = _setting(None, evaluation=True)   # W&B project that mirrors the run (harness/tracking.py); None: off
     dataset_sha256: str | None = None   # of the file training reads: --resume refuses another (set by train)
 
     def evaluation_settings(self) -> dict:
         """The settings a --resume may change (they shape evaluation, never training)."""
-        keys = ('beta', 'final_betas', 'eval_every', 'eval_episodes', 'eval_envs', 'video_episodes', 'frame_skip',
-                'checkpoint_every', 'sampler', 'selection_episodes', 'held_out', 'success_timing', 'wandb')
+        keys = {_json_key(f) for f in dataclasses.fields(self) if f.metadata.get('evaluation')}
         return {k: v for k, v in self.to_json().items() if k in keys}
 
     def to_json(self) -> dict:
         """config.json (its keys predate this class: 'config' is the agent's, 'updates_per_call' the chunk)."""
-        return {
-            'mode': self.mode, 'task': dataclasses.asdict(self.task), 'agent': self.agent, 'preset': self.preset,
-            'config': dataclasses.asdict(self.agent_config), 'seeds': self.seeds, 'steps': self.steps,
-            'beta': self.beta, 'final_betas': self.final_betas, 'eval_every': self.eval_every,
-            'eval_episodes': self.eval_episodes, 'eval_envs': self.eval_envs, 'video_episodes': self.video_episodes,
-            'frame_skip': self.frame_skip, 'checkpoint_every': self.checkpoint_every, 'updates_per_call': self.chunk,
-            'out': str(self.out), 'data_dir': self.data_dir, 'dataset_episodes': self.dataset_episodes,
-            'checkpoint': None if self.checkpoint is None else str(self.checkpoint), 'download': self.download,
-            'eval_seed_base': EVAL_SEED_BASE, 'sampler': self.sampler.to_json(),
-            'selection_episodes': self.selection_episodes, 'selection_seed_base': SELECTION_SEED_BASE,
-            'held_out': self.held_out,
-            'success_timing': self.success_timing, 'reward': self.reward, 'command': self.command,
-            'wandb': self.wandb, 'dataset_sha256': self.dataset_sha256,
-        }
+        return {_json_key(f): _json_value(getattr(self, f.name)) for f in dataclasses.fields(self) if _json_key(f)}
+
+
+def _json_key(field: dataclasses.Field) -> str | None:
+    key = field.metadata.get('json', '')
+    return field.name if key == '' else key
+
+
+def _json_value(value):
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    return str(value) if isinstance(value, Path) else value
+
+
+def _build(args, command: str, defaults: dict, **fixed) -> RunConfig:
+    """The one place a RunConfig is made. `fixed` holds what the mode decides itself; every other field
+    takes its flag when given, else `defaults` (the preset's, or what a resumed run recorded, by
+    config.json key), else the field's own default. Then the intervals are rounded up to whole chunks,
+    the envs capped at the episodes, and β selection and the sampler settings resolved."""
+    values = {}
+    for field in dataclasses.fields(RunConfig):
+        if not field.init or field.name in fixed:
+            continue
+        given = getattr(args, field.metadata.get('flag') or field.name, None)
+        default = defaults.get(field.name, defaults.get(_json_key(field), field.default))
+        if given is not None or default is not dataclasses.MISSING:
+            values[field.name] = default if given is None else given
+    values.update(fixed)
+    chunk = values['chunk']
+    values.update(
+        eval_every=align(values['eval_every'], chunk), checkpoint_every=align(values['checkpoint_every'], chunk),
+        eval_envs=min(values['eval_envs'], values['eval_episodes']), command=command,
+        selection_episodes=_selection_episodes(args, values['final_betas'], values['eval_episodes'],
+                                               defaults.get('selection_episodes')),
+        sampler=_sampler_settings(args, defaults.get('sampler'), values['agent_config']))
+    return RunConfig(**values)
 
 
 def plan_run(args, command: str = '') -> RunConfig:
@@ -104,35 +135,23 @@ def _plan_training(args, command: str) -> RunConfig:
     if not args.task:
         raise UsageError('--task is required (e.g. --task pointmaze), unless --checkpoint or --resume is given')
     task = resolve_task(args.task)
-    agent = args.agent or 'qfql'
+    agent = args.agent or DEFAULT_AGENT
     preset = args.preset or 'paper'
     defaults = PRESET_DEFAULTS[preset]
-    _refuse_beta_for_fql(agent, args)
-    beta = 0.0 if agent == 'fql' else _pick(args.beta, task.beta if task.beta is not None else DEFAULT_BETA)
+    _refuse_beta_without_use(agent, args)
+    beta = _acting_beta(agent, _pick(args.beta, task.beta if task.beta is not None else DEFAULT_BETA))
     agent_config = _agent_config_for(task, agent, preset, beta, args)
     seeds = args.seeds or [_pick(args.seed, 0)]
     steps = _pick(args.steps, defaults['steps'])
     chunk = min(_pick(args.updates_per_call, defaults['chunk']), steps)
-    eval_episodes = _pick(args.eval_episodes, defaults['eval_episodes'])
     out = Path(args.out) if args.out else DEFAULT_OUT_ROOT / _run_name(task.name, agent, preset, seeds)
     check_writable(out)
     check_data_dir(args.data_dir)
     refuse_if_in_use(out)
     if out.exists() and holds_files(out):
         raise UsageError(f'--out {out} already holds files; continue it with --resume {out} or choose a new folder')
-    betas = args.betas or [beta]
-    return RunConfig(
-        mode='train', task=task, agent=agent, preset=preset, agent_config=agent_config, seeds=seeds, steps=steps,
-        beta=beta, final_betas=betas, eval_every=align(_pick(args.eval_every, defaults['eval_every']), chunk),
-        eval_episodes=eval_episodes, eval_envs=min(_pick(args.eval_envs, defaults['eval_envs']), eval_episodes),
-        video_episodes=_pick(args.video_episodes, defaults['video_episodes']), frame_skip=args.frame_skip,
-        checkpoint_every=align(_pick(args.checkpoint_every, defaults['checkpoint_every']), chunk), chunk=chunk,
-        out=out, data_dir=args.data_dir or DEFAULT_DATA_DIR,
-        dataset_episodes=_pick(args.dataset_episodes, defaults['dataset_episodes']), checkpoint=None,
-        download=args.download, sampler=_sampler_settings(args, None, agent_config),
-        selection_episodes=_selection_episodes(args, betas, eval_episodes), held_out=args.held_out or 'all',
-        success_timing=_pick(args.success_timing, DEFAULT_SUCCESS_TIMING), reward=args.reward or 'dense',
-        command=command, wandb=args.wandb)
+    return _build(args, command, {**defaults, 'final_betas': [beta]}, mode='train', task=task, agent=agent, preset=preset,
+                  agent_config=agent_config, seeds=seeds, steps=steps, beta=beta, chunk=chunk, out=out, checkpoint=None)
 
 
 def _plan_resume(args, command: str) -> RunConfig:
@@ -159,26 +178,12 @@ def _plan_resume(args, command: str) -> RunConfig:
     if step > steps or step == steps and (run_dir / 'summary.json').is_file():
         raise UsageError(f'--resume {run_dir}: already trained {step} of {steps} updates and evaluated; pass a '
                          f'larger --steps, or evaluate it with --checkpoint {run_dir}')
-    _refuse_beta_for_fql(saved['agent'], args)
+    _refuse_beta_without_use(saved['agent'], args)
     _refuse_training_changes(args, saved, run_dir)
-    betas = args.betas or saved['final_betas']
-    chunk = saved['updates_per_call']
-    eval_episodes = _pick(args.eval_episodes, saved['eval_episodes'])
-    return RunConfig(
-        mode='resume', task=task, agent=saved['agent'], preset=saved['preset'], agent_config=agent_config,
-        seeds=saved['seeds'], steps=steps, beta=_pick(args.beta, saved['beta']), final_betas=betas,
-        eval_every=align(_pick(args.eval_every, saved['eval_every']), chunk), eval_episodes=eval_episodes,
-        eval_envs=min(_pick(args.eval_envs, saved['eval_envs']), eval_episodes),
-        video_episodes=_pick(args.video_episodes, saved['video_episodes']),
-        frame_skip=_pick(args.frame_skip, saved['frame_skip']),
-        checkpoint_every=align(_pick(args.checkpoint_every, saved['checkpoint_every']), chunk), chunk=chunk,
-        out=run_dir, data_dir=saved['data_dir'], dataset_episodes=saved['dataset_episodes'], checkpoint=checkpoint,
-        start_step=step, download=args.download, sampler=_sampler_settings(args, saved.get('sampler'), agent_config),
-        selection_episodes=_selection_episodes(args, betas, eval_episodes, saved.get('selection_episodes')),
-        held_out=args.held_out or saved.get('held_out', 'all'),
-        success_timing=_pick(args.success_timing, saved.get('success_timing', DEFAULT_SUCCESS_TIMING)),
-        reward=_refuse_reward_change(args, saved.get('reward', 'dense')), command=command,
-        wandb=_pick(args.wandb, saved.get('wandb')), dataset_sha256=saved.get('dataset_sha256'))
+    return _build(args, command, saved, mode='resume', task=task, agent=saved['agent'], preset=saved['preset'],
+                  agent_config=agent_config, seeds=saved['seeds'], steps=steps, chunk=saved['updates_per_call'],
+                  out=run_dir, checkpoint=checkpoint, start_step=step,
+                  reward=_refuse_reward_change(args, saved.get('reward', 'dense')))
 
 
 def _read_run_config(run_dir: Path) -> dict:
@@ -210,8 +215,8 @@ def _plan_evaluation(args, command: str) -> RunConfig:
     agent_config = AgentConfig(**meta['config'])
     preset = meta['preset']
     defaults = PRESET_DEFAULTS.get(preset, PRESET_DEFAULTS['paper'])
-    _refuse_beta_for_fql(meta['agent'], args)
-    beta = 0.0 if meta['agent'] == 'fql' else _pick(args.beta, meta.get('beta', DEFAULT_BETA))
+    _refuse_beta_without_use(meta['agent'], args)
+    beta = _acting_beta(meta['agent'], _pick(args.beta, meta.get('beta', DEFAULT_BETA)))
     betas = args.betas or [beta]
     out = Path(args.out) if args.out else DEFAULT_SWEEP_ROOT / (
         f"{Path(checkpoint).parent.parent.name or 'checkpoint'}-step{meta['step']}-betas-"
@@ -220,18 +225,11 @@ def _plan_evaluation(args, command: str) -> RunConfig:
     refuse_if_in_use(out, sweep=True)
     if out.exists() and holds_files(out):
         raise UsageError(f'--out {out} is not empty; choose a new folder')
-    eval_episodes = _pick(args.eval_episodes, defaults['eval_episodes'])
-    return RunConfig(
-        mode='evaluate', task=task, agent=meta['agent'], preset=preset, agent_config=agent_config,
-        seeds=list(meta['seeds']), steps=int(meta['step']), beta=beta, final_betas=betas, eval_every=0,
-        eval_episodes=eval_episodes, eval_envs=min(_pick(args.eval_envs, defaults['eval_envs']), eval_episodes),
-        video_episodes=_pick(args.video_episodes, defaults['video_episodes']), frame_skip=args.frame_skip,
-        checkpoint_every=0, chunk=1, out=out, data_dir=args.data_dir or DEFAULT_DATA_DIR, dataset_episodes=None,
-        checkpoint=checkpoint, start_step=int(meta['step']), download=args.download,
-        sampler=_sampler_settings(args, None, agent_config),
-        selection_episodes=_selection_episodes(args, betas, eval_episodes), held_out=args.held_out or 'all',
-        success_timing=_pick(args.success_timing, DEFAULT_SUCCESS_TIMING),
-        reward=_refuse_reward_change(args, meta.get('reward', 'dense')), command=command, wandb=args.wandb)
+    return _build(args, command, defaults, mode='evaluate', task=task, agent=meta['agent'], preset=preset,
+                  agent_config=agent_config, seeds=list(meta['seeds']), steps=int(meta['step']), beta=beta,
+                  final_betas=betas, eval_every=0, checkpoint_every=0, chunk=1, out=out, dataset_episodes=None,
+                  checkpoint=checkpoint, start_step=int(meta['step']),
+                  reward=_refuse_reward_change(args, meta.get('reward', 'dense')))
 
 
 # ---- helpers of the three plans ----------------------------------------------------------------------------
@@ -275,21 +273,21 @@ def _run_name(task_name: str, agent: str, preset: str, seeds: list[int]) -> str:
 
 
 def _agent_config_for(task, agent: str, preset: str, beta: float, args) -> AgentConfig:
+    agent_class = AGENTS[agent]
+    # The guided TD target (--target-action guided) runs the sampler too, with these guards.
+    flags = {'critic': args.critic, 'expectile': args.expectile, 'grad_clip': args.grad_clip,
+             'trust_ratio': args.trust_ratio, 'guidance_q_agg': args.guidance_q_agg, 'alpha': args.alpha,
+             'target_action': args.target_action, 'target_flow_steps': args.target_flow_steps}
+    given = {field: value for field, value in flags.items() if value is not None}
+    owners = {field: name for name, other in AGENTS.items() for field in other.CONFIG_FIELDS}
+    foreign = [field for field in given if field in owners and field not in agent_class.CONFIG_FIELDS]
+    if foreign:
+        owner = owners[foreign[0]]
+        raise UsageError(f"{', '.join('--' + f.replace('_', '-') for f in foreign)}: {AGENTS[owner].TITLE} options, "
+                         f'which {agent_class.TITLE} does not read; drop them or use --agent {owner}')
     overrides = {'discount': task.discount if args.discount is None else args.discount,
                  'q_agg': task.q_agg if args.q_agg is None else args.q_agg,
-                 'beta': beta}
-    qfql_only = {'--target-action': args.target_action, '--target-flow-steps': args.target_flow_steps,
-                 '--critic': args.critic, '--expectile': args.expectile}
-    if agent == 'fql' and any(v is not None for v in qfql_only.values()):
-        raise UsageError(f"{', '.join(k for k, v in qfql_only.items() if v is not None)}: QFQL options (FQL trains its "
-                         'own TD critic with its one-step policy); drop them or use --agent qfql')
-    # The guided TD target (--target-action guided) runs the sampler too, with these guards.
-    optional = {'critic': args.critic, 'expectile': args.expectile, 'grad_clip': args.grad_clip,
-                'trust_ratio': args.trust_ratio, 'guidance_q_agg': args.guidance_q_agg,
-                'target_action': args.target_action, 'target_flow_steps': args.target_flow_steps}
-    overrides.update({field: value for field, value in optional.items() if value is not None})
-    if agent == 'fql':
-        overrides['alpha'] = args.alpha if args.alpha is not None else fql_alpha(task.source, task.env_id)
+                 'beta': beta, **agent_class.task_config(task.env_id, task.source), **given}
     try:
         return resolve_config(preset, **overrides)
     except ValueError as error:
@@ -302,13 +300,8 @@ def _pick(explicit, default):
 
 def _sampler_settings(args, saved: dict | None, agent_config: AgentConfig) -> SamplerSettings:
     """Flags win; then what the run recorded (resume); then the agent config's sampler defaults."""
-    base = SamplerSettings(grad_clip=agent_config.grad_clip, trust_ratio=agent_config.trust_ratio,
-                           guidance_q_agg=agent_config.guidance_q_agg)
-    if saved:
-        base = SamplerSettings(**saved)
-    flags = {'beta_schedule': args.beta_schedule, 'grad_clip': args.grad_clip, 'trust_ratio': args.trust_ratio,
-             'flow_steps': args.flow_steps, 'guidance_q_agg': args.guidance_q_agg, 'guidance_at': args.guidance_at,
-             'guidance_scale': args.guidance_scale}
+    base = SamplerSettings(**saved) if saved else SamplerSettings.of(agent_config)
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(SamplerSettings)}
     return dataclasses.replace(base, **{k: v for k, v in flags.items() if v is not None})
 
 
@@ -356,10 +349,16 @@ def _refuse_reward_change(args, trained_with: str) -> str:
     return trained_with
 
 
-def _refuse_beta_for_fql(agent: str, args) -> None:
-    """FQL acts with its distilled one-step policy, so a β would only mislabel its results."""
-    if agent == 'fql' and (args.beta is not None or args.betas):
-        raise UsageError('FQL acts with its one-step policy and has no β; drop --beta/--betas '
+def _acting_beta(agent: str, beta: float) -> float:
+    """The run's β: as given for an agent whose acting reads β, else 0 (no guidance)."""
+    return 0.0 if AGENTS[agent].BETA is None else beta
+
+
+def _refuse_beta_without_use(agent: str, args) -> None:
+    """An agent whose acting ignores β would only have its results mislabelled by one."""
+    agent_class = AGENTS[agent]
+    if agent_class.BETA is None and (args.beta is not None or args.betas):
+        raise UsageError(f'{agent_class.TITLE} acts with its {agent_class.ACTING} and has no β; drop --beta/--betas '
                          '(its runs are reported at β = 0, i.e. no guidance)')
 
 

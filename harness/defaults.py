@@ -41,22 +41,6 @@ RECIPES = {'cpu': (CPU_RECIPE, CPU_RECIPE_BETAS), 'gpu': (GPU_RECIPE, GPU_RECIPE
 # 0.3, the value the paper chose for five of its eight tasks.
 DEFAULT_BETA = 0.3
 
-# FQL's distillation weight α by OGBench task family, from its official README (cube-* and scene 300,
-# puzzle-* 1000, humanoidmaze 30, antmaze and antsoccer 10); the D4RL antmaze tasks take theirs from
-# the FQL paper's table. A family not listed (pointmaze) gets 10.
-FQL_ALPHA_BY_FAMILY = {'cube': 300.0, 'scene': 300.0, 'puzzle': 1000.0, 'humanoidmaze': 30.0, 'antmaze': 10.0,
-                       'antsoccer': 10.0}
-FQL_ALPHA_D4RL = {'antmaze-umaze-diverse-v2': 10.0, 'antmaze-medium-diverse-v2': 10.0, 'antmaze-large-diverse-v2': 3.0}
-FQL_ALPHA_OTHER = 10.0
-
-
-def fql_alpha(source: str, env_id: str) -> float:
-    """FQL's α for a task (`source` 'ogbench' or 'd4rl')."""
-    if source == 'd4rl':
-        return FQL_ALPHA_D4RL.get(env_id, FQL_ALPHA_OTHER)
-    return FQL_ALPHA_BY_FAMILY.get(env_id.removeprefix('visual-').split('-')[0], FQL_ALPHA_OTHER)
-
-
 DEFAULT_OUT_ROOT = Path('artifacts/runs')
 DEFAULT_SWEEP_ROOT = Path('artifacts/sweeps')
 

@@ -21,7 +21,6 @@ steps.
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -32,6 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from agents.sampler import SamplerSettings
+
 DIAG_KEYS = ('velocity_norm', 'grad_q_norm', 'guidance_norm')
 
 # (observations [S, M, obs_dim], group keys [S, M, 2] uint32, episode indices [S, M], env steps [S, M],
@@ -39,45 +40,23 @@ DIAG_KEYS = ('velocity_norm', 'grad_q_norm', 'guidance_norm')
 Policy = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[Any, dict]]
 
 
-@dataclass(frozen=True)
-class SamplerSettings:
-    """The guided sampler's test-time knobs (agents/sampler.py), all but β: they never touch training,
-    so a checkpoint can be evaluated under any of them. Defaults are eq. 5 as the paper runs it.
-    `flow_steps` None acts with the agent's trained step count; FQL ignores all of them."""
-    beta_schedule: str = 'constant'
-    grad_clip: float | None = None
-    trust_ratio: float | None = None
-    flow_steps: int | None = None
-    guidance_q_agg: str = 'mean'
-    guidance_at: str = 'noisy'
-    guidance_scale: str = 'absolute'
-
-    def sample_kwargs(self) -> dict:
-        return dict(num_steps=self.flow_steps, beta_schedule=self.beta_schedule, grad_clip=self.grad_clip,
-                    trust_ratio=self.trust_ratio, q_agg=self.guidance_q_agg, guidance_at=self.guidance_at,
-                    guidance_scale=self.guidance_scale)
-
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
-
-
 @partial(jax.jit, static_argnames=('settings',))
-def _stacked_sample(agents, observations, keys, episodes, steps, betas, settings: SamplerSettings):
+def _stacked_sample(agents, observations, keys, episodes, steps, betas, settings: SamplerSettings | None):
     def noise(key, episode, step):
         return jax.random.normal(jax.random.fold_in(jax.random.fold_in(key, episode), step), (agents.action_dim,))
 
     def one_seed(agent, seed_observations, seed_noise, seed_betas):
-        return agent.actions_from_noise(seed_observations, seed_noise, seed_betas, **settings.sample_kwargs())
+        return agent.actions_from_noise(seed_observations, seed_noise, seed_betas, settings)
 
     return jax.vmap(one_seed)(agents, observations, jax.vmap(jax.vmap(noise))(keys, episodes, steps), betas)
 
 
-def make_policy(agents: Any, settings: SamplerSettings = SamplerSettings()) -> Policy:
-    """The stacked agents' guided sampler as one jitted call per env step. β is traced, so every β
-    shares one compilation per pool shape."""
+def make_policy(agents: Any, settings: SamplerSettings | None = None) -> Policy:
+    """The stacked agents' guided sampler as one jitted call per env step, under `settings` (None: the
+    agents' own, SamplerSettings.of). β is traced, so every β shares one compilation per pool shape."""
     return lambda observations, keys, episodes, steps, betas: _stacked_sample(
         agents, jnp.asarray(observations, jnp.float32), jnp.asarray(keys, jnp.uint32), jnp.asarray(episodes, jnp.int32),
-        jnp.asarray(steps, jnp.int32), jnp.asarray(betas, jnp.float32), settings)
+        jnp.asarray(steps, jnp.int32), betas, settings)
 
 
 def group_key(seed: int, salt: int) -> np.ndarray:

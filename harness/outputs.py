@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from agents import AGENTS
 from harness.checkpoints import write_json_atomic, write_text_atomic
 from harness.defaults import EVAL_SEED_BASE, SELECTION_SEED_BASE
 from harness.errors import UsageError
@@ -181,14 +182,15 @@ def finish_plots(config, out: Path, final: list[dict], periodic: list) -> None:
 
 def write_summary(config, out: Path, results: list[dict], timer: Timer, extra: dict | None = None) -> dict:
     chosen = best_beta(results)
+    agent_class = AGENTS[config.agent]
     summary = {
         'task': config.task.name, 'env_id': config.task.env_id, 'agent': config.agent, 'preset': config.preset,
         'mode': config.mode, 'steps': config.steps, 'seeds': config.seeds,
         'eval_episodes_per_seed': config.eval_episodes,
         'beta': config.beta, 'sampler': config.sampler.to_json(), 'success_timing': config.success_timing,
         'reward': config.reward,
-        'acting': ('one-step policy μ_ω(s, ε): β and the sampler settings do not apply' if config.agent == 'fql' else
-                   'guided flow sampler (eq. 5 unless the sampler settings depart from it)'),
+        'acting': (agent_class.ACTING if agent_class.BETA is not None else
+                   f'{agent_class.ACTING}: β and the sampler settings do not apply'),
         'best_beta': chosen,
         'best_beta_selection': (
             'the only β evaluated' if len(results) == 1 else

@@ -13,6 +13,7 @@ Every input is checked by `harness/config.py` before anything is written; a mist
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import signal
@@ -22,7 +23,8 @@ from typing import Sequence
 
 import jax
 
-from agents.config import BETA_SCHEDULES, GUIDANCE_POINTS, GUIDANCE_SCALES
+from agents import AGENTS, DEFAULT_AGENT
+from agents.sampler import SamplerSettings
 from envs.dataset_spec import dataset_paths
 from harness.betas import evaluate_checkpoint
 from harness.config import RunConfig, plan_run
@@ -58,7 +60,7 @@ def apply_recipe(args) -> None:
     for key, value in settings.items():
         if getattr(args, key) is None and not (key == 'seeds' and args.seed is not None):
             setattr(args, key, value)
-    if args.betas is None and args.beta is None and args.agent != 'fql':
+    if args.betas is None and args.beta is None and AGENTS[args.agent or DEFAULT_AGENT].BETA is not None:
         args.betas = list(betas)
 
 
@@ -138,14 +140,27 @@ positive_float = _bounded_number('a finite number > 0', integer=False, allow_zer
 nonnegative_float = _bounded_number('a finite number >= 0', integer=False, allow_zero=True)
 
 
-def trust_ratio_value(text: str) -> float:
-    """ρ of the trust-ratio guard: > 0, because ρ = 0 caps every guidance step at zero, which is β = 0
-    while the results would still be labelled with the run's β."""
-    try:
-        return positive_float(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"ρ must be a finite number > 0, got '{text}' (for no guidance at all, "
-                                         'pass --beta 0)') from None
+def add_settings_flags(group, settings_class) -> None:
+    """One flag per field of a settings dataclass, from its metadata (help, choices, parse); a flag
+    left out is None, so the plan can tell it from a value given."""
+    for field in dataclasses.fields(settings_class):
+        meta = field.metadata
+        shown = f' (default {field.default})' if field.default is not None else ''
+        group.add_argument('--' + field.name.replace('_', '-'), dest=field.name, choices=meta['choices'],
+                           type=_flag_type(meta['parse']), help=meta['help'] + shown)
+
+
+def _flag_type(parse):
+    """An argparse type from a settings parser, whose ValueError becomes the flag's one-line error."""
+    if parse is None:
+        return None
+
+    def checked(text: str):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return checked
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
                               description='Train and evaluate QFQL / FQL on an OGBench task; β sweeps of checkpoints.')
     p.add_argument('--task', help='short name (antmaze, antsoccer, cube-double, scene, puzzle-3x3, pointmaze, ...) '
                                   'or a full OGBench single-task id')
-    p.add_argument('--agent', choices=['qfql', 'fql'], default=None, help='default qfql')
+    p.add_argument('--agent', choices=list(AGENTS), default=None, help=f'default {DEFAULT_AGENT}')
     p.add_argument('--recipe', choices=sorted(RECIPES),
                    help="cpu: the small preset, 3 seeds, 40k updates and a β sweep with selection episodes, as the "
                         "README's Table 1 on a CPU ran; gpu: the paper's budget (paper preset, 8 seeds, 1M updates, "
@@ -183,17 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="QFQL's critic: td (default, eq. 4) or expectile (in-sample, IQL-style; no actor samples)")
     p.add_argument('--expectile', type=float, help='τ of the expectile critic (default 0.9)')
     p.add_argument('--alpha', type=float, help='FQL distillation weight (default: the task\'s from the FQL paper)')
-    sampler = p.add_argument_group('guided sampler (test time only: may differ between --checkpoint sweeps and on --resume)')
-    sampler.add_argument('--guidance-at', choices=list(GUIDANCE_POINTS),
-                         help='where ∇Q is taken: noisy (default, eq. 5), denoised (at the one-step clean estimate), '
-                              'denoised-jacobian (also through v)')
-    sampler.add_argument('--guidance-scale', choices=list(GUIDANCE_SCALES),
-                         help='absolute (default): β∇Q as eq. 5; relative: β‖v‖∇Q/‖∇Q‖, the same β on every task')
-    sampler.add_argument('--beta-schedule', choices=list(BETA_SCHEDULES), help='β over the flow steps (default constant)')
-    sampler.add_argument('--grad-clip', type=positive_float, help='clip ‖∇Q‖ per sample to this (default: none)')
-    sampler.add_argument('--trust-ratio', type=trust_ratio_value, help='cap ‖guidance‖ at this times ‖v‖ (default: none)')
-    sampler.add_argument('--flow-steps', type=positive_int, help='Euler steps when acting (default: the trained K, 10)')
-    sampler.add_argument('--guidance-q-agg', choices=['mean', 'min'], help='ensemble Q whose gradient guides (default mean)')
+    add_settings_flags(p.add_argument_group(
+        'guided sampler (test time only: may differ between --checkpoint sweeps and on --resume)'), SamplerSettings)
     p.add_argument('--held-out', choices=['all', 'selected'],
                    help='with β selection, the βs scored on the held-out episodes: all (default: the per-β held-out '
                         'curve and the max over β stay) or selected (β = 0 and the selected β only: fewer episodes)')

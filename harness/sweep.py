@@ -38,6 +38,7 @@ from typing import Callable, Sequence
 
 from tqdm import tqdm
 
+from agents import AGENTS
 from envs.tasks import resolve_task
 from harness import run
 from harness.checkpoints import write_json_atomic
@@ -49,14 +50,13 @@ from harness.page import PAGE
 from harness.sweep_report import build_arms, write_report
 from harness.tracking import import_wandb
 
-AGENTS = ('qfql', 'fql')
-# Flags passed through to every job's `python -m harness.run` as given (dest -> flag); the
-# training-only ones go to training jobs only.
-EVALUATION_FLAGS = {'eval_episodes': '--eval-episodes', 'eval_envs': '--eval-envs',
-                    'video_episodes': '--video-episodes', 'success_timing': '--success-timing', 'wandb': '--wandb'}
-TRAINING_FLAGS = {'preset': '--preset', 'steps': '--steps', 'eval_every': '--eval-every',
-                  'checkpoint_every': '--checkpoint-every', 'data_dir': '--data-dir',
-                  'dataset_episodes': '--dataset-episodes', 'reward': '--reward', 'download': '--download'}
+# The flags of `python -m harness.run` that every job takes as given, by destination and in the order a
+# job's argv lists them; the training-only ones go to training jobs only. The sweep's parser copies
+# them from harness.run's (flag, type, choices, help), so they are declared once.
+EVALUATION_FLAGS = ('eval_episodes', 'eval_envs', 'video_episodes', 'success_timing', 'wandb')
+TRAINING_FLAGS = ('preset', 'steps', 'eval_every', 'checkpoint_every', 'data_dir', 'dataset_episodes', 'reward',
+                  'download')
+RUN_FLAGS = {action.dest: action for action in run.build_parser()._actions}
 
 
 class JobFailed(Exception):
@@ -88,10 +88,10 @@ def seed_groups(seeds: Sequence[int], per_job: int | None) -> list[tuple[int, ..
     return [tuple(seeds[i:i + size]) for i in range(0, len(seeds), size)]
 
 
-def _flags(args, names: dict[str, str]) -> list[str]:
+def _flags(args, dests: Sequence[str]) -> list[str]:
     argv = []
-    for dest, flag in names.items():
-        value = getattr(args, dest)
+    for dest in dests:
+        flag, value = RUN_FLAGS[dest].option_strings[0], getattr(args, dest)
         if value is True:
             argv.append(flag)
         elif value not in (None, False):
@@ -114,7 +114,7 @@ def plan_jobs(args, out: Path) -> list[Job]:
                              *_flags(args, TRAINING_FLAGS), *evaluation),
                             str(out / 'runs' / name), str(out / 'logs' / f'{name}.log'))
                 jobs.append(train)
-                if agent == 'qfql':
+                if AGENTS[agent].BETA is not None:
                     betas = ','.join(f'{b:g}' for b in args.betas)
                     jobs.append(Job(f'{name}-betas', 'betas', task, agent, seeds,
                                     ('--checkpoint', train.out, '--betas', betas, *selection, *evaluation),
@@ -336,8 +336,10 @@ def main(argv: Sequence[str] | None = None, job_fn: Callable[[Job], dict] = run_
     args = build_parser().parse_args(argv)
     for task in args.tasks:
         resolve_task(task)                         # an unknown task is one line now, not a failed job later
-    if 'qfql' in args.agents and not args.betas:
-        raise UsageError('--betas is needed to sweep QFQL, e.g. --betas 0,0.3,1,3 (or --agents fql)')
+    guided = [AGENTS[agent].TITLE for agent in args.agents if AGENTS[agent].BETA is not None]
+    if guided and not args.betas:
+        unguided = ','.join(name for name, agent_class in AGENTS.items() if agent_class.BETA is None)
+        raise UsageError(f"--betas is needed to sweep {', '.join(guided)}, e.g. --betas 0,0.3,1,3 (or --agents {unguided})")
     if (args.address or os.environ.get('RAY_ADDRESS')) and (args.num_cpus or args.num_gpus is not None):
         raise UsageError('--num-cpus/--num-gpus size a Ray instance started here; a cluster (--address, RAY_ADDRESS) '
                          'has its own, so drop them')
@@ -382,27 +384,29 @@ def _agent(text: str) -> str:
     return text
 
 
+def _copy_flag(parser, action: argparse.Action) -> None:
+    """harness.run's flag as it is there, except that a flag left out is None (False for a switch)."""
+    if action.nargs == 0:
+        parser.add_argument(*action.option_strings, dest=action.dest, action='store_true', help=action.help)
+    else:
+        parser.add_argument(*action.option_strings, dest=action.dest, type=action.type, choices=action.choices,
+                            metavar=action.metavar, help=action.help)
+
+
 def build_parser():
     p = OneLineArgumentParser(prog='python -m harness.sweep', description=__doc__.split('\n\n')[0])
     p.add_argument('--tasks', type=_csv_of(str), required=True, help='comma-separated tasks (names as for --task)')
-    p.add_argument('--agents', type=_csv_of(_agent), default=list(AGENTS), help='qfql, fql or both (default both)')
+    p.add_argument('--agents', type=_csv_of(_agent), default=list(AGENTS),
+                   help=f"comma-separated, of {', '.join(AGENTS)} (default all)")
     p.add_argument('--seeds', type=run.seed_list, default=[0], help="e.g. '0,1,2' or '0-4' (default 0)")
     p.add_argument('--seeds-per-job', type=run.positive_int,
                    help='seeds per training job (default: all, trained together with vmap; 1 spreads them out)')
-    p.add_argument('--betas', type=run.beta_list, help="QFQL's βs for the sweep, e.g. 0,0.3,1,3 (needed with qfql)")
+    p.add_argument('--betas', type=run.beta_list,
+                   help='βs for the sweep of each agent that acts with one, e.g. 0,0.3,1,3 (needed with such an agent)')
     p.add_argument('--selection-episodes', type=run.nonnegative_int,
                    help='episodes per seed and β that choose the best β (default: as many as --eval-episodes)')
-    p.add_argument('--preset', choices=sorted(PRESET_DEFAULTS), help="as harness.run (default 'paper')")
-    p.add_argument('--steps', type=run.positive_int, help='gradient updates (default: the preset\'s)')
-    for flag, kind in (('--eval-every', run.nonnegative_int), ('--checkpoint-every', run.nonnegative_int),
-                       ('--eval-episodes', run.positive_int), ('--eval-envs', run.positive_int),
-                       ('--video-episodes', run.nonnegative_int), ('--dataset-episodes', run.positive_int)):
-        p.add_argument(flag, type=kind, help='as harness.run')
-    p.add_argument('--reward', choices=['dense', 'sparse'], help='as harness.run')
-    p.add_argument('--success-timing', choices=['pre', 'post'], help='as harness.run')
-    p.add_argument('--data-dir', help='datasets on every node (default ~/.ogbench/data; a missing one is regenerated)')
-    p.add_argument('--download', action='store_true', help='as harness.run')
-    p.add_argument('--wandb', metavar='PROJECT', help='log every job to this W&B project (see harness.run)')
+    for dest in TRAINING_FLAGS + EVALUATION_FLAGS:
+        _copy_flag(p, RUN_FLAGS[dest])
     p.add_argument('--out', required=True, help='the sweep folder: runs/, sweeps/, logs/, results/, report.*')
     ray = p.add_argument_group('Ray')
     ray.add_argument('--address', help="a running Ray cluster ('auto', or host:port; default: RAY_ADDRESS, else "

@@ -16,24 +16,10 @@ from typing import Sequence
 
 import numpy as np
 
+from agents import AGENTS
 from harness.checkpoints import write_text_atomic
 from harness.plots import plot_sweep_success
 from harness.report import best_beta, iqm_with_interval, per_seed_statistics, seed_task_matrix
-
-# The QFQL paper's Table 1 ("Performance comparison on selected environments"): success in %, mean ±
-# standard deviation over seeds (QFQL's without a deviation), by OGBench / D4RL id. The paper's setting
-# is its preset: 1M updates on the full datasets, with QFQL at the β of its Table 2.
-PAPER_TABLE1 = {
-    'antmaze-large-navigate-singletask-task1-v0': {'qfql': (84, None), 'fql': (80, 8)},
-    'antsoccer-arena-navigate-singletask-task4-v0': {'qfql': (44, None), 'fql': (39, 6)},
-    'cube-double-play-singletask-task2-v0': {'qfql': (8, None), 'fql': (36, 6)},
-    'scene-play-singletask-task2-v0': {'qfql': (62, None), 'fql': (76, 9)},
-    'puzzle-3x3-play-singletask-task4-v0': {'qfql': (0, None), 'fql': (16, 5)},
-    'antmaze-umaze-diverse-v2': {'qfql': (94, None), 'fql': (89, 5)},
-    'antmaze-medium-diverse-v2': {'qfql': (50, None), 'fql': (71, 13)},
-    'antmaze-large-diverse-v2': {'qfql': (52, None), 'fql': (83, 4)},
-}
-
 
 @dataclass(frozen=True)
 class Arm:
@@ -46,7 +32,10 @@ class Arm:
 
     @property
     def paper(self) -> tuple[int, int | None] | None:
-        return PAPER_TABLE1.get(self.env_id, {}).get(self.agent)
+        """The QFQL paper's Table 1 entry ("Performance comparison on selected environments"): success in
+        %, mean ± standard deviation over seeds (QFQL's without a deviation), from its own setting: 1M
+        updates on the full datasets, with QFQL at the β of its Table 2."""
+        return AGENTS[self.agent].PAPER_TABLE1.get(self.env_id)
 
     def selected(self) -> dict | None:
         return next((r for r in self.results if r['beta'] == self.selected_beta), None)
@@ -77,7 +66,7 @@ def build_arms(jobs: Sequence, records: dict[str, dict]) -> list[Arm]:
     """Arms from the sweep's jobs and the records of those that finished (job name -> record)."""
     reported = defaultdict(list)               # (task, agent) -> the jobs whose summaries report the arm
     for job in jobs:
-        if job.kind == ('betas' if job.agent == 'qfql' else 'train'):
+        if job.kind == ('train' if AGENTS[job.agent].BETA is None else 'betas'):
             reported[job.task, job.agent].append(job)
     arms = []
     for (task, agent), arm_jobs in reported.items():
@@ -86,7 +75,7 @@ def build_arms(jobs: Sequence, records: dict[str, dict]) -> list[Arm]:
         results = combine_seed_groups(summaries) if summaries else []
         env_id = summaries[0]['env_id'] if summaries else task
         arms.append(Arm(task, env_id, agent, results, best_beta(results) if results else None, missing))
-    return sorted(arms, key=lambda a: (a.task, a.agent != 'qfql'))
+    return sorted(arms, key=lambda a: (a.task, list(AGENTS).index(a.agent)))
 
 
 def _paper_text(arm: Arm) -> str:
@@ -110,8 +99,8 @@ def report_markdown(arms: Sequence[Arm], header: str, pages: Sequence[tuple[str,
             lines.append(f'| {arm.task} | {arm.agent} | — | failed: {", ".join(arm.missing)} | | | |')
             continue
         for r in arm.results:
-            beta = '—' if arm.agent == 'fql' else f"{r['beta']:g}" + (' (selected)' if r['beta'] == arm.selected_beta
-                                                                      and len(arm.results) > 1 else '')
+            beta = '—' if AGENTS[arm.agent].BETA is None else f"{r['beta']:g}" + (
+                ' (selected)' if r['beta'] == arm.selected_beta and len(arm.results) > 1 else '')
             selection = f"{r['selection_success_rate']:.3f}" if 'selection_success_rate' in r else '—'
             lines.append(f"| {arm.task} | {arm.agent} | {beta} | {r['success_rate']:.3f} | {r['iqm']:.3f} "
                          f"[{r['iqm_ci95'][0]:.3f}, {r['iqm_ci95'][1]:.3f}] | {len(r['seeds'])} × "
@@ -128,7 +117,7 @@ def report_markdown(arms: Sequence[Arm], header: str, pages: Sequence[tuple[str,
         else:
             low, high = chosen['iqm_ci95']
             ours = f"{100 * chosen['iqm']:.0f} [{100 * low:.0f}, {100 * high:.0f}]"
-            beta = '—' if arm.agent == 'fql' else f'{arm.selected_beta:g}'
+            beta = '—' if AGENTS[arm.agent].BETA is None else f'{arm.selected_beta:g}'
         lines.append(f'| {arm.task} | {arm.agent} | {ours} | {beta} | {_paper_text(arm)} |')
     lines += _across_tasks(arms)
     if pages:

@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from agents import FQLAgent, QFQLAgent, make_agent
 from agents.config import AgentConfig, resolve_config
-from agents.sampler import guided_flow_sample
+from agents.sampler import SamplerSettings, guided_flow_sample
 from agents.qfql import _sample
 from agents.training import sample_batch
 
@@ -236,7 +236,7 @@ def test_fql_acts_with_its_clipped_one_step_policy_whatever_beta():
     agent = FQLAgent.create(0, DATA['observations'][:2], DATA['actions'][:2], TINY)
     obs, key = DATA['observations'][:5], jax.random.PRNGKey(0)
     actions, diag = agent.sample_actions(obs, key, 0.0)
-    guided, _ = agent.sample_actions(obs, key, 3.0, num_steps=7)
+    guided, _ = agent.sample_actions(obs, key, 3.0, SamplerSettings(flow_steps=7))
     expected = jnp.clip(agent.onestep_actions(agent.params['actor_onestep'], obs, agent._noise(key, 5)), -1.0, 1.0)
     np.testing.assert_allclose(actions, expected, rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(actions, guided)

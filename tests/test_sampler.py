@@ -335,7 +335,8 @@ def test_ensemble_q_aggregation_for_guidance():
 
     obs, noise = inputs(0, 4)
     mean_out, _ = guided_flow_sample(zero_velocity, ensemble_q, obs, noise, 1.0, 2, clip_actions=False)
-    min_out, _ = guided_flow_sample(zero_velocity, ensemble_q, obs, noise, 1.0, 2, clip_actions=False, q_agg='min')
+    min_out, _ = guided_flow_sample(zero_velocity, ensemble_q, obs, noise, 1.0, 2, clip_actions=False,
+                                    guidance_q_agg='min')
     np.testing.assert_allclose(mean_out, noise + 2.0 * W, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(min_out, noise + W, rtol=1e-5, atol=1e-5)
 
