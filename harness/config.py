@@ -277,7 +277,8 @@ def _agent_config_for(task, agent: str, preset: str, beta: float, args) -> Agent
     # The guided TD target (--target-action guided) runs the sampler too, with these guards.
     flags = {'critic': args.critic, 'expectile': args.expectile, 'grad_clip': args.grad_clip,
              'trust_ratio': args.trust_ratio, 'guidance_q_agg': args.guidance_q_agg, 'alpha': args.alpha,
-             'target_action': args.target_action, 'target_flow_steps': args.target_flow_steps}
+             'target_action': args.target_action, 'target_flow_steps': args.target_flow_steps,
+             'horizon': args.horizon}
     given = {field: value for field, value in flags.items() if value is not None}
     owners = {field: name for name, other in AGENTS.items() for field in other.CONFIG_FIELDS}
     foreign = [field for field in given if field in owners and field not in agent_class.CONFIG_FIELDS]
@@ -315,7 +316,8 @@ def _refuse_training_changes(args, saved: dict, run_dir: Path) -> None:
              '--q-agg': (args.q_agg, config['q_agg']), '--target-action': (args.target_action, config['target_action']),
              '--target-flow-steps': (args.target_flow_steps, config['target_flow_steps']),
              '--critic': (args.critic, config.get('critic', 'td')), '--expectile': (args.expectile, config.get('expectile')),
-             '--alpha': (args.alpha, config['alpha']), '--updates-per-call': (args.updates_per_call, saved['updates_per_call']),
+             '--alpha': (args.alpha, config['alpha']), '--horizon': (args.horizon, config.get('horizon', 1)),
+             '--updates-per-call': (args.updates_per_call, saved['updates_per_call']),
              '--dataset-episodes': (args.dataset_episodes, saved['dataset_episodes']),
              '--data-dir': (args.data_dir, saved['data_dir'])}
     if config['target_action'] == 'guided':     # the guided TD target trains with the run's β

@@ -197,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--critic', choices=['td', 'expectile'],
                    help="QFQL's critic: td (default, eq. 4) or expectile (in-sample, IQL-style; no actor samples)")
     p.add_argument('--expectile', type=float, help='τ of the expectile critic (default 0.9)')
+    p.add_argument('--horizon', type=positive_int,
+                   help='action-chunk length h (default 1, the paper): actor and critic act on h env actions at '
+                        'once, the critic backs up h steps, and acting runs each chunk open loop')
     p.add_argument('--alpha', type=float, help='FQL distillation weight (default: the task\'s from the FQL paper)')
     add_settings_flags(p.add_argument_group(
         'guided sampler (test time only: may differ between --checkpoint sweeps and on --resume)'), SamplerSettings)

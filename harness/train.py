@@ -35,6 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from agents import AGENTS
+from agents.chunks import chunk_starts
 from agents.training import create_agents
 from envs.datasets import check_against_env, dataset_digest, ensure_dataset, load_task_dataset
 from envs.vector import make_task_env
@@ -167,6 +168,12 @@ def load_dataset(config, timer: Timer) -> tuple[dict, str]:
     env = make_task_env(config.task.env_id)
     check_against_env(dataset, config.task, env.observation_space.shape[0], env.action_space.shape[0], config.data_dir)
     env.close()
+    horizon = config.agent_config.horizon
+    if horizon > 1:
+        dataset['chunk_starts'] = chunk_starts(dataset['observations'], dataset['next_observations'], horizon)
+        if not len(dataset['chunk_starts']):
+            raise UsageError(f'--horizon {horizon}: no episode of {config.task.dataset_name} is {horizon} transitions '
+                             'long; choose a shorter horizon')
     timer.add('dataset', time.perf_counter() - start)
     return dataset, digest
 
