@@ -29,7 +29,7 @@ from harness.outputs import (Timer, append_jsonl, fallback_warning, holds_files,
                              write_summary)
 from harness.page import write_page
 from harness.plots import plot_guidance_norms, plot_success_vs_beta
-from harness.report import best_beta, summarize_beta, sweep_csv, sweep_table
+from harness.report import best_beta, beta_table, summarize_beta
 from harness.tracking import make_tracker
 from harness.video import write_video
 
@@ -185,8 +185,9 @@ def _sweep(config) -> int:
         tracker.log_evaluation(config.steps, 'sweep', results)
     finally:
         envs.close()
-    write_text_atomic(out / 'sweep.md', sweep_table(results))
-    write_text_atomic(out / 'sweep.csv', sweep_csv(results))
+    table = beta_table(results)
+    write_text_atomic(out / 'sweep.md', table.markdown())
+    write_text_atomic(out / 'sweep.csv', table.csv())
     if len(results) > 1:
         plot_success_vs_beta(results, out / 'plots' / 'success_vs_beta.png',
                              f'{config.task.env_id}, {config.agent}, checkpoint step {config.steps}')
