@@ -96,5 +96,6 @@ def test_one_table_gives_the_same_numbers_in_markdown_csv_and_html():
 def test_csv_fields_are_quoted_and_html_is_escaped():
     table = Table((Column('name', 'a <name>'),), (Row((text('x, "y" <z>'),)),))
     assert table.csv() == 'name\n"x, ""y"" <z>"\n'
-    assert '<th>a &lt;name&gt;</th>' in table.html('t') and '<td class="num">x, &quot;y&quot; &lt;z&gt;</td>' in table.html('t')
+    page = table.html('t')
+    assert '<th>a &lt;name&gt;</th>' in page and '<td class="num">x, &quot;y&quot; &lt;z&gt;</td>' in page
     assert table.markdown() == '| a <name> |\n|---|\n| x, "y" <z> |\n'
