@@ -20,11 +20,12 @@ from tqdm import tqdm
 from agents import AGENTS
 from agents.training import create_agents
 from envs.vector import make_eval_envs
-from harness.checkpoints import read_meta, restore_checkpoint, write_json_atomic, write_text_atomic
+from harness.checkpoints import read_meta, restore_checkpoint
 from harness.defaults import (EVAL_KEY_SALT, EVAL_SEED_BASE, FRAMES_PER_VIDEO, RENDER_SIZE, SELECTION_KEY_SALT,
                               SELECTION_SEED_BASE)
 from harness.evaluate import EpisodeGroup, group_key, make_policy, per_step_profile, rollout
 from harness.errors import UsageError
+from harness.files import write_json_atomic, write_text_atomic
 from harness.outputs import (Timer, append_jsonl, fallback_warning, holds_files, print_result, run_folder_lock,
                              write_summary)
 from harness.page import write_page

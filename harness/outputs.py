@@ -27,9 +27,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from harness.checkpoints import write_json_atomic, write_text_atomic
 from harness.defaults import EVAL_SEED_BASE, SELECTION_SEED_BASE
 from harness.errors import UsageError
+from harness.files import write_json_atomic, write_text_atomic
 from harness.plots import plot_success_over_training, plot_success_vs_beta, plot_training
 from harness.report import best_beta, beta_table, hierarchical_bootstrap_ci, max_over_betas, success_matrix
 

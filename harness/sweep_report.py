@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from harness.checkpoints import write_text_atomic
+from harness.files import write_text_atomic
 from harness.plots import plot_sweep_success
 from harness.report import best_beta, per_seed_statistics, seed_task_matrix, stratified_iqm
 from harness.tables import CSV, MARKDOWN, Cell, Column, Row, Table, count, csv_only, estimate, rate, text

@@ -39,8 +39,9 @@ from agents.training import create_agents
 from envs.datasets import check_against_env, dataset_digest, ensure_dataset, load_task_dataset
 from envs.vector import make_task_env
 from harness.betas import evaluate_betas, make_envs
-from harness.checkpoints import restore_newest_intact, save_checkpoint, step_folders, write_json_atomic
+from harness.checkpoints import restore_newest_intact, save_checkpoint, step_folders
 from harness.errors import UsageError
+from harness.files import write_json_atomic
 from harness.outputs import (Timer, append_jsonl, fallback_warning, finish_plots, fmt_seconds, periodic_points,
                              print_result, rows_by_step, run_folder_lock, truncate_logs_after, write_summary)
 from harness.page import write_page

@@ -13,7 +13,7 @@ from typing import Sequence
 import imageio.v2 as imageio
 import numpy as np
 
-from harness.checkpoints import atomic_target
+from harness.files import atomic_target
 from harness.plots import render_strip
 
 STRIP_HEIGHT = 96
