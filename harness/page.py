@@ -89,7 +89,7 @@ def definition_table(rows: Iterable[tuple[str, object]]) -> str:
 
 
 def video_name(row: dict) -> str:
-    """The file harness/betas.py writes for a recorded episode (same formatting of β)."""
+    """The file harness/scoring.py writes for a recorded episode (same formatting of β)."""
     return f"videos/beta{row['beta']:g}-seed{row['seed']}-ep{row['episode']}.mp4"
 
 

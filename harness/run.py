@@ -24,7 +24,7 @@ import jax
 
 from agents.config import BETA_SCHEDULES, GUIDANCE_POINTS, GUIDANCE_SCALES
 from envs.dataset_spec import dataset_paths
-from harness.betas import evaluate_checkpoint
+from harness.beta_sweep import evaluate_checkpoint
 from harness.config import RunConfig, plan_run
 from harness.costs import describe_costs
 from harness.defaults import CPU_RECIPE, CPU_RECIPE_BETAS, PRESET_DEFAULTS
