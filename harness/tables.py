@@ -27,7 +27,7 @@ CSV_DIGITS = 6
 
 @dataclass(frozen=True)
 class Column:
-    key: str                           # HTML's data-field of a cell with an exact value
+    key: str                           # its CSV name when `csv` is empty; data-field on a page
     label: str                         # the Markdown and HTML header
     csv: tuple[str, ...] = ()          # its CSV header fields; (key,) when left empty
     numeric: bool = True               # right-aligned on a page
