@@ -30,10 +30,10 @@ from agents.training import create_agents
 from envs.datasets import DEFAULT_DATA_DIR
 from envs.tasks import resolve_task
 from envs.vector import make_task_env
-from harness.checkpoints import (CARD_FILE, export_params, find_checkpoint, read_meta, restore_checkpoint,
-                                 write_json_atomic)
+from harness.checkpoints import CARD_FILE, export_params, find_checkpoint, read_meta, restore_checkpoint
 from harness.config import check_writable
 from harness.errors import OneLineArgumentParser, UsageError, run_main
+from harness.files import write_json_atomic
 from harness.page import dataset_card
 from harness.run import beta_list, main as run_harness, nonnegative_int, positive_int
 from harness.outputs import read_jsonl

@@ -40,6 +40,7 @@ import orbax.checkpoint as ocp
 from flax import serialization
 
 from harness.errors import UsageError, one_line
+from harness.files import atomic_target, write_json_atomic
 
 STEP_DIR = re.compile(r'^step_(\d+)$')
 TEMPORARY_DIR = re.compile(r'^\.tmp-step_\d+-(\d+)$')      # a save in progress, or a killed one's leftover
@@ -73,29 +74,6 @@ class CheckpointDamaged(UsageError):
     def __init__(self, message: str, reason: str):
         super().__init__(message)
         self.reason = reason
-
-
-@contextmanager
-def atomic_target(path: Path) -> Iterator[Path]:
-    """A temporary name beside `path` (same suffix, so writers that pick a format by it still do)
-    to write to; renamed onto `path` when the block succeeds, so readers never see half a file. A
-    failed write (a full disk) removes its temporary file, which would keep the disk full."""
-    path = Path(path)
-    tmp = path.with_name(f'.{path.stem}.tmp-{os.getpid()}{path.suffix}')
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    with atomic_target(path) as tmp:
-        tmp.write_text(text)
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False) + '\n')
 
 
 def checkpoint_dir(root: Path, step: int) -> Path:

@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Iterator
 
 from agents import AGENTS
-from harness.checkpoints import write_json_atomic, write_text_atomic
 from harness.defaults import EVAL_SEED_BASE, SELECTION_SEED_BASE
 from harness.errors import UsageError
+from harness.files import write_json_atomic, write_text_atomic
 from harness.plots import plot_success_over_training, plot_success_vs_beta, plot_training
-from harness.report import best_beta, hierarchical_bootstrap_ci, max_over_betas, success_matrix, sweep_table
+from harness.report import best_beta, beta_table, hierarchical_bootstrap_ci, max_over_betas, success_matrix
 
 
 class Timer(defaultdict):
@@ -212,7 +212,7 @@ def write_summary(config, out: Path, results: list[dict], timer: Timer, extra: d
 
 
 def print_result(out: Path, results: list[dict], timer: Timer) -> None:
-    print(sweep_table(results), end='')
+    print(beta_table(results).markdown(), end='')
     t = timer
     print(f"time: total {fmt_seconds(t['total'])} = dataset {fmt_seconds(t['dataset'])}, "
           f"setup {fmt_seconds(t['setup'])}, compile {fmt_seconds(t['compile'])}, "

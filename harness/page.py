@@ -26,9 +26,10 @@ from typing import Iterable, Sequence
 from urllib.parse import quote
 
 from envs.dataset_spec import card_path, dataset_paths
-from harness.checkpoints import CARD_FILE, write_text_atomic
+from harness.checkpoints import CARD_FILE
+from harness.files import write_text_atomic
 from harness.outputs import read_jsonl
-from harness.report import best_beta, max_over_betas
+from harness.report import best_beta, beta_table, max_over_betas
 
 PAGE = 'index.html'
 # The held-out phases: summary.json's rates and every video come from their episodes.
@@ -88,7 +89,7 @@ def definition_table(rows: Iterable[tuple[str, object]]) -> str:
 
 
 def video_name(row: dict) -> str:
-    """The file harness/betas.py writes for a recorded episode (same formatting of β)."""
+    """The file harness/scoring.py writes for a recorded episode (same formatting of β)."""
     return f"videos/beta{row['beta']:g}-seed{row['seed']}-ep{row['episode']}.mp4"
 
 
@@ -166,37 +167,10 @@ def _headline(summary: dict) -> str:
 
 
 def _success_table(summary: dict) -> str:
-    results = summary['results']
-    chosen = summary.get('best_beta')
-    with_selection = any('selection_success_rate' in r for r in results)
-    head = ['β', 'held-out success', 'held-out 95% CI', 'IQM over seeds [95% CI]']
-    head += ['selection success', 'selection 95% CI'] if with_selection else []
-    head += ['mean return', 'mean length', 'mean ‖β∇Q‖', 'fallbacks']
-    rows = []
-    for r in results:
-        mark = ' (selected)' if r['beta'] == chosen and len(results) > 1 else ''
-        cells = [f'<td>{r["beta"]:g}{esc(mark)}</td>', _rate_cell(r, 'success_rate'),
-                 f'<td class="num">{interval(r["ci95"])}</td>',
-                 f'<td class="num">{rate(r["iqm"])} {interval(r["iqm_ci95"])}</td>']
-        if with_selection:
-            cells += [_rate_cell(r, 'selection_success_rate'),
-                      f'<td class="num">{interval(r.get("selection_ci95"))}</td>']
-        cells += [f'<td class="num">{r["mean_return"]:.1f}</td>', f'<td class="num">{r["mean_length"]:.0f}</td>',
-                  f'<td class="num">{number(r["mean_guidance_norm"])}</td>', f'<td class="num">{r["fallbacks"]}</td>']
-        selected = ' class="selected"' if mark else ''
-        rows.append(f'<tr{selected} data-beta="{esc(json.dumps(r["beta"]))}">{"".join(cells)}</tr>')
-    header = ''.join(f'<th>{esc(h)}</th>' for h in head)
     episodes = f"{len(summary['seeds'])} seed(s) × {summary['eval_episodes_per_seed']} held-out episodes per β"
     return (f'<h2>Success per β</h2><p class="note">{esc(episodes)}; {esc(summary["interval_method"])}. '
             'Held-out columns are what every reported rate is; selection columns are what chose β.</p>'
-            f'<table class="success"><tr>{header}</tr>{"".join(rows)}</table>')
-
-
-def _rate_cell(result: dict, field: str) -> str:
-    """A success rate with its exact value in data-value, so a reader (or a test) can compare it."""
-    value = result.get(field)
-    exact = '' if value is None else f' data-value="{esc(json.dumps(value))}"'
-    return f'<td class="num" data-field="{field}"{exact}>{rate(value)}</td>'
+            + beta_table(summary['results']).html('success'))
 
 
 def _video_figure(name: str, row: dict) -> str:

@@ -13,7 +13,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from harness.checkpoints import atomic_target  # noqa: E402
+from harness.files import atomic_target  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -145,7 +145,8 @@ def plot_success_over_training(points: Sequence[tuple[int, float, float, float]]
     return _save(fig, path)
 
 
-def render_strip(values: dict[str, np.ndarray], width: int, height: int, beta: float) -> tuple[np.ndarray, callable]:
+def render_strip(values: dict[str, np.ndarray], width: int, height: int, beta: float,
+                 chunk: int = 1) -> tuple[np.ndarray, callable]:
     """An RGB strip (height × width) plotting per-env-step norms, and a map env step -> pixel column.
 
     Drawn once per video; video.py then only moves a cursor across it, so the cost does not grow
@@ -160,7 +161,8 @@ def render_strip(values: dict[str, np.ndarray], width: int, height: int, beta: f
         horizon = max(horizon, len(series))
     ax.set_xlim(0, horizon)
     ax.tick_params(labelsize=5, length=2, pad=1)
-    ax.set_title(f'β={beta:g}: per env step, mean over flow steps', fontsize=5, pad=2)
+    chunks = f'; chunks of {chunk} env steps, one sample each' if chunk > 1 else ''
+    ax.set_title(f'β={beta:g}: per env step, mean over flow steps{chunks}', fontsize=5, pad=2)
     ax.legend(fontsize=4, loc='upper right', frameon=False, ncol=len(values))
     fig.canvas.draw()
     image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()

@@ -4,13 +4,13 @@ For each β the evaluation yields a 0/1 success matrix [seeds, episodes]. We rep
   * success_rate -- the mean over all episodes of all seeds;
   * ci95        -- a two-level (seeds, then episodes within each seed) percentile bootstrap interval,
                    so that both sources of noise are in it; with one seed it is the episode bootstrap;
-  * iqm, iqm_ci95 -- the interquartile mean of the per-seed success rates (rliable's
-                   `aggregate_iqm`) with a stratified-bootstrap interval over seeds, the field's
-                   practice (Agarwal et al., 2021). With a single seed the IQM interval collapses to a
-                   point, which is why ci95 is reported too.
-rliable's `library.get_interval_estimates` is not used: rliable 1.2 (its latest release) builds on
-`arch`, and arch 7 fails to import next to pandas 3, while arch 8, which imports, no longer accepts
-the `random_state` argument that rliable passes it. The stratified bootstrap is a few lines here.
+  * iqm, iqm_ci95 -- the interquartile mean of the per-seed success rates (the 25 % trimmed mean,
+                   as rliable's `aggregate_iqm` computes it) with a stratified-bootstrap interval over
+                   seeds, the field's practice (Agarwal et al., 2021). With a single seed the IQM
+                   interval collapses to a point, which is why ci95 is reported too.
+Both are `scipy.stats.trim_mean` and a few lines of numpy, rather than rliable: rliable 1.2 (its
+latest release) builds on `arch`, whose 7.x fails to import next to pandas 3 and whose 8.x rejects
+the `random_state` argument rliable passes to its bootstrap.
 """
 from __future__ import annotations
 
@@ -19,17 +19,18 @@ from typing import Sequence
 
 import numpy as np
 import scipy.stats
-from rliable import metrics
+
+from harness.tables import (CSV, EVERY_FORMAT, HTML, Column, Row, Table, count, estimate, interval, number, rate,
+                            text)
 
 BOOTSTRAP_REPS = 2000
 CONFIDENCE = 0.95
-IQM_TRIM = 0.25        # the share cut from each end: rliable's aggregate_iqm
+IQM_TRIM = 0.25        # the share cut from each end, as in rliable's aggregate_iqm
 
 
 def iqm(values: np.ndarray) -> float:
-    """Interquartile mean along the last axis (mean of the middle 50 %, ends trimmed by 25 %)."""
-    values = np.asarray(values, dtype=np.float64)
-    return float(metrics.aggregate_iqm(values.reshape(-1, 1)))
+    """Interquartile mean of every value (of a [runs, tasks] matrix: over runs and tasks together)."""
+    return float(scipy.stats.trim_mean(np.asarray(values, dtype=np.float64), IQM_TRIM, axis=None))
 
 
 def _percentile_interval(samples: np.ndarray) -> list[float]:
@@ -57,7 +58,7 @@ def stratified_iqm_ci(scores: np.ndarray, reps: int = BOOTSTRAP_REPS, seed: int 
     """95 % stratified-bootstrap interval of the IQM of a [runs, tasks] score matrix (rliable's layout).
 
     Runs are resampled within each task, never across, so every replicate keeps the task mix
-    (Agarwal et al., 2021); each replicate's statistic is rliable's `aggregate_iqm`, vectorised."""
+    (Agarwal et al., 2021); each replicate's statistic is `iqm`, vectorised."""
     scores = np.asarray(scores, dtype=np.float64)
     num_runs, num_tasks = scores.shape
     rng = np.random.default_rng(seed)
@@ -74,10 +75,9 @@ def seed_task_matrix(per_seed_by_task: Sequence[Sequence[float]]) -> np.ndarray:
     return np.array(per_seed_by_task, dtype=np.float64).T
 
 
-def iqm_with_interval(scores: np.ndarray) -> str:
-    """'IQM [low, high]' of a [seeds, tasks] matrix, with its stratified-bootstrap 95 % interval."""
-    low, high = stratified_iqm_ci(scores)
-    return f'{iqm(scores):.2f} [{low:.2f}, {high:.2f}]'
+def stratified_iqm(scores: np.ndarray) -> tuple[float, list[float]]:
+    """(IQM, its stratified-bootstrap 95 % interval) of a [seeds, tasks] matrix."""
+    return iqm(scores), stratified_iqm_ci(scores)
 
 
 def success_matrix(episodes: Sequence[dict]) -> tuple[list, np.ndarray]:
@@ -135,35 +135,28 @@ def max_over_betas(results: Sequence[dict]) -> dict:
             'note': 'max over β of the held-out success rate: optimistic (chosen on the episodes it reports)'}
 
 
-def sweep_table(results: Sequence[dict]) -> str:
-    """Markdown table of a β sweep (one row per β). With selection episodes, the selection column
-    is what chose β (marked 'selected'); every other column is held-out."""
+def beta_table(results: Sequence[dict]) -> Table:
+    """The per-β table of a run or sweep (sweep.md, sweep.csv, the page's success table), one row per
+    β. With selection episodes, the selection column is what chose β (marked 'selected' among several);
+    every other column is held-out. The CSV always has the selection column (empty without selection
+    episodes); the selection interval is the page's only."""
     selected = best_beta(results)
-    with_selection = all('selection_success_rate' in r for r in results) and len(results) > 1
-    head = '| β | held-out success | 95% CI (seeds × episodes) | IQM over seeds [95% CI] |'
-    rule = '|---|---|---|---|'
-    if with_selection:
-        head, rule = head + ' selection success |', rule + '---|'
-    lines = [head + ' return | length | mean ‖β∇Q‖ | fallbacks |', rule + '---|---|---|---|']
+    with_selection = any('selection_success_rate' in r for r in results)
+    columns = [Column('beta', 'β', numeric=False), Column('success_rate', 'held-out success'),
+               Column('ci95', '95% CI (seeds × episodes)', csv=('ci95_low', 'ci95_high')),
+               Column('iqm', 'IQM over seeds [95% CI]', csv=('iqm', 'iqm_ci95_low', 'iqm_ci95_high')),
+               Column('selection_success_rate', 'selection success',
+                      formats=EVERY_FORMAT if with_selection else (CSV,))]
+    columns += [Column('selection_ci95', 'selection 95% CI', formats=(HTML,))] if with_selection else []
+    columns += [Column('mean_return', 'return'), Column('mean_length', 'length'),
+                Column('mean_guidance_norm', 'mean ‖β∇Q‖'), Column('fallbacks', 'fallbacks')]
+    rows = []
     for r in sorted(results, key=lambda r: r['beta']):
-        g = '—' if r['mean_guidance_norm'] is None else f"{r['mean_guidance_norm']:.3g}"
-        mark = ' (selected)' if with_selection and r['beta'] == selected else ''
-        selection = f" {r['selection_success_rate']:.3f} |" if with_selection else ''
-        lines.append(
-            f"| {r['beta']:g}{mark} | {r['success_rate']:.3f} | [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] | "
-            f"{r['iqm']:.3f} [{r['iqm_ci95'][0]:.3f}, {r['iqm_ci95'][1]:.3f}] |{selection} {r['mean_return']:.1f} | "
-            f"{r['mean_length']:.0f} | {g} | {r['fallbacks']} |")
-    return '\n'.join(lines) + '\n'
-
-
-def sweep_csv(results: Sequence[dict]) -> str:
-    """CSV of a sweep; success columns are held-out, selection_success_rate is empty without selection."""
-    rows = ['beta,success_rate,ci95_low,ci95_high,iqm,iqm_ci95_low,iqm_ci95_high,selection_success_rate,mean_return,'
-            'mean_length,mean_guidance_norm,fallbacks']
-    for r in sorted(results, key=lambda r: r['beta']):
-        g = '' if r['mean_guidance_norm'] is None else f"{r['mean_guidance_norm']:.6g}"
-        sel = f"{r['selection_success_rate']:.6f}" if 'selection_success_rate' in r else ''
-        rows.append(f"{r['beta']:g},{r['success_rate']:.6f},{r['ci95'][0]:.6f},{r['ci95'][1]:.6f},{r['iqm']:.6f},"
-                    f"{r['iqm_ci95'][0]:.6f},{r['iqm_ci95'][1]:.6f},{sel},{r['mean_return']:.6g},{r['mean_length']:.6g},"
-                    f"{g},{r['fallbacks']}")
-    return '\n'.join(rows) + '\n'
+        chosen = len(results) > 1 and r['beta'] == selected
+        cells = [text(f"{r['beta']:g}" + (' (selected)' if chosen else ''), f"{r['beta']:g}"), rate(r['success_rate']),
+                 interval(r['ci95']), estimate(r['iqm'], r['iqm_ci95']), rate(r.get('selection_success_rate'))]
+        cells += [interval(r.get('selection_ci95'))] if with_selection else []
+        cells += [number(r['mean_return'], '.1f'), number(r['mean_length'], '.0f'),
+                  number(r['mean_guidance_norm'], '.3g'), count(r['fallbacks'])]
+        rows.append(Row(tuple(cells), selected=chosen, data={'beta': r['beta']}))
+    return Table(tuple(columns), tuple(rows))

@@ -26,7 +26,7 @@ import jax
 from agents import AGENTS, DEFAULT_AGENT
 from agents.sampler import SamplerSettings
 from envs.dataset_spec import dataset_paths
-from harness.betas import evaluate_checkpoint
+from harness.beta_sweep import evaluate_checkpoint
 from harness.config import RunConfig, plan_run
 from harness.costs import describe_costs
 from harness.defaults import PRESET_DEFAULTS, RECIPES

@@ -41,7 +41,7 @@ from tqdm import tqdm
 from agents import AGENTS
 from envs.tasks import resolve_task
 from harness import run
-from harness.checkpoints import write_json_atomic
+from harness.files import write_json_atomic
 from harness.config import check_writable
 from harness.defaults import PRESET_DEFAULTS
 from harness.errors import USER_ERRORS, OneLineArgumentParser, UsageError, one_line, run_main

@@ -17,9 +17,10 @@ from typing import Sequence
 import numpy as np
 
 from agents import AGENTS
-from harness.checkpoints import write_text_atomic
+from harness.files import write_text_atomic
 from harness.plots import plot_sweep_success
-from harness.report import best_beta, iqm_with_interval, per_seed_statistics, seed_task_matrix
+from harness.report import best_beta, per_seed_statistics, seed_task_matrix, stratified_iqm
+from harness.tables import CSV, MARKDOWN, Cell, Column, Row, Table, count, csv_only, estimate, rate, text
 
 @dataclass(frozen=True)
 class Arm:
@@ -85,40 +86,66 @@ def _paper_text(arm: Arm) -> str:
     return f'{mean}' if sd is None else f'{mean} ± {sd}'
 
 
+def arm_table(arms: Sequence[Arm]) -> Table:
+    """One row per arm and β (report.md's first table and report.csv); success columns are held-out,
+    the selection column chose the β. A failed arm is a row of report.md only."""
+    markdown = (MARKDOWN,)
+    columns = (Column('task', 'task'), Column('env_id', 'env_id', formats=(CSV,)), Column('agent', 'agent'),
+               Column('beta', 'β'), Column('selected', 'selected', formats=(CSV,)),
+               Column('success_rate', 'held-out success'),
+               Column('iqm', 'IQM over seeds [95 % CI]', csv=('iqm', 'iqm_ci95_low', 'iqm_ci95_high')),
+               Column('seeds_x_episodes', 'seeds × episodes', formats=markdown),
+               Column('selection_success_rate', 'selection success'),
+               Column('seeds', 'seeds', csv=('seeds', 'episodes_per_seed'), formats=(CSV,)),
+               Column('paper', 'paper', csv=('paper_table1_mean_pct', 'paper_table1_sd_pct'), formats=(CSV,)))
+    rows = []
+    for arm in arms:
+        if not arm.results:
+            failed = (text(arm.task), Cell(), text(arm.agent), text('—'), Cell(),
+                      text(f'failed: {", ".join(arm.missing)}'), Cell(), Cell(), Cell(), Cell(), Cell())
+            rows.append(Row(failed, formats=markdown))
+            continue
+        paper_mean, paper_sd = arm.paper or (None, None)
+        for r in arm.results:
+            selected = r['beta'] == arm.selected_beta
+            mark = ' (selected)' if selected and len(arm.results) > 1 else ''
+            beta = text('—' if AGENTS[arm.agent].BETA is None else f"{r['beta']:g}{mark}", f"{r['beta']:g}")
+            design = (len(r['seeds']), r['episodes_per_seed'])
+            rows.append(Row((text(arm.task), text(arm.env_id), text(arm.agent), beta, csv_only(int(selected)),
+                             rate(r['success_rate']), estimate(r['iqm'], r['iqm_ci95']),
+                             text('{} × {}'.format(*design)), rate(r.get('selection_success_rate')),
+                             csv_only(*design), csv_only(paper_mean, paper_sd))))
+    return Table(columns, tuple(rows))
+
+
+def paper_table(arms: Sequence[Arm]) -> Table:
+    """Per arm, ours at the selected β (in %) beside the paper's Table 1."""
+    rows = []
+    for arm in arms:
+        chosen = arm.selected()
+        if chosen is None:
+            ours, beta = text('failed' if arm.missing else 'no β selected'), '—'
+        else:
+            ours = estimate(100 * chosen['iqm'], [100 * bound for bound in chosen['iqm_ci95']], digits=0)
+            beta = '—' if AGENTS[arm.agent].BETA is None else f'{arm.selected_beta:g}'
+        rows.append(Row((text(arm.task), text(arm.agent), ours, text(beta), text(_paper_text(arm)))))
+    columns = (Column('task', 'task'), Column('agent', 'agent'), Column('ours', 'ours (%)'),
+               Column('beta', 'selected β'), Column('paper', 'paper, Table 1 (%)'))
+    return Table(columns, tuple(rows))
+
+
 def report_markdown(arms: Sequence[Arm], header: str, pages: Sequence[tuple[str, str]] = ()) -> str:
     """`pages`: (what the job did, relative link) for each job folder whose index.html this machine can see."""
     lines = ['# Sweep report', '', header, '', '## Held-out success at each β', '',
              'IQM of the per-seed success with a stratified-bootstrap 95 % interval over seeds. The selected β '
              'is the one the selection episodes chose (their success is the last column); every other number '
              'comes from the held-out episodes. FQL acts with its one-step policy, without β.', '',
-             '| task | agent | β | held-out success | IQM over seeds [95 % CI] | seeds × episodes '
-             '| selection success |',
-             '|---|---|---|---|---|---|---|']
-    for arm in arms:
-        if not arm.results:
-            lines.append(f'| {arm.task} | {arm.agent} | — | failed: {", ".join(arm.missing)} | | | |')
-            continue
-        for r in arm.results:
-            beta = '—' if AGENTS[arm.agent].BETA is None else f"{r['beta']:g}" + (
-                ' (selected)' if r['beta'] == arm.selected_beta and len(arm.results) > 1 else '')
-            selection = f"{r['selection_success_rate']:.3f}" if 'selection_success_rate' in r else '—'
-            lines.append(f"| {arm.task} | {arm.agent} | {beta} | {r['success_rate']:.3f} | {r['iqm']:.3f} "
-                         f"[{r['iqm_ci95'][0]:.3f}, {r['iqm_ci95'][1]:.3f}] | {len(r['seeds'])} × "
-                         f"{r['episodes_per_seed']} | {selection} |")
-    lines += ['', "## Beside the paper's Table 1", '',
-              "Ours: held-out success at the selected β, in %, IQM over seeds [95 % CI]. The paper's (Table 1 of "
-              'the QFQL paper, mean ± standard deviation over seeds) come from its own setting: 1M updates on the '
-              'full datasets, QFQL at the β of its Table 2.', '',
-              '| task | agent | ours (%) | selected β | paper, Table 1 (%) |', '|---|---|---|---|---|']
-    for arm in arms:
-        chosen = arm.selected()
-        if chosen is None:
-            ours, beta = 'failed' if arm.missing else 'no β selected', '—'
-        else:
-            low, high = chosen['iqm_ci95']
-            ours = f"{100 * chosen['iqm']:.0f} [{100 * low:.0f}, {100 * high:.0f}]"
-            beta = '—' if AGENTS[arm.agent].BETA is None else f'{arm.selected_beta:g}'
-        lines.append(f'| {arm.task} | {arm.agent} | {ours} | {beta} | {_paper_text(arm)} |')
+             arm_table(arms).markdown().rstrip('\n'),
+             '', "## Beside the paper's Table 1", '',
+             "Ours: held-out success at the selected β, in %, IQM over seeds [95 % CI]. The paper's (Table 1 of "
+             'the QFQL paper, mean ± standard deviation over seeds) come from its own setting: 1M updates on the '
+             'full datasets, QFQL at the β of its Table 2.', '',
+             paper_table(arms).markdown().rstrip('\n')]
     lines += _across_tasks(arms)
     if pages:
         lines += ['', '## Run pages', '', 'Each job\'s own page (videos, plots, settings), where its folder is on this disk.',
@@ -130,49 +157,36 @@ def _across_tasks(arms: Sequence[Arm]) -> list[str]:
     """Per agent, with two tasks or more: the IQM over tasks × seeds at each arm's selected β, with a
     bootstrap stratified over tasks. An agent with a failed arm or unequal seed counts gets a row that
     says why it has no IQM (a stratified bootstrap needs the same seeds in every task)."""
-    lines = []
+    rows = []
     for agent in sorted({a.agent for a in arms}):
         own = [a for a in arms if a.agent == agent]
         if len(own) < 2:
             continue
         chosen = [a.selected() for a in own]
+        counts = [len(c['seeds']) for c in chosen if c is not None]
         if any(c is None for c in chosen):
             lacking = ', '.join(a.task for a, c in zip(own, chosen) if c is None)
-            lines.append(f'| {agent} | {len(own)} | — | left out: no selected β for {lacking} |')
-            continue
-        counts = [len(c['seeds']) for c in chosen]
-        if len(set(counts)) != 1:
+            cells = (text('—'), text(f'left out: no selected β for {lacking}'))
+        elif len(set(counts)) != 1:
             per_task = ', '.join(f'{a.task} {n}' for a, n in zip(own, counts))
-            lines.append(f'| {agent} | {len(own)} | — | left out: unequal seed counts ({per_task}) |')
-            continue
-        scores = seed_task_matrix([c['per_seed_success'] for c in chosen])
-        lines.append(f'| {agent} | {len(own)} | {scores.shape[0]} | {iqm_with_interval(scores)} |')
-    if not lines:
+            cells = (text('—'), text(f'left out: unequal seed counts ({per_task})'))
+        else:
+            scores = seed_task_matrix([c['per_seed_success'] for c in chosen])
+            cells = (count(scores.shape[0]), estimate(*stratified_iqm(scores), digits=2))
+        rows.append(Row((text(agent), count(len(own)), *cells)))
+    if not rows:
         return []
+    columns = (Column('agent', 'agent'), Column('tasks', 'tasks'), Column('seeds', 'seeds per task'),
+               Column('iqm', 'IQM [95 % CI]'))
     return ['', '## Across tasks', '', 'IQM of per-seed held-out success over tasks × seeds at each task\'s '
             'selected β, with a 95 % bootstrap interval stratified over tasks.', '',
-            '| agent | tasks | seeds per task | IQM [95 % CI] |', '|---|---|---|---|', *lines]
-
-
-def report_csv(arms: Sequence[Arm]) -> str:
-    """One row per arm and β; success columns are held-out, selection_success_rate chose the β."""
-    rows = ['task,env_id,agent,beta,selected,success_rate,iqm,iqm_ci95_low,iqm_ci95_high,selection_success_rate,'
-            'seeds,episodes_per_seed,paper_table1_mean_pct,paper_table1_sd_pct']
-    for arm in arms:
-        paper_mean, paper_sd = arm.paper or ('', '')
-        for r in arm.results:
-            selection = f"{r['selection_success_rate']:.6f}" if 'selection_success_rate' in r else ''
-            rows.append(f"{arm.task},{arm.env_id},{arm.agent},{r['beta']:g},{int(r['beta'] == arm.selected_beta)},"
-                        f"{r['success_rate']:.6f},{r['iqm']:.6f},{r['iqm_ci95'][0]:.6f},{r['iqm_ci95'][1]:.6f},"
-                        f"{selection},{len(r['seeds'])},{r['episodes_per_seed']},{paper_mean},"
-                        f"{'' if paper_sd is None else paper_sd}")
-    return '\n'.join(rows) + '\n'
+            Table(columns, tuple(rows)).markdown().rstrip('\n')]
 
 
 def write_report(out: Path, arms: Sequence[Arm], header: str, pages: Sequence[tuple[str, str]] = ()) -> list[Path]:
     """report.md, report.csv and success_vs_beta.png, each written atomically; returns their paths."""
     write_text_atomic(out / 'report.md', report_markdown(arms, header, pages))
-    write_text_atomic(out / 'report.csv', report_csv(arms))
+    write_text_atomic(out / 'report.csv', arm_table(arms).csv())
     paths = [out / 'report.md', out / 'report.csv']
     panels = defaultdict(list)
     for arm in arms:

@@ -39,12 +39,13 @@ from agents.chunks import chunk_starts
 from agents.training import create_agents
 from envs.datasets import check_against_env, dataset_digest, ensure_dataset, load_task_dataset
 from envs.vector import make_task_env
-from harness.betas import evaluate_betas, make_envs
-from harness.checkpoints import restore_newest_intact, save_checkpoint, step_folders, write_json_atomic
+from harness.checkpoints import restore_newest_intact, save_checkpoint, step_folders
 from harness.errors import UsageError
+from harness.files import write_json_atomic
 from harness.outputs import (Timer, append_jsonl, fallback_warning, finish_plots, fmt_seconds, periodic_points,
                              print_result, rows_by_step, run_folder_lock, truncate_logs_after, write_summary)
 from harness.page import write_page
+from harness.scoring import evaluate_betas, make_eval_pool
 from harness.tracking import make_tracker
 from harness.watch import DivergenceWatch, q_bounds
 
@@ -97,7 +98,7 @@ def _train(config) -> int:
                desc=f'{config.task.name} {config.agent}', file=sys.stdout, mininterval=1.0)
     try:
         if _periodic_evaluation_was_interrupted(config, periodic):
-            envs = make_envs(config, timer)
+            envs = make_eval_pool(config, timer)
             last_eval = periodic_evaluation(config, trainer.agents, envs, config.start_step, timer, bar, periodic,
                                             tracker)
         for n, (first, count) in enumerate(chunk_boundaries(config.start_step, config.steps, config.chunk)):
@@ -123,12 +124,12 @@ def _train(config) -> int:
                 save_checkpoint(out / 'checkpoints', report.step, trainer.agents, checkpoint_meta(config))
                 timer.add('checkpointing', time.perf_counter() - start)
             if config.eval_every and report.step % config.eval_every == 0 and not at_end:
-                envs = envs or make_envs(config, timer)
+                envs = envs or make_eval_pool(config, timer)
                 last_eval = periodic_evaluation(config, trainer.agents, envs, report.step, timer, bar, periodic,
                                                 tracker)
                 bar.set_postfix_str(f'{rate:,.0f} upd/s, last eval: {last_eval}')
         bar.close()
-        envs = envs or make_envs(config, timer)
+        envs = envs or make_eval_pool(config, timer)
         final = evaluate_betas(config, trainer.agents, envs, config.final_betas, config.steps, 'final', out, timer,
                                videos=True, bar=None)
         tracker.log_evaluation(config.steps, 'final', final)

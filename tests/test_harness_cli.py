@@ -13,9 +13,10 @@ from agents import PRESETS, QFQLAgent
 from agents.training import create_agents
 from envs.tasks import resolve_task
 from harness.card import main as card_main
-from harness.checkpoints import CARD_FILE, PARAMS_FILE, save_checkpoint, write_json_atomic
+from harness.checkpoints import CARD_FILE, PARAMS_FILE, save_checkpoint
 from harness.config import plan_run
 from harness.errors import UsageError
+from harness.files import write_json_atomic
 from harness.outputs import read_jsonl
 from harness.run import build_parser, execute, main
 from harness.train import announce_eta

@@ -1,9 +1,13 @@
-"""Interval estimates and summaries of success rates."""
+"""Interval estimates and summaries of success rates, and the tables that show them."""
+import csv
+import io
+
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from harness.report import (best_beta, hierarchical_bootstrap_ci, iqm, max_over_betas, stratified_iqm_ci,
-                            summarize_beta, sweep_csv, sweep_table)
+from harness.report import (best_beta, beta_table, hierarchical_bootstrap_ci, iqm, max_over_betas,
+                            stratified_iqm_ci, summarize_beta)
+from harness.tables import Column, Row, Table, text
 
 
 def _episodes(successes_by_seed):
@@ -63,14 +67,35 @@ def test_best_beta_is_chosen_on_selection_episodes_and_prefers_less_guidance_on_
     results = [_with_selection(b, h, s) for b, h, s in ((0.0, 0, 0.2), (1.0, 0, 0.6), (3.0, 1, 0.4), (10.0, 0, 0.6))]
     assert best_beta(results) == 1.0
     assert max_over_betas(results)['beta'] == 3.0 and 'optimistic' in max_over_betas(results)['note']
-    table = sweep_table(results)
+    table = beta_table(results).markdown()
     assert table.count('\n') == 2 + 4 and '| 1 (selected) |' in table and 'selection success' in table
-    assert sweep_csv(results).splitlines()[0].startswith('beta,success_rate')
-    assert sweep_csv(results).splitlines()[2].split(',')[7] == '0.600000'
+    assert beta_table(results).csv().splitlines()[0].startswith('beta,success_rate')
+    assert beta_table(results).csv().splitlines()[2].split(',')[7] == '0.600000'
 
 
 def test_no_best_beta_without_selection_unless_only_one_beta():
     results = [summarize_beta(b, _episodes([[x] * 4])) for b, x in ((0.0, 1), (1.0, 0))]
     assert best_beta(results) is None
     assert best_beta(results[1:]) == 1.0
-    assert '(selected)' not in sweep_table(results) and sweep_table(results).count('\n') == 2 + 2
+    assert '(selected)' not in beta_table(results).markdown() and beta_table(results).markdown().count('\n') == 2 + 2
+
+
+def test_one_table_gives_the_same_numbers_in_markdown_csv_and_html():
+    results = [_with_selection(b, h, s) for b, h, s in ((0.0, 0, 0.25), (0.5, 1, 0.75))]
+    table = beta_table(results)
+    rows = list(csv.DictReader(io.StringIO(table.csv())))
+    markdown = [line.split(' | ') for line in table.markdown().splitlines()[2:]]
+    for row, line, result in zip(rows, markdown, results):
+        assert float(row['success_rate']) == result['success_rate'] and line[1] == f"{result['success_rate']:.3f}"
+        assert float(row['selection_success_rate']) == result['selection_success_rate']
+    assert markdown[1][0] == '| 0.5 (selected)' and [r['beta'] for r in rows] == ['0', '0.5']
+    page = table.html('success')
+    assert page.count('<tr class="selected" data-beta="0.5">') == 1 and 'data-value="0.75"' in page
+
+
+def test_csv_fields_are_quoted_and_html_is_escaped():
+    table = Table((Column('name', 'a <name>'),), (Row((text('x, "y" <z>'),)),))
+    assert table.csv() == 'name\n"x, ""y"" <z>"\n'
+    page = table.html('t')
+    assert '<th>a &lt;name&gt;</th>' in page and '<td class="num">x, &quot;y&quot; &lt;z&gt;</td>' in page
+    assert table.markdown() == '| a <name> |\n|---|\n| x, "y" <z> |\n'

@@ -21,3 +21,13 @@ def test_write_video_counts_frames(tmp_path):
     path = write_video(tmp_path / 'v.mp4', frames, list(range(12)), {'‖β∇Q‖': np.ones(12)}, beta=0.3)
     assert path.exists() and imageio.get_reader(path).count_frames() == 12
     assert not list(tmp_path.glob('.*tmp*'))
+
+
+def test_the_cursor_tells_a_chunk_start_from_a_step_inside_a_chunk():
+    frames = [np.full((40, 40, 3), 200, np.uint8) for _ in range(4)]
+    video = compose_frames(frames, [0, 1, 3, 5], {'‖β∇Q‖': np.ones(12)}, beta=1.0, horizon=3)
+    strip = video[:, 40:]
+    start = (strip[..., 0] == 220) & (strip[..., 1] == 30)
+    inside = (strip[..., 0] == 240) & (strip[..., 1] == 150)
+    assert [bool(start[n].any()) for n in range(4)] == [True, False, True, False]
+    assert [bool(inside[n].any()) for n in range(4)] == [False, True, False, True]

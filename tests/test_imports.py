@@ -158,3 +158,23 @@ def test_the_graph_sees_imports_inside_functions_and_reports_the_cycle(tmp_path)
     graph = import_graph(project_modules(tmp_path, ('pkg',)))
     assert graph['pkg.b'] == {'pkg.c'} and graph['pkg.d'] == {'pkg.a'}
     assert describe_cycles(graph) == ['pkg.a -> pkg.b -> pkg.c -> pkg.a (modules in this group: pkg.a, pkg.b, pkg.c)']
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every project module that importing `start` runs."""
+    seen, frontier = set(), [start]
+    while frontier:
+        node = frontier.pop()
+        for target in graph[node] - seen:
+            seen.add(target)
+            frontier.append(target)
+    return seen
+
+
+def test_writing_a_plot_a_video_or_a_table_imports_no_checkpoint_code():
+    """The atomic writers and the table renderers are leaves: a PNG, an mp4 or a report does not load
+    orbax (harness/checkpoints.py) on the way."""
+    graph = import_graph(project_modules(REPO_ROOT, PACKAGES))
+    assert graph['harness.files'] == set() and graph['harness.tables'] == set()
+    for module in ('harness.plots', 'harness.video', 'harness.sweep_report'):
+        assert 'harness.checkpoints' not in reachable(graph, module), module

@@ -25,8 +25,8 @@ import jax
 
 from envs.datasets import ensure_dataset
 from envs.tasks import resolve_task
-from harness.checkpoints import write_json_atomic
 from harness.errors import OneLineArgumentParser, UsageError, run_main
+from harness.files import write_json_atomic
 from harness.run import main as run_harness
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

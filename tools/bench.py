@@ -39,8 +39,8 @@ import jax
 
 from agents import PRESETS
 from envs.tasks import resolve_task
-from harness.checkpoints import write_json_atomic
 from harness.errors import OneLineArgumentParser, UsageError, run_main
+from harness.files import write_json_atomic
 from tools.bench_figures import (figure_gpu, figure_memory, figure_profile, figure_rollouts, figure_sampling,
                                  figure_scan, figure_seeds, figure_sweep,
                                  figure_training)

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import OneLineArgumentParser, UsageError, run_main
-from harness.report import iqm_with_interval, seed_task_matrix
+from harness.report import seed_task_matrix, stratified_iqm
+from harness.tables import Column, Row, Table, estimate, text
 from harness.view import damaged_file_error, read_json_object
 
 
@@ -102,19 +103,20 @@ def table(rows: list[tuple[str, list[TaskResult]]]) -> str:
         if sorted(r.env_id for r in results) != tasks:
             raise UsageError(f"row '{label}' covers {sorted(r.env_id for r in results)}, not every task {tasks}")
     short = [t.replace('-singletask', '').replace('-v0', '') for t in tasks]
-    lines = ['| variant | ' + ' | '.join(f'{t}: held-out at selected β' for t in short)
-             + ' | IQM at β = 0 [95 % CI] | IQM at selected β [95 % CI] |',
-             '|---|' + '---|' * len(tasks) + '---|---|']
+    columns = (Column('variant', 'variant'),
+               *(Column(t, f'{name}: held-out at selected β') for t, name in zip(tasks, short)),
+               Column('unguided', 'IQM at β = 0 [95 % CI]'), Column('selected', 'IQM at selected β [95 % CI]'))
+    body = []
     for label, results in rows:
         by_task = {r.env_id: r for r in results}
         ordered = [by_task[t] for t in tasks]
-        cells = [f'{r.selected["success_rate"]:.2f}' + ('' if r.agent == 'fql' else f' (β {r.selected_beta:g})')
+        cells = [text(f'{r.selected["success_rate"]:.2f}' + ('' if r.agent == 'fql' else f' (β {r.selected_beta:g})'))
                  for r in ordered]
-        unguided = ('—' if any(r.unguided is None for r in ordered)
-                    else iqm_with_interval(score_matrix([r.unguided for r in ordered], tasks)))
-        guided = iqm_with_interval(score_matrix([r.selected for r in ordered], tasks))
-        lines.append(f'| {label} | ' + ' | '.join(cells) + f' | {unguided} | {guided} |')
-    return '\n'.join(lines) + '\n'
+        unguided = (text('—') if any(r.unguided is None for r in ordered)
+                    else estimate(*stratified_iqm(score_matrix([r.unguided for r in ordered], tasks)), digits=2))
+        guided = estimate(*stratified_iqm(score_matrix([r.selected for r in ordered], tasks)), digits=2)
+        body.append(Row((text(label), *cells, unguided, guided)))
+    return Table(columns, tuple(body)).markdown()
 
 
 def main(argv=None) -> int:
@@ -122,8 +124,8 @@ def main(argv=None) -> int:
     parser.add_argument('rows', nargs='+', metavar='[LABEL=]DIR[,DIR...]', help='one row: a folder per task')
     args = parser.parse_args(argv)
     rows = []
-    for text in args.rows:
-        label, folders = parse_row(text)
+    for argument in args.rows:
+        label, folders = parse_row(argument)
         rows.append((label or default_label(folders[0]), [load_result(f) for f in folders]))
     print(table(rows), end='')
     return 0

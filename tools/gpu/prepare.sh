@@ -1,6 +1,6 @@
 # Run HERE (the CPU machine) before a lent-GPU session: packs what the GPU image lacks so the device
 # scripts need no network. The GPU image has jax (CUDA), flax, optax, orbax and numpy, but not MuJoCo,
-# gymnasium, OGBench or rliable; the device copies the working tree (64 MiB at most), so dm_control is
+# gymnasium or OGBench; the device copies the working tree (64 MiB at most), so dm_control is
 # carried without its suite and locomotion assets (OGBench only needs dm_control.mjcf).
 # Usage: [DATASET_EPISODES=N] bash tools/gpu/prepare.sh [DATASET ...]   (default: cube-single-play-v0, from ~/.ogbench/data)
 set -eu
@@ -9,11 +9,10 @@ grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo /.whl/ >> .git/info/excl
 grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo /.gpu/ >> .git/info/exclude
 mkdir -p .whl .gpu/site .gpu/data
 platforms="--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64"
-for name in mujoco mujoco-core gymnasium farama-notifications ogbench glfw pyopengl dm-env dm-tree arch; do
+for name in mujoco mujoco-core gymnasium farama-notifications ogbench glfw pyopengl dm-env dm-tree; do
   version=$(python -m pip show "$name" | awk '/^Version:/{print $2}')
   python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp $platforms -d .whl "$name==$version"
 done
-python -m pip wheel -q --no-deps -w .whl "rliable==$(python -m pip show rliable | awk '/^Version:/{print $2}')"
 rm -rf .gpu/site/dm_control
 cp -r "$(python -c 'import dm_control, os; print(os.path.dirname(dm_control.__file__))')" .gpu/site/
 (cd .gpu/site/dm_control && rm -rf locomotion suite blender manipulation composer entities \

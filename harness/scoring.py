@@ -1,5 +1,5 @@
-"""Scoring an agent at a set of βs (used during and after training) and `evaluate_checkpoint`, the
-`--checkpoint` mode: a β sweep of a trained agent without training.
+"""Scoring agents at a set of βs, during and after training and in a β sweep of a checkpoint
+(harness/beta_sweep.py), and the pool of evaluation envs they are scored in.
 
 Every (phase, β, seed) of an evaluation is one group of episodes, and the groups run together in one
 rollout (harness/evaluate.py). With several βs and selection episodes, every β is scored on the
@@ -8,33 +8,24 @@ and on the held-out start states that every reported rate comes from; each β's 
 """
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 from tqdm import tqdm
 
-from agents import AGENTS
-from agents.training import create_agents
 from envs.vector import make_eval_envs
-from harness.checkpoints import read_meta, restore_checkpoint, write_json_atomic, write_text_atomic
 from harness.defaults import (EVAL_KEY_SALT, EVAL_SEED_BASE, FRAMES_PER_VIDEO, RENDER_SIZE, SELECTION_KEY_SALT,
                               SELECTION_SEED_BASE)
 from harness.evaluate import EpisodeGroup, group_key, make_policy, per_step_profile, rollout
-from harness.errors import UsageError
-from harness.outputs import (Timer, append_jsonl, fallback_warning, holds_files, print_result, run_folder_lock,
-                             write_summary)
-from harness.page import write_page
-from harness.plots import plot_guidance_norms, plot_success_vs_beta
-from harness.report import best_beta, summarize_beta, sweep_csv, sweep_table
-from harness.tracking import make_tracker
+from harness.outputs import Timer, append_jsonl
+from harness.plots import plot_guidance_norms
+from harness.report import best_beta, summarize_beta
 from harness.video import write_video
 
 
-def make_envs(config, timer: Timer):
+def make_eval_pool(config, timer: Timer):
     """The evaluation pool: `--eval-envs` envs, rounded up to a multiple of the seed count (each seed
     owns the same number of slots, see harness/evaluate.py)."""
     start = time.perf_counter()
@@ -85,7 +76,7 @@ def _evaluate_groups(config, agents, envs, groups, step: int, out: Path, timer: 
                 dynamic_ncols=True, file=sys.stdout, mininterval=1.0)
     try:
         outcomes, timing = rollout(make_policy(agents, config.sampler), envs, groups, len(config.seeds),
-                                   frame_skip=frame_skip, progress=ebar.update)
+                                   frame_skip=frame_skip, progress=ebar.update, horizon=config.agent_config.horizon)
     finally:
         ebar.close()
     timer.add('evaluation', timing['sampling_s'] + timing['env_step_s'])
@@ -120,7 +111,8 @@ def _write_phase(config, outcomes, step: int, out: Path, timer: Timer) -> list[d
             start = time.perf_counter()
             for episode, frames in outcome.videos.items():
                 write_video(out / 'videos' / f'beta{beta:g}-seed{seed}-ep{episode}.mp4', frames,
-                            outcome.video_steps[episode], _episode_profile(outcome.trace, episode), beta)
+                            outcome.video_steps[episode], _episode_profile(outcome.trace, episode), beta,
+                            horizon=config.agent_config.horizon)
             timer.add('rendering', time.perf_counter() - start)
         append_jsonl(out / 'eval.jsonl', rows)
         summary = summarize_beta(beta, rows)
@@ -143,57 +135,3 @@ def _episode_profile(arrays: dict, episode: int) -> dict[str, np.ndarray]:
     guidance = arrays['guidance_norm'][rows][order].astype(np.float32)
     velocity = arrays['velocity_norm'][rows][order].astype(np.float32)
     return {'‖β∇Q‖': np.nanmean(guidance, axis=1), '‖v‖': np.nanmean(velocity, axis=1)}
-
-
-def evaluate_checkpoint(config) -> int:
-    """The --checkpoint mode: restore the agents and score them at every β into a new sweep folder,
-    which this process holds (a second sweep into it, started at the same moment, is refused). A sweep
-    that fails before writing a file leaves no folder behind, as if it had never started."""
-    created = not config.out.exists()
-    try:
-        with run_folder_lock(config.out, sweep=True):
-            if holds_files(config.out):
-                raise UsageError(f'--out {config.out} is not empty; choose a new folder')
-            return _sweep(config)
-    except BaseException:
-        if created and not holds_files(config.out):
-            shutil.rmtree(config.out, ignore_errors=True)
-        raise
-
-
-def _sweep(config) -> int:
-    timer = Timer()
-    started = time.perf_counter()
-    envs = make_envs(config, timer)
-    try:
-        start = time.perf_counter()
-        template = create_agents(AGENTS[config.agent], config.seeds, np.zeros((1, envs.observation_dim), np.float32),
-                                 np.zeros((1, envs.action_dim), np.float32), config.agent_config)
-        agents = restore_checkpoint(config.checkpoint, template,
-                                    f'task {config.task.env_id} (obs {envs.observation_dim}, action {envs.action_dim})')
-        timer.add('setup', time.perf_counter() - start)
-        trained_on = read_meta(config.checkpoint)['task']['env_id']
-        if trained_on != config.task.env_id:
-            print(f'note: the checkpoint was trained on {trained_on}; evaluating it on {config.task.env_id}')
-        out = config.out
-        for sub in ('eval', 'videos', 'plots'):
-            (out / sub).mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / 'config.json', config.to_json())
-        tracker = make_tracker(config)
-        results = evaluate_betas(config, agents, envs, config.final_betas, config.steps, 'sweep', out, timer,
-                                 videos=config.video_episodes > 0, bar=None)
-        tracker.log_evaluation(config.steps, 'sweep', results)
-    finally:
-        envs.close()
-    write_text_atomic(out / 'sweep.md', sweep_table(results))
-    write_text_atomic(out / 'sweep.csv', sweep_csv(results))
-    if len(results) > 1:
-        plot_success_vs_beta(results, out / 'plots' / 'success_vs_beta.png',
-                             f'{config.task.env_id}, {config.agent}, checkpoint step {config.steps}')
-    timer.add('total', time.perf_counter() - started)
-    summary = write_summary(config, out, results, timer, extra={'divergence_warnings': fallback_warning(results)})
-    tracker.finish(summary, out)
-    print_result(out, results, timer)
-    print(f'table: {out}/sweep.md, plot: {out}/plots/success_vs_beta.png')
-    print(f'page: {write_page(out)}  (python -m harness.view {out})')
-    return 0
