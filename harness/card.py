@@ -105,6 +105,7 @@ def export(args) -> int:
         'dataset': dataset_card(task.dataset_name, run_config.get('data_dir', DEFAULT_DATA_DIR)),
         'training_command': run_config['command'], 'trained_seeds': meta['seeds'], 'seeds': [args.seed],
         'updates': meta['step'], 'agent': meta['agent'], 'preset': meta['preset'], 'critic': meta['config'].get('critic', 'td'),
+        'horizon': meta['config'].get('horizon', 1),
         'reward': meta.get('reward', 'dense'),
         'wall_time_s': run_summary.get('timing_s', {}).get('total'),
         'training_time_s': training_seconds(run_dir),

@@ -188,7 +188,7 @@ def write_summary(config, out: Path, results: list[dict], timer: Timer, extra: d
         'mode': config.mode, 'steps': config.steps, 'seeds': config.seeds,
         'eval_episodes_per_seed': config.eval_episodes,
         'beta': config.beta, 'sampler': config.sampler.to_json(), 'success_timing': config.success_timing,
-        'reward': config.reward,
+        'reward': config.reward, 'horizon': config.agent_config.horizon,
         'acting': (agent_class.ACTING if agent_class.BETA is not None else
                    f'{agent_class.ACTING}: β and the sampler settings do not apply'),
         'best_beta': chosen,

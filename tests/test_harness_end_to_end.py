@@ -124,6 +124,32 @@ def test_train_then_sweep_writes_the_documented_files(data_dir, tmp_path, capsys
     assert refreshed['training_command'] == card['training_command']
 
 
+def test_a_chunked_agent_trains_acts_in_chunks_and_ships_with_its_horizon(data_dir, tmp_path):
+    """--horizon 3 end to end: recorded in config.json, summary.json and the card, acted in chunks (one
+    trace row per env step all the same), and the shipped export evaluates exactly as the run did."""
+    run = tmp_path / 'run'
+    assert run_main(main, COMMON + ['--steps', '200', '--horizon', '3', '--video-episodes', '0', '--data-dir', data_dir,
+                                    '--out', str(run)]) == 0
+    assert json.loads((run / 'config.json').read_text())['config']['horizon'] == 3
+    assert json.loads((run / 'summary.json').read_text())['horizon'] == 3
+    episodes = [json.loads(line) for line in (run / 'eval.jsonl').read_text().splitlines()]
+    trace = np.load(run / 'eval' / 'guidance-step200-beta0.3-seed0.npz')
+    assert len(trace['step']) == sum(e['length'] for e in episodes)
+    # A chunk's norms are those of its one sample: equal on the rows of its h env steps.
+    rows = np.lexsort((trace['step'], trace['episode']))
+    norms, steps = trace['guidance_norm'][rows], trace['step'][rows]
+    inside = steps % 3 != 0
+    np.testing.assert_array_equal(norms[inside], norms[np.flatnonzero(inside) - 1])
+    assert run_main(card_main, [str(run), '--seed', '0', '--name', 'chunked', '--betas', '0,1', '--eval-episodes', '2',
+                                '--root', str(tmp_path / 'shipped')]) == 0
+    card = json.loads((tmp_path / 'shipped' / 'chunked' / CARD_FILE).read_text())
+    assert card['horizon'] == 3
+    again = tmp_path / 'again'
+    assert run_main(main, card['evaluation']['argv'] + ['--video-episodes', '0', '--out', str(again)]) == 0
+    for r in json.loads((again / 'summary.json').read_text())['results']:
+        assert r['success_rate'] == card['success'][f"{r['beta']:g}"]['rate']
+
+
 @pytest.fixture(scope='module')
 def straight(data_dir, tmp_path_factory):
     """The uninterrupted run that every interrupted one must reproduce, trained once for both resume
