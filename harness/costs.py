@@ -1,5 +1,5 @@
 """What a training run will cost, said before it starts: regenerating a missing dataset, the updates,
-and the evaluation episodes, each from a rate this project measured on its 2-core CPUs (the README's
+and the evaluation episodes, each from a rate this project measured on its 2-core CPUs (docs/training.md,
 "What a training run costs"). Machines differ (about 3x between AVX2 and AVX-512 for updates), so these are
 orders of magnitude; after the first chunk of updates a run prints its own measured ETA.
 """
