@@ -20,7 +20,7 @@ episode: the shipped ant expert follows the BFS waypoints of the maze (straight 
 cell) with N(0, 0.2²) action noise clipped to [-1, 1]. Rewards are D4RL's sparse relabelling: 1 where s'
 is within 0.5 m of one fixed evaluation goal, `REWARD_GOAL_OFFSET` past the G cell.
 
-Differences from D4RL that cannot be avoided, each also in the README:
+Differences from D4RL that cannot be avoided, each also in docs/d4rl-antmaze.md:
 * physics runs on MuJoCo 3 (not mujoco-py / MuJoCo 2.0), so identical actions give other trajectories;
 * the walking policy is this project's SAC ant expert (artifacts/experts/ant.msgpack, unit goal
   directions) instead of D4RL's unpublished goal-reaching policy (fed direction × 10);

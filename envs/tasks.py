@@ -1,4 +1,4 @@
-"""Task registry: the paper's tasks (the README's task table) plus any full OGBench single-task id.
+"""Task registry: the paper's tasks (the task table of docs/datasets.md) plus any full OGBench single-task id.
 
 A `Task` carries everything the rest of the project needs to know about a task without importing
 gymnasium or OGBench: which environment to build, which dataset file to load, and the paper's

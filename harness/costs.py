@@ -1,7 +1,7 @@
 """What a training run will cost, said before it starts: regenerating a missing dataset, the updates,
 and the evaluation episodes, each from a rate this project measured on its 2-core CPUs or on a lent
-16-core GPU machine (the README's "What a training run costs"). Machines differ (about 3x between AVX2
-and AVX-512 for updates), so these are orders of magnitude; after the first chunk of updates a run
+16-core GPU machine (docs/training.md, "What a training run costs"). Machines differ (about 3x between
+AVX2 and AVX-512 for updates), so these are orders of magnitude; after the first chunk of updates a run
 prints its own measured ETA.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 prints. Every writer here is whole-file atomic or appends whole lines, so a kill never leaves a
 half-written file that looks complete.
 
-Run folder (documented in the README, "Run folder"):
+Run folder (documented in docs/run-folder.md):
     config.json        every resolved setting (task, agent config, seeds, βs, intervals, command line)
     metrics.jsonl      one line per seed and chunk of updates: step, losses, Q statistics, grad norms
     eval.jsonl         one line per evaluation episode: phase (periodic/selection/final/sweep), step, beta, seed, success, ...

@@ -46,6 +46,7 @@ def perturbed(tree, seed):
 
 
 # ---- QFQL: the two losses never share gradients ---------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize('target_action', ['flow', 'onestep', 'guided'])
 def test_actor_and_critic_losses_share_no_gradient(target_action):
     agent = QFQLAgent.create(0, DATA['observations'][:2], DATA['actions'][:2],
@@ -140,6 +141,7 @@ def test_update_applies_polyak_average_to_target_critic():
     assert int(new.step) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('agent_cls', [QFQLAgent, FQLAgent])
 def test_update_many_equals_a_loop_of_updates_and_reports_metrics(agent_cls):
     agent = agent_cls.create(0, DATA['observations'][:2], DATA['actions'][:2], TINY)
@@ -159,6 +161,7 @@ def test_update_many_equals_a_loop_of_updates_and_reports_metrics(agent_cls):
     assert all(np.isfinite(float(v)) for v in info.values())
 
 
+@pytest.mark.slow
 def test_create_and_update_many_vmap_over_seeds():
     keys = jax.random.split(jax.random.PRNGKey(0), 3)
     agents = jax.vmap(lambda k: QFQLAgent.create(k, DATA['observations'][:2], DATA['actions'][:2], TINY))(keys)
@@ -321,6 +324,7 @@ def bimodal_bandit(seed, n=2048):
 
 # Margins checked on seeds 0-7 (1500 updates each): β = 0 put 47-53 % of samples at a > 0 and
 # 88-94 % within 0.25 of a mode; β = 1 put 82-86 % at a > 0 and at most 10.4 % near the worse mode.
+@pytest.mark.slow
 @pytest.mark.parametrize('seed', [0, 1])
 def test_guidance_moves_bimodal_behaviour_to_the_better_mode(seed):
     config = AgentConfig(actor_hidden=(64, 64), critic_hidden=(64, 64), batch_size=128, flow_steps=10, lr=1e-3)

@@ -170,6 +170,7 @@ def test_missing_and_download_give_one_actionable_line(tmp_path):
         assert '\n' not in str(err.value) and d4rl_antmaze.D4RL_FILES[task.env_id] in str(err.value)
 
 
+@pytest.mark.slow
 def test_harness_trains_and_evaluates_umaze_end_to_end(tmp_path):
     from harness.errors import run_main
     from harness.run import main

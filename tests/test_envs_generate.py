@@ -320,6 +320,7 @@ def test_generation_workers_exit_when_the_generator_is_killed(tmp_path):
         proc.kill()
 
 
+@pytest.mark.slow
 def test_workers_killed_while_they_start_exit_with_harness_run(tmp_path):
     """kill -9 of `python -m harness.run` while its regeneration workers are still importing (a spawned
     worker imports harness.run's modules, JAX included, for seconds before it runs any code of ours)

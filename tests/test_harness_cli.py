@@ -127,6 +127,7 @@ def test_unwritable_out(capsys, tmp_path):
     assert status == 2 and 'not writable' in err
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_task_fails_before_writing(tmp_path):
     """A checkpoint whose shapes belong to another task: one line from the real entry point, no output folder."""
     cube = resolve_task('cube-single')
@@ -205,6 +206,7 @@ def test_a_log_line_cut_short_by_a_kill_is_dropped_only_at_the_end(tmp_path):
         read_jsonl(path)
 
 
+@pytest.mark.slow
 def test_bare_resume_picks_the_newest_unfinished_run_with_a_checkpoint(tmp_path, monkeypatch):
     """`--resume` without a folder: finished runs are skipped, and a run with a checkpoint wins over a newer one
     that was killed before its first checkpoint."""

@@ -21,6 +21,8 @@ from harness.outputs import run_folder_lock
 from harness.run import build_parser, main
 from tests.cli import run_cli
 
+pytestmark = pytest.mark.slow   # trains through the command line, kills and resumes runs
+
 # The small run of the issue these faults were found with.
 T = ['--task', 'pointmaze', '--preset', 'tiny', '--steps', '300', '--updates-per-call', '100', '--checkpoint-every',
      '100', '--eval-every', '0', '--eval-episodes', '2', '--eval-envs', '2', '--video-episodes', '0']

@@ -19,6 +19,8 @@ from harness.outputs import run_folder_lock
 from harness.run import main
 from tests.cli import run_cli
 
+pytestmark = pytest.mark.slow   # trains through the command line, kills and resumes runs
+
 COMMON = ['--task', 'pointmaze', '--preset', 'tiny', '--eval-episodes', '2', '--eval-envs', '2']
 RESUMABLE = COMMON + ['--steps', '300', '--updates-per-call', '100', '--checkpoint-every', '100', '--eval-every', '100',
                       '--video-episodes', '0']

@@ -187,6 +187,7 @@ def test_profile_averages_per_env_step_and_flow_step():
     np.testing.assert_allclose(prof['guidance_norm/by_env_step'], 1.5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('horizon', [1, 3])
 def test_a_sweep_in_one_rollout_equals_its_groups_one_by_one(horizon):
     """Every (β, seed) group of a sweep, with a real tiny agent of two seeds, gives the same episode

@@ -25,6 +25,7 @@ def _export(agent_cls, tmp_path):
     return trained, out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('agent_cls', [QFQLAgent, FQLAgent])
 def test_an_exported_agent_acts_as_it_did(agent_cls, tmp_path):
     trained, out = _export(agent_cls, tmp_path)
@@ -38,6 +39,7 @@ def test_an_exported_agent_acts_as_it_did(agent_cls, tmp_path):
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
 
+@pytest.mark.slow
 def test_a_cut_or_swapped_params_file_is_one_line(tmp_path):
     _, out = _export(QFQLAgent, tmp_path)
     whole = (out / PARAMS_FILE).read_bytes()

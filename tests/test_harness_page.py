@@ -96,6 +96,7 @@ def read_page(folder: Path) -> Page:
     return page
 
 
+@pytest.mark.slow
 def test_pages_link_inside_the_folder_and_show_the_summary(folders):
     _, run, sweep = folders
     for folder in (run, sweep):
@@ -133,6 +134,7 @@ def test_pages_link_inside_the_folder_and_show_the_summary(folders):
     assert 'max over β' not in (run / PAGE).read_text() and 'max over β' in (sweep / PAGE).read_text()
 
 
+@pytest.mark.slow
 def test_view_rewrites_lists_serves_and_refuses_bad_paths(folders, tmp_path, capsys):
     root, run, sweep = folders
     written = (run / PAGE).read_text()
@@ -258,6 +260,7 @@ VIDEOS_READY = '() => [...document.querySelectorAll("video")].every(v => v.ready
 VIDEO_STATE = '() => [...document.querySelectorAll("video")].map(v => [v.readyState, v.duration, v.videoWidth])'
 
 
+@pytest.mark.slow
 def test_chromium_plays_every_video_and_the_pair_together(folders, tmp_path):
     sync_playwright, executable = _browser_or_skip()
     root, run, sweep = folders

@@ -63,6 +63,7 @@ def _fake_wandb_calls(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / 'fake-wandb.jsonl').read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_sweep_end_to_end_retries_a_lost_worker_and_a_rerun_runs_nothing(local_ray, tmp_path, capsys):
     data = tmp_path / 'data'
     ensure_dataset(resolve_task('pointmaze'), str(data), episodes=10, seed=0)

@@ -40,6 +40,7 @@ def test_chunks_cover_the_range_and_end_on_multiples(start, length, chunk):
     assert align(length, chunk) % chunk == 0 and align(length, chunk) >= length
 
 
+@pytest.mark.slow
 def test_resumed_run_reaches_the_same_parameters(tmp_path):
     dataset = _dataset()
     straight = Trainer(_fresh(dataset), dataset, SEEDS)
@@ -56,6 +57,7 @@ def test_resumed_run_reaches_the_same_parameters(tmp_path):
     assert all(jax.tree.leaves(same))
 
 
+@pytest.mark.slow
 def test_seeds_train_independently():
     dataset = _dataset()
     both = Trainer(_fresh(dataset), dataset, SEEDS)

@@ -89,6 +89,7 @@ def euler_reference(obs, noise, num_steps):
 
 
 # ---- β = 0 ------------------------------------------------------------------------------------
+@pytest.mark.slow
 @SETTINGS
 @given(num_steps=step_counts, batch=batch_sizes, seed=seeds, at=points, scale=scales)
 def test_beta_zero_equals_unguided_euler(num_steps, batch, seed, at, scale):
@@ -200,6 +201,7 @@ def test_trust_ratio_bounds_guidance_by_velocity(beta, ratio, num_steps, batch, 
 @SETTINGS
 @given(beta=st.floats(0.0, 5.0), num_steps=step_counts, seed=seeds, use_clip=st.booleans(),
        use_trust=st.booleans(), at=points, scale=scales)
+@pytest.mark.slow
 def test_rows_are_independent(beta, num_steps, seed, use_clip, use_trust, at, scale):
     obs, noise = inputs(seed, 4)
     kwargs = dict(q='steep', num_steps=num_steps, use_clip=use_clip, use_trust=use_trust, at=at, scale=scale)
@@ -214,6 +216,7 @@ def test_rows_are_independent(beta, num_steps, seed, use_clip, use_trust, at, sc
 @SETTINGS
 @given(beta=betas, num_steps=step_counts, seed=seeds, schedule=schedules, use_clip=st.booleans(),
        use_trust=st.booleans(), at=points, scale=scales)
+@pytest.mark.slow
 def test_one_beta_per_row_equals_each_row_at_its_own_beta(beta, num_steps, seed, schedule, use_clip, use_trust,
                                                           at, scale):
     """A whole β sweep in one batch: row i at β_i is row i sampled with the scalar β_i, and a β = 0 row
@@ -246,6 +249,7 @@ def test_output_is_finite_and_in_the_box_from_any_start(beta, num_steps, batch, 
 @SETTINGS
 @given(beta=betas, num_steps=step_counts, seed=seeds, bad=st.sampled_from([np.nan, np.inf, -np.inf]),
        use_clip=st.booleans(), use_trust=st.booleans(), at=points, scale=scales)
+@pytest.mark.slow
 def test_nonfinite_guidance_falls_back_to_unguided_and_is_counted(beta, num_steps, seed, bad, use_clip,
                                                                   use_trust, at, scale):
     obs, noise = inputs(seed, 6)
@@ -263,6 +267,7 @@ def test_nonfinite_guidance_falls_back_to_unguided_and_is_counted(beta, num_step
     assert int(diag['nonfinite_fallbacks']) == bad_rows.sum() * num_steps
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(beta=st.floats(0.01, 2.0), num_steps=st.sampled_from([4, 8]), batch=batch_sizes, seed=seeds)
 def test_small_guided_steps_do_not_decrease_concave_q(beta, num_steps, batch, seed):
@@ -274,6 +279,7 @@ def test_small_guided_steps_do_not_decrease_concave_q(beta, num_steps, batch, se
 
 
 # ---- where ∇Q is taken, and scale-free guidance -------------------------------------------------
+@pytest.mark.slow
 @SETTINGS
 @given(beta=st.floats(0.01, 0.5), num_steps=step_counts, batch=batch_sizes, seed=seeds)
 def test_guidance_points_agree_when_the_flow_is_still(beta, num_steps, batch, seed):
@@ -312,6 +318,7 @@ def test_jacobian_mode_scales_guidance_by_the_affine_flow_factor(beta, num_steps
                                rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(beta=betas, num_steps=step_counts, batch=batch_sizes, seed=seeds, at=points)
 def test_relative_guidance_is_beta_times_the_flow_and_ignores_the_scale_of_q(beta, num_steps, batch, seed, at):
@@ -341,6 +348,7 @@ def test_ensemble_q_aggregation_for_guidance():
     np.testing.assert_allclose(min_out, noise + W, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(beta=st.floats(0.0, 5.0), num_steps=step_counts, seed=seeds, at=points)
 def test_a_non_finite_actor_output_never_reaches_the_action_and_is_counted_apart(beta, num_steps, seed, at):

@@ -52,6 +52,7 @@ def test_there_is_a_shipped_checkpoint():
     assert SHIPPED, f'no shipped checkpoint under {SHIPPED_ROOT}/ (python -m harness.card writes them)'
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('shipped', SHIPPED, ids=lambda p: p.name)
 def test_shipped_checkpoint_reproduces_its_card(shipped, tmp_path):
     card = json.loads((shipped / CARD_FILE).read_text())

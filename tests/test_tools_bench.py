@@ -11,6 +11,7 @@ from tools.bench_measure import QUICK, Report, synthetic_dataset
 from tests.cli import run_cli
 
 
+@pytest.mark.slow
 def test_gpu_figure_code_path_reports_consistent_rows():
     report = Report(backend='gpu', device='forced', mode='quick', preset='tiny', task='pointmaze', obs_dim=6, act_dim=3)
     sizes = dataclasses.replace(QUICK, gpu_chunk=4, gpu_full_run=False)

@@ -57,6 +57,7 @@ def test_tanh_gaussian_log_prob_matches_change_of_variables():
     assert np.allclose(logp, expected, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_sac_training_resumes_from_its_checkpoint_and_exports_a_card_of_it(tmp_path, monkeypatch):
     tiny = dataclasses.replace(
         experts.EXPERTS['ant'], sac=dataclasses.replace(sac.SACConfig(), actor_hidden=(16,), critic_hidden=(16,),

@@ -8,7 +8,7 @@ Every ratio compares variants measured side by side in ONE process, in interleav
 makes the drift hit every variant alike. Absolute numbers are only as good as the machine's load;
 the ratios are what we report.
 
-Figures (the numbers are the row labels of the README's speed table):
+Figures (the numbers are the row labels of the speed table in docs/speed.md):
   1  training updates/s: QFQL (flow target), QFQL (one-step target), FQL; same networks and batch;
      synthetic batches with the task's observation/action sizes (read from the env itself); 1c is
      the opt-in next step for 1a, the flow target with fewer Euler steps (--target-flow-steps)

@@ -1,5 +1,5 @@
 """The figures of `python -m tools.bench`: what each one compares, side by side in one process, and
-the target it is held to (the numbering is the README speed table's; tools/bench.py lists them)."""
+the target it is held to (the numbering is the speed table's in docs/speed.md; tools/bench.py lists them)."""
 from __future__ import annotations
 
 import dataclasses
