@@ -113,17 +113,17 @@ def critic_table(q: np.ndarray, steps: np.ndarray, collected: np.ndarray, discou
     return rows
 
 
-def critic_values(run_dir: Path, dataset: dict, seed_index: int) -> tuple[np.ndarray, int, int]:
-    """Q of every dataset transition's own action under one seed's critic (ensemble mean), the seed and
-    the checkpoint step."""
+def critic_values(run_dir: Path, dataset: dict, seed_index: int, step: int | None) -> tuple[np.ndarray, int, int]:
+    """Q of every dataset transition's own action under one seed's critic (ensemble mean) at checkpoint
+    `step` (None: the newest), the seed and the checkpoint step."""
     import jax
     import jax.numpy as jnp
 
     from agents import AGENTS, AgentConfig
     from agents.training import create_agents, select_seed
-    from harness.checkpoints import find_checkpoint, read_meta, restore_checkpoint
+    from harness.checkpoints import checkpoint_dir, find_checkpoint, read_meta, restore_checkpoint
 
-    checkpoint = find_checkpoint(run_dir)
+    checkpoint = find_checkpoint(run_dir if step is None else checkpoint_dir(run_dir / 'checkpoints', step))
     meta = read_meta(checkpoint)
     seeds = list(meta['seeds'])
     if not 0 <= seed_index < len(seeds):
@@ -162,6 +162,8 @@ def parse_args(argv):
     p.add_argument('--task', help='a task name or single-task id (data only, without a run folder)')
     p.add_argument('--data-dir', help='dataset folder (default: the run\'s, else ~/.ogbench/data)')
     p.add_argument('--seed-index', type=int, default=0, help='which of the run\'s seeds to probe (default the first)')
+    p.add_argument('--step', type=int, help='probe the critic of this checkpoint step (default the newest), e.g. to '
+                                            'follow how far the values have propagated over training')
     args = p.parse_args(argv)
     if (args.run is None) == (args.task is None):
         p.error('give a run folder or --task, not both and not neither')
@@ -194,7 +196,7 @@ def main(argv=None) -> int:
         return 0
     steps = steps_to_success(dataset['masks'], episodes)
     collected = discounted_return(dataset['rewards'], dataset['masks'], episodes, discount)
-    q, seed, step = critic_values(run_dir, dataset, args.seed_index)
+    q, seed, step = critic_values(run_dir, dataset, args.seed_index, args.step)
     print(f'critic: seed {seed}, checkpoint step {step}; Q of the dataset\'s actions by steps to the next success')
     sparse = bool(np.isin(dataset['rewards'], (-1.0, 0.0)).all())
     for line in critic_table(q, steps, collected, discount, sparse):
