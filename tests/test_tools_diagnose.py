@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness.errors import run_main
 from tests.cli import run_cli
 from agents.chunks import episode_ids
 from tools.diagnose import NEVER, discounted_return, group_labels, group_of, ideal_q, main, steps_to_success
@@ -82,3 +83,30 @@ def test_a_run_folder_and_a_task_are_refused_together_and_a_folder_without_a_con
     assert status == 2 and 'not both' in err
     status, err = run_cli(main, [str(tmp_path)], capsys)
     assert status == 2 and 'no config.json' in err and err.count('\n') == 1
+
+
+@pytest.mark.slow
+def test_the_diagnosis_of_a_trained_run_counts_the_data_and_probes_the_chosen_checkpoint(tmp_path, capsys):
+    from envs.datasets import ensure_dataset, load_task_dataset
+    from envs.tasks import resolve_task
+    from harness.run import main as run
+
+    task = resolve_task('pointmaze')
+    data_dir = str(tmp_path / 'data')
+    ensure_dataset(task, data_dir, episodes=4, seed=0)
+    out = tmp_path / 'run'
+    status, _ = run_cli(run, ['--task', 'pointmaze', '--preset', 'tiny', '--steps', '200', '--checkpoint-every', '100',
+                              '--updates-per-call', '100', '--eval-episodes', '1', '--eval-envs', '1',
+                              '--video-episodes', '0', '--data-dir', data_dir, '--out', str(out)], capsys)
+    assert status == 0
+    assert run_main(main, [str(out), '--step', '100']) == 0
+    printed = capsys.readouterr().out
+    dataset = load_task_dataset(task, data_dir)
+    episodes = episode_ids(dataset['observations'], dataset['next_observations'])
+    solving = len(np.unique(episodes[dataset['masks'] == 0]))
+    assert f'data: {solving}/4 episodes ever solve the task' in printed
+    assert 'checkpoint step 100' in printed and 'actor: held-out success at β = 0.3: ' in printed
+    rows = [line for line in printed.splitlines() if line.startswith('| ') and not line.startswith('| steps')]
+    assert [row.split(' | ')[0][2:] for row in rows] == group_labels()
+    counted = sum(int(row.split(' | ')[1].replace(',', '')) for row in rows)
+    assert counted == len(dataset['masks'])
