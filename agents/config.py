@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from agents.flags import positive, setting
+
 Q_AGGREGATIONS = ('mean', 'min')
 TARGET_ACTIONS = ('flow', 'onestep', 'guided')
 BETA_SCHEDULES = ('constant', 'linear', 'cosine')
@@ -19,6 +21,11 @@ GUIDANCE_POINTS = ('noisy', 'denoised', 'denoised-jacobian')
 # How β scales the guidance: β∇Q (eq. 5), or β‖v‖ ∇Q/‖∇Q‖, which no rescaling of Q can change.
 GUIDANCE_SCALES = ('absolute', 'relative')
 CRITICS = ('td', 'expectile')
+
+
+def _sampler_default(default):
+    """An AgentConfig field that is also a SamplerSettings field of the same name (see `sampler_defaults`)."""
+    return dataclasses.field(default=default, metadata={'sampler': True})
 
 
 @dataclass(frozen=True)
@@ -61,21 +68,34 @@ class AgentConfig:
     num_critics: int = 2
     lr: float = 3e-4
     batch_size: int = 256
-    discount: float = 0.99
+    # A field made with `setting` is a training setting with a flag of `python -m harness.run` (agents/flags.py):
+    # a new run takes the flag, a resumed one refuses a change, and another agent's run refuses one that an
+    # agent class names in its CONFIG_FIELDS. Nothing else in the harness names it.
+    discount: float = setting(0.99, 'γ of the TD target', parse=float, task_default=True)
     tau: float = 0.005
     flow_steps: int = 10
-    q_agg: str = 'mean'              # target-Q aggregation over the ensemble (TD target)
-    target_action: str = 'flow'      # see class docstring
-    target_flow_steps: int | None = None  # Euler steps of the flow/guided target action (None: flow_steps)
-    beta: float = 0.0                # guidance strength of the 'guided' target action
-    guidance_q_agg: str = 'mean'     # ensemble aggregation of Q whose gradient guides sampling
-    grad_clip: float | None = None   # per-sample clip of ‖∇_a Q‖ (sampler default)
-    trust_ratio: float | None = None  # ‖β∇Q‖ ≤ ρ‖v‖ guard (sampler default)
-    critic: str = 'td'               # QFQL's critic: 'td' (eq. 4) or 'expectile' (see class docstring)
-    expectile: float = 0.9           # τ of the expectile critic's value regression
-    alpha: float = 10.0              # FQL only: distillation weight
+    q_agg: str = setting('mean', 'target-Q aggregation over the ensemble (TD target)', choices=Q_AGGREGATIONS,
+                         task_default=True)
+    target_action: str = setting('flow', "QFQL's target action ã' for the TD target (guided uses the run's β)",
+                                 choices=TARGET_ACTIONS)
+    target_flow_steps: int | None = setting(
+        None, "Euler steps of the flow/guided target action only (default: the preset's flow steps, 10)",
+        parse=positive(True))
+    beta: float = 0.0                # guidance strength of the 'guided' target action (the run's β)
+    # The sampler's own settings, whose flags are SamplerSettings' (agents/sampler.py): they are the ones
+    # the agent acts with by default and the guided target action trains with.
+    guidance_q_agg: str = _sampler_default('mean')  # ensemble aggregation of Q whose gradient guides sampling
+    grad_clip: float | None = _sampler_default(None)  # per-sample clip of ‖∇_a Q‖
+    trust_ratio: float | None = _sampler_default(None)  # ‖β∇Q‖ ≤ ρ‖v‖ guard
+    critic: str = setting('td', "QFQL's critic: td (eq. 4) or expectile (in-sample, IQL-style; no actor samples)",
+                          choices=CRITICS)
+    expectile: float = setting(0.9, 'τ of the expectile critic', parse=float)
+    alpha: float = setting(10.0, 'FQL distillation weight', parse=float,
+                           shown_default="the task's, from the FQL paper")
     normalize_q_loss: bool = False   # FQL only: divide the Q loss by stop_grad(mean |Q|)
-    horizon: int = 1                 # action-chunk length h (see class docstring)
+    horizon: int = setting(1, 'action-chunk length h (1 is the paper): actor and critic act on h env actions at '
+                           'once, the critic backs up h steps, and acting runs each chunk open loop',
+                           parse=positive(True))
 
     def __post_init__(self):
         # Lists from JSON / CLI become tuples so that the config stays hashable.
@@ -117,6 +137,12 @@ class AgentConfig:
         if unknown:
             raise ValueError(f'unknown AgentConfig field(s) {unknown}; valid fields: {sorted(valid)}')
         return dataclasses.replace(self, **overrides)
+
+
+def sampler_defaults(config: AgentConfig) -> dict:
+    """The config's sampler settings by name: the agent acts with them unless told otherwise, and a new
+    run's sampler flags set them (so that the guided target action trains with what acting uses)."""
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.metadata.get('sampler')}
 
 
 PRESETS: dict[str, AgentConfig] = {

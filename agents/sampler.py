@@ -30,7 +30,6 @@ cond over a batched β becomes a select that runs both branches -- results are s
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -38,30 +37,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agents.config import BETA_SCHEDULES, GUIDANCE_POINTS, GUIDANCE_SCALES, Q_AGGREGATIONS, TIME_GRIDS
+from agents.config import (BETA_SCHEDULES, GUIDANCE_POINTS, GUIDANCE_SCALES, Q_AGGREGATIONS, TIME_GRIDS,
+                           sampler_defaults)
+from agents.flags import positive, setting
 
 VelocityFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 QFn = Callable[[jax.Array, jax.Array], jax.Array]
-
-
-def _positive(integer: bool, note: str = '') -> Callable[[str], float | int]:
-    """A command-line parser of a setting that must be finite and > 0 (and whole if `integer`)."""
-    expected = 'a positive integer' if integer else 'a finite number > 0'
-
-    def parse(text: str):
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not (math.isfinite(value) and value > 0 and (value.is_integer() or not integer)):
-            raise ValueError(f"expected {expected}, got '{text}'{note}")
-        return int(value) if integer else value
-    return parse
-
-
-def _setting(default, help: str, *, choices: tuple[str, ...] | None = None, parse: Callable | None = None):
-    """A field of SamplerSettings; the command line makes its flag from the metadata (harness/run.py)."""
-    return dataclasses.field(default=default, metadata={'help': help, 'choices': choices, 'parse': parse})
 
 
 @dataclass(frozen=True)
@@ -72,25 +53,25 @@ class SamplerSettings:
     Defaults are eq. 5 as the paper runs it. Every field but `flow_steps` is the sampler keyword of
     the same name; `flow_steps` None acts with the agent's trained step count. The field names are
     config.json's 'sampler' keys and a shipped card's, and each is a flag of `python -m harness.run`."""
-    beta_schedule: str = _setting('constant', 'β over the flow steps', choices=BETA_SCHEDULES)
-    grad_clip: float | None = _setting(None, 'clip ‖∇Q‖ per sample to this (default: none)',
-                                       parse=_positive(False))
-    trust_ratio: float | None = _setting(
+    beta_schedule: str = setting('constant', 'β over the flow steps', choices=BETA_SCHEDULES)
+    grad_clip: float | None = setting(None, 'clip ‖∇Q‖ per sample to this (default: none)',
+                                      parse=positive(False))
+    trust_ratio: float | None = setting(
         None, 'cap ‖guidance‖ at this times ‖v‖ (default: none)',
-        parse=_positive(False, ' (ρ = 0 caps every guidance step at zero; for no guidance at all, pass --beta 0)'))
-    flow_steps: int | None = _setting(None, 'Euler steps when acting (default: the trained K)',
-                                      parse=_positive(True))
-    guidance_q_agg: str = _setting('mean', 'ensemble Q whose gradient guides', choices=Q_AGGREGATIONS)
-    guidance_at: str = _setting('noisy', 'where ∇Q is taken: noisy (eq. 5), denoised (at the one-step clean '
-                                'estimate), denoised-jacobian (also through v)', choices=GUIDANCE_POINTS)
-    guidance_scale: str = _setting('absolute', 'absolute: β∇Q as eq. 5; relative: β‖v‖∇Q/‖∇Q‖, the same β on '
-                                   'every task', choices=GUIDANCE_SCALES)
+        parse=positive(False, ' (ρ = 0 caps every guidance step at zero; for no guidance at all, pass --beta 0)'))
+    flow_steps: int | None = setting(None, 'Euler steps when acting (default: the trained K)',
+                                     parse=positive(True))
+    guidance_q_agg: str = setting('mean', 'ensemble Q whose gradient guides', choices=Q_AGGREGATIONS)
+    guidance_at: str = setting('noisy', 'where ∇Q is taken: noisy (eq. 5), denoised (at the one-step clean '
+                               'estimate), denoised-jacobian (also through v)', choices=GUIDANCE_POINTS)
+    guidance_scale: str = setting('absolute', 'absolute: β∇Q as eq. 5; relative: β‖v‖∇Q/‖∇Q‖, the same β on '
+                                  'every task', choices=GUIDANCE_SCALES)
 
     @classmethod
     def of(cls, config) -> 'SamplerSettings':
-        """The defaults an agent acts with: its AgentConfig's guards and guidance ensemble aggregation
-        (the ones the guided TD target trains with), eq. 5 otherwise."""
-        return cls(grad_clip=config.grad_clip, trust_ratio=config.trust_ratio, guidance_q_agg=config.guidance_q_agg)
+        """The defaults an agent acts with: its AgentConfig's sampler fields (the guards and guidance
+        ensemble aggregation the guided TD target trains with), eq. 5 otherwise."""
+        return cls(**sampler_defaults(config))
 
     def sample_kwargs(self) -> dict:
         """`guided_flow_sample`'s keyword arguments (flow_steps is its `num_steps`, which the agent resolves)."""

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agents import AGENTS, DEFAULT_AGENT, AgentConfig, resolve_config
+from agents.config import sampler_defaults
+from agents.flags import flag_fields, flag_name
 from agents.sampler import SamplerSettings
 from envs.datasets import DEFAULT_DATA_DIR
 from envs.tasks import Task, resolve_task
@@ -273,22 +275,21 @@ def _run_name(task_name: str, agent: str, preset: str, seeds: list[int]) -> str:
 
 
 def _agent_config_for(task, agent: str, preset: str, beta: float, args) -> AgentConfig:
+    """The preset's config with, on top, the task's defaults (the Task's attributes for the fields marked
+    task_default, and the agent's own `task_config`), the run's β, and every training flag given -- the
+    sampler flags too: the guided target action trains with the guards the agent acts with."""
     agent_class = AGENTS[agent]
-    # The guided TD target (--target-action guided) runs the sampler too, with these guards.
-    flags = {'critic': args.critic, 'expectile': args.expectile, 'grad_clip': args.grad_clip,
-             'trust_ratio': args.trust_ratio, 'guidance_q_agg': args.guidance_q_agg, 'alpha': args.alpha,
-             'target_action': args.target_action, 'target_flow_steps': args.target_flow_steps,
-             'horizon': args.horizon}
-    given = {field: value for field, value in flags.items() if value is not None}
+    training = flag_fields(AgentConfig)
+    flagged = [f.name for f in training] + list(sampler_defaults(AgentConfig()))
+    given = {name: getattr(args, name) for name in flagged if getattr(args, name) is not None}
     owners = {field: name for name, other in AGENTS.items() for field in other.CONFIG_FIELDS}
     foreign = [field for field in given if field in owners and field not in agent_class.CONFIG_FIELDS]
     if foreign:
         owner = owners[foreign[0]]
-        raise UsageError(f"{', '.join('--' + f.replace('_', '-') for f in foreign)}: {AGENTS[owner].TITLE} options, "
+        raise UsageError(f"{', '.join(flag_name(f) for f in foreign)}: {AGENTS[owner].TITLE} options, "
                          f'which {agent_class.TITLE} does not read; drop them or use --agent {owner}')
-    overrides = {'discount': task.discount if args.discount is None else args.discount,
-                 'q_agg': task.q_agg if args.q_agg is None else args.q_agg,
-                 'beta': beta, **agent_class.task_config(task.env_id, task.source), **given}
+    task_defaults = {f.name: getattr(task, f.name) for f in training if f.metadata['task_default']}
+    overrides = {**task_defaults, 'beta': beta, **agent_class.task_config(task.env_id, task.source), **given}
     try:
         return resolve_config(preset, **overrides)
     except ValueError as error:
@@ -312,11 +313,10 @@ def _refuse_training_changes(args, saved: dict, run_dir: Path) -> None:
     config = saved['config']
     seeds = args.seeds or ([args.seed] if args.seed is not None else None)
     given = {'--agent': (args.agent, saved['agent']), '--preset': (args.preset, saved['preset']),
-             '--seed/--seeds': (seeds, saved['seeds']), '--discount': (args.discount, config['discount']),
-             '--q-agg': (args.q_agg, config['q_agg']), '--target-action': (args.target_action, config['target_action']),
-             '--target-flow-steps': (args.target_flow_steps, config['target_flow_steps']),
-             '--critic': (args.critic, config.get('critic', 'td')), '--expectile': (args.expectile, config.get('expectile')),
-             '--alpha': (args.alpha, config['alpha']), '--horizon': (args.horizon, config.get('horizon', 1)),
+             '--seed/--seeds': (seeds, saved['seeds']),
+             # A field a run's config.json predates was trained with its default.
+             **{flag_name(f.name): (getattr(args, f.name), config.get(f.name, f.default))
+                for f in flag_fields(AgentConfig)},
              '--updates-per-call': (args.updates_per_call, saved['updates_per_call']),
              '--dataset-episodes': (args.dataset_episodes, saved['dataset_episodes']),
              '--data-dir': (args.data_dir, saved['data_dir'])}

@@ -13,7 +13,6 @@ Every input is checked by `harness/config.py` before anything is written; a mist
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import os
 import signal
@@ -23,7 +22,8 @@ from typing import Sequence
 
 import jax
 
-from agents import AGENTS, DEFAULT_AGENT
+from agents import AGENTS, DEFAULT_AGENT, AgentConfig
+from agents.flags import flag_fields, flag_name
 from agents.sampler import SamplerSettings
 from envs.dataset_spec import dataset_paths
 from harness.beta_sweep import evaluate_checkpoint
@@ -141,19 +141,30 @@ nonnegative_float = _bounded_number('a finite number >= 0', integer=False, allow
 
 
 def add_settings_flags(group, settings_class) -> None:
-    """One flag per field of a settings dataclass, from its metadata (help, choices, parse); a flag
-    left out is None, so the plan can tell it from a value given."""
-    for field in dataclasses.fields(settings_class):
+    """One flag per field of a settings dataclass that has flag metadata (agents/flags.py: help,
+    choices, parse, the default it states); a flag left out is None, so the plan can tell it from a
+    value given."""
+    for field in flag_fields(settings_class):
         meta = field.metadata
-        shown = f' (default {field.default})' if field.default is not None else ''
-        group.add_argument('--' + field.name.replace('_', '-'), dest=field.name, choices=meta['choices'],
-                           type=_flag_type(meta['parse']), help=meta['help'] + shown)
+        group.add_argument(flag_name(field.name), dest=field.name, choices=meta['choices'],
+                           type=_flag_type(meta['parse']), help=meta['help'] + _shown_default(field))
+
+
+def _shown_default(field) -> str:
+    """How a flag's help ends: the default it takes when left out."""
+    meta = field.metadata
+    if meta['shown_default'] is not None:
+        return f" (default: {meta['shown_default']})"
+    if meta['task_default']:
+        return " (default: the task's)"
+    return f' (default {field.default})' if field.default is not None else ''
 
 
 def _flag_type(parse):
-    """An argparse type from a settings parser, whose ValueError becomes the flag's one-line error."""
-    if parse is None:
-        return None
+    """An argparse type from a settings parser, whose ValueError becomes the flag's one-line error; a
+    type (float) is argparse's own, with its own message for text it cannot read."""
+    if parse is None or isinstance(parse, type):
+        return parse
 
     def checked(text: str):
         try:
@@ -188,19 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--frame-skip', type=positive_int, default=None, help='render every Nth env step (default: about 100 frames per episode)')
     p.add_argument('--checkpoint-every', type=nonnegative_int, help='updates between checkpoints (one is always written at the end)')
     p.add_argument('--updates-per-call', type=positive_int, help='updates per jitted call')
-    p.add_argument('--discount', type=float, help="override the task's discount")
-    p.add_argument('--q-agg', choices=['mean', 'min'], help="override the task's target-Q aggregation")
-    p.add_argument('--target-action', choices=['flow', 'onestep', 'guided'],
-                   help="QFQL's target action ã' for the TD target (default flow; guided uses the run's β)")
-    p.add_argument('--target-flow-steps', type=positive_int,
-                   help="Euler steps of the flow/guided target action only (default: the preset's flow steps, 10)")
-    p.add_argument('--critic', choices=['td', 'expectile'],
-                   help="QFQL's critic: td (default, eq. 4) or expectile (in-sample, IQL-style; no actor samples)")
-    p.add_argument('--expectile', type=float, help='τ of the expectile critic (default 0.9)')
-    p.add_argument('--horizon', type=positive_int,
-                   help='action-chunk length h (default 1, the paper): actor and critic act on h env actions at '
-                        'once, the critic backs up h steps, and acting runs each chunk open loop')
-    p.add_argument('--alpha', type=float, help='FQL distillation weight (default: the task\'s from the FQL paper)')
+    add_settings_flags(p.add_argument_group('training settings of the agent (--resume refuses a change)'),
+                       AgentConfig)
     add_settings_flags(p.add_argument_group(
         'guided sampler (test time only: may differ between --checkpoint sweeps and on --resume)'), SamplerSettings)
     p.add_argument('--held-out', choices=['all', 'selected'],

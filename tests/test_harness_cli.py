@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import jax.numpy as jnp
 import pytest
 
-from agents import PRESETS, QFQLAgent
+from agents import AGENTS, PRESETS, AgentConfig, QFQLAgent
+from agents.flags import flag_fields, flag_name
 from agents.training import create_agents
 from envs.tasks import resolve_task
 from harness.card import main as card_main
@@ -101,6 +102,37 @@ def test_resume_refuses_training_changes_and_takes_evaluation_changes(tmp_path, 
     assert (resumed.beta, resumed.eval_episodes, resumed.sampler.guidance_at, resumed.start_step) == (3.0, 2, 'denoised', 250)
     assert resumed.agent_config == plan.agent_config and resumed.seeds == plan.seeds
     assert resumed.evaluation_settings()['eval_episodes'] == 2
+
+
+def _another_value(field: dataclasses.Field) -> str:
+    """Flag text of a valid value other than the field's default."""
+    if field.metadata['choices']:
+        return next(choice for choice in field.metadata['choices'] if choice != field.default)
+    return '2' if field.default in (None, 1) else f'{field.default / 2:g}'
+
+
+@pytest.mark.parametrize('field', flag_fields(AgentConfig), ids=lambda field: field.name)
+def test_every_training_setting_is_a_flag_recorded_in_config_json_that_resume_keeps(field, tmp_path, capsys):
+    """The fields of AgentConfig made with agents/flags.py `setting` are the training flags: each reaches
+    config.json, and --resume takes the recorded value and refuses another, in one line."""
+    agent = next((name for name, agent_class in AGENTS.items() if field.name in agent_class.CONFIG_FIELDS), 'qfql')
+    flag, text = flag_name(field.name), _another_value(field)
+
+    def plan_and_record(run, *argv):
+        plan = plan_run(build_parser().parse_args(['--task', 'pointmaze', '--preset', 'tiny', '--agent', agent,
+                                                   *argv, '--out', str(run)]))
+        run.mkdir()
+        write_json_atomic(run / 'config.json', plan.to_json())
+        return getattr(plan.agent_config, field.name)
+
+    given = plan_and_record(tmp_path / 'given', flag, text)
+    default = plan_and_record(tmp_path / 'default')
+    assert given != default and json.loads((tmp_path / 'given' / 'config.json').read_text())['config'][field.name] == given
+    resumed = plan_run(build_parser().parse_args(['--resume', str(tmp_path / 'given'), flag, text]))
+    assert getattr(resumed.agent_config, field.name) == given
+    status, err = run_cli(main, ['--resume', str(tmp_path / 'default'), flag, text], capsys)
+    assert status == 2 and err.count('\n') == 1
+    assert f'would change its training: {flag} {given} (trained with {default}); drop these flags' in err
 
 
 def test_resume_without_checkpoint(capsys, tmp_path):
