@@ -23,14 +23,11 @@ from pathlib import Path
 from typing import Sequence
 
 import jax
-import numpy as np
 
-from agents import AGENTS, AgentConfig
-from agents.training import create_agents
 from envs.datasets import DEFAULT_DATA_DIR
 from envs.tasks import resolve_task
 from envs.vector import make_task_env
-from harness.checkpoints import CARD_FILE, export_params, find_checkpoint, read_meta, restore_checkpoint
+from harness.checkpoints import CARD_FILE, export_params, find_checkpoint, read_meta, restore_as_trained
 from harness.config import check_writable
 from harness.errors import OneLineArgumentParser, UsageError, run_main
 from harness.files import write_json_atomic
@@ -89,9 +86,7 @@ def export(args) -> int:
     env = make_task_env(task.env_id)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     env.close()
-    template = create_agents(AGENTS[meta['agent']], meta['seeds'], np.zeros((1, obs_dim), np.float32),
-                             np.zeros((1, act_dim), np.float32), AgentConfig(**meta['config']))
-    agents = restore_checkpoint(checkpoint, template, f'task {task.env_id}')
+    agents, _ = restore_as_trained(checkpoint, obs_dim, act_dim, f'task {task.env_id}')
     index = meta['seeds'].index(args.seed)
     one_seed = jax.tree.map(lambda x: x[index:index + 1], agents)
     out = Path(args.root) / args.name

@@ -349,6 +349,19 @@ def restore_checkpoint(checkpoint: Path, template: Any, expected_what: str) -> A
             checkpointer.close()
 
 
+def restore_as_trained(checkpoint: Path, observation_dim: int, action_dim: int, expected_what: str) -> tuple[Any, dict]:
+    """(stacked agents, meta) of a checkpoint, restored into a template built from its own meta (agent,
+    seeds, training config): what exporting or probing a finished run needs. An evaluation that
+    overrides sampler settings builds its own template instead."""
+    from agents import AGENTS, AgentConfig
+    from agents.training import create_agents
+
+    meta = read_meta(checkpoint)
+    template = create_agents(AGENTS[meta['agent']], meta['seeds'], np.zeros((1, observation_dim), np.float32),
+                             np.zeros((1, action_dim), np.float32), AgentConfig(**meta['config']))
+    return restore_checkpoint(checkpoint, template, expected_what), meta
+
+
 def restore_newest_intact(root: Path, template: Any, expected_what: str) -> tuple[int, Path, Any] | None:
     """(step, folder, state) of the newest checkpoint under `root` that reads back, or None when every
     one is damaged. A damaged one (a part missing, a file cut short or overwritten, broken metadata) is

@@ -54,8 +54,8 @@ from harness.tracking import import_wandb
 # job's argv lists them; the training-only ones go to training jobs only. The sweep's parser copies
 # them from harness.run's (flag, type, choices, help), so they are declared once.
 EVALUATION_FLAGS = ('eval_episodes', 'eval_envs', 'video_episodes', 'success_timing', 'wandb')
-TRAINING_FLAGS = ('preset', 'steps', 'eval_every', 'checkpoint_every', 'data_dir', 'dataset_episodes', 'reward',
-                  'download')
+TRAINING_FLAGS = ('preset', 'steps', 'horizon', 'eval_every', 'checkpoint_every', 'data_dir', 'dataset_episodes',
+                  'reward', 'download')
 RUN_FLAGS = {action.dest: action for action in run.build_parser()._actions}
 
 

@@ -120,14 +120,15 @@ def test_sweep_end_to_end_retries_a_lost_worker_and_a_rerun_runs_nothing(local_r
 
 def test_jobs_split_seeds_and_combine_them_back():
     args = build_parser().parse_args(['--tasks', 'scene', '--seeds', '0-3', '--seeds-per-job', '2', '--betas', '0,1',
-                                      '--preset', 'small', '--out', 'unused'])
+                                      '--preset', 'small', '--horizon', '5', '--out', 'unused'])
     jobs = plan_jobs(args, Path('/sweep'))
     assert [j.name for j in jobs] == ['scene-qfql-s0_1', 'scene-qfql-s0_1-betas', 'scene-qfql-s2_3',
                                       'scene-qfql-s2_3-betas', 'scene-fql-s0_1', 'scene-fql-s2_3']
     sweep = jobs[1]
     assert sweep.needs == 'scene-qfql-s0_1' and sweep.argv[:4] == ('--checkpoint', '/sweep/runs/scene-qfql-s0_1',
                                                                    '--betas', '0,1')
-    assert '--betas' not in jobs[4].argv and ('--preset', 'small') == jobs[4].argv[6:8]
+    assert '--betas' not in jobs[4].argv and ('--preset', 'small', '--horizon', '5') == jobs[4].argv[6:10]
+    assert '--horizon' not in sweep.argv  # a β sweep acts with the horizon its checkpoint was trained with
     # Two groups of two seeds: one result per β over all four seeds.
     groups = [{'results': [{'beta': 0.0, 'per_seed_success': [0.0, 0.5], 'seeds': [0, 1], 'episodes_per_seed': 4,
                             'selection_success_rate': 0.25}]},

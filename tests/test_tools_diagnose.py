@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from harness.errors import run_main
 from tests.cli import run_cli
-from agents.chunks import episode_ids
+from agents.chunks import chunk_starts, episode_ids
 from tools.diagnose import NEVER, discounted_return, group_labels, group_of, ideal_q, main, steps_to_success
 
 # Episodes of 1-6 transitions, each transition solved (mask 0) or not.
@@ -86,7 +86,9 @@ def test_a_run_folder_and_a_task_are_refused_together_and_a_folder_without_a_con
 
 
 @pytest.mark.slow
-def test_the_diagnosis_of_a_trained_run_counts_the_data_and_probes_the_chosen_checkpoint(tmp_path, capsys):
+@pytest.mark.parametrize('horizon', [1, 3])
+def test_the_diagnosis_of_a_trained_run_counts_the_data_and_probes_the_chosen_checkpoint(tmp_path, capsys, horizon):
+    """A horizon-h critic is probed on the chunks the data took, one row per chunk start."""
     from envs.datasets import ensure_dataset, load_task_dataset
     from envs.tasks import resolve_task
     from harness.run import main as run
@@ -97,7 +99,8 @@ def test_the_diagnosis_of_a_trained_run_counts_the_data_and_probes_the_chosen_ch
     out = tmp_path / 'run'
     status, _ = run_cli(run, ['--task', 'pointmaze', '--preset', 'tiny', '--steps', '200', '--checkpoint-every', '100',
                               '--updates-per-call', '100', '--eval-episodes', '1', '--eval-envs', '1',
-                              '--video-episodes', '0', '--data-dir', data_dir, '--out', str(out)], capsys)
+                              '--video-episodes', '0', '--data-dir', data_dir, '--horizon', str(horizon),
+                              '--out', str(out)], capsys)
     assert status == 0
     assert run_main(main, [str(out), '--step', '100']) == 0
     printed = capsys.readouterr().out
@@ -106,7 +109,9 @@ def test_the_diagnosis_of_a_trained_run_counts_the_data_and_probes_the_chosen_ch
     solving = len(np.unique(episodes[dataset['masks'] == 0]))
     assert f'data: {solving}/4 episodes ever solve the task' in printed
     assert 'checkpoint step 100' in printed and 'actor: held-out success at β = 0.3: ' in printed
+    assert ('action chunks' in printed) == (horizon > 1)
     rows = [line for line in printed.splitlines() if line.startswith('| ') and not line.startswith('| steps')]
     assert [row.split(' | ')[0][2:] for row in rows] == group_labels()
     counted = sum(int(row.split(' | ')[1].replace(',', '')) for row in rows)
-    assert counted == len(dataset['masks'])
+    assert counted == len(chunk_starts(dataset['observations'], dataset['next_observations'], horizon))
+    assert (counted == len(dataset['masks'])) == (horizon == 1)

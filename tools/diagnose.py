@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.chunks import episode_ids
+from agents.chunks import chunk_starts, episode_ids
 from harness.errors import OneLineArgumentParser, UsageError, run_main
 
 # Upper edges (inclusive) of the steps-to-success groups; the last group is "never".
@@ -113,15 +113,16 @@ def critic_table(q: np.ndarray, steps: np.ndarray, collected: np.ndarray, discou
     return rows
 
 
-def critic_values(run_dir: Path, dataset: dict, seed_index: int, step: int | None) -> tuple[np.ndarray, int, int]:
-    """Q of every dataset transition's own action under one seed's critic (ensemble mean) at checkpoint
-    `step` (None: the newest), the seed and the checkpoint step."""
+def critic_values(run_dir: Path, dataset: dict, seed_index: int, step: int | None
+                  ) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Q of the dataset's own actions under one seed's critic (ensemble mean) at checkpoint `step` (None:
+    the newest): (Q, the transitions it scores, the seed, the checkpoint step). A horizon-h critic scores
+    the chunk a_{t:t+h} the data took from each t whose h transitions lie in one episode."""
     import jax
     import jax.numpy as jnp
 
-    from agents import AGENTS, AgentConfig
-    from agents.training import create_agents, select_seed
-    from harness.checkpoints import checkpoint_dir, find_checkpoint, read_meta, restore_checkpoint
+    from agents.training import select_seed
+    from harness.checkpoints import checkpoint_dir, find_checkpoint, read_meta, restore_as_trained
 
     checkpoint = find_checkpoint(run_dir if step is None else checkpoint_dir(run_dir / 'checkpoints', step))
     meta = read_meta(checkpoint)
@@ -129,12 +130,16 @@ def critic_values(run_dir: Path, dataset: dict, seed_index: int, step: int | Non
     if not 0 <= seed_index < len(seeds):
         raise UsageError(f'--seed-index {seed_index} is out of range: the run has {len(seeds)} seed(s) {seeds}')
     observations, actions = dataset['observations'], dataset['actions']
-    template = create_agents(AGENTS[meta['agent']], seeds, observations[:1], actions[:1], AgentConfig(**meta['config']))
-    agent = select_seed(restore_checkpoint(checkpoint, template, f"task {meta['task']['env_id']}"), seed_index)
+    agents, _ = restore_as_trained(checkpoint, observations.shape[1], actions.shape[1], f"task {meta['task']['env_id']}")
+    agent = select_seed(agents, seed_index)
+    horizon = int(meta['config'].get('horizon', 1))
+    starts = chunk_starts(observations, dataset['next_observations'], horizon)
     q_of = jax.jit(lambda obs, act: agent.critic_values(agent.params['critic'], obs, act).mean(axis=0))
-    chunks = [np.asarray(q_of(jnp.asarray(observations[i:i + 65536]), jnp.asarray(actions[i:i + 65536])))
-              for i in range(0, len(observations), 65536)]
-    return np.concatenate(chunks), seeds[seed_index], int(meta['step'])
+    values = []
+    for block in np.array_split(starts, max(1, -(-len(starts) // 65536))):
+        chunk_actions = actions[block[:, None] + np.arange(horizon)].reshape(len(block), -1)
+        values.append(np.asarray(q_of(jnp.asarray(observations[block]), jnp.asarray(chunk_actions))))
+    return np.concatenate(values), starts, seeds[seed_index], int(meta['step'])
 
 
 def actor_lines(run_dir: Path) -> list[str]:
@@ -196,8 +201,10 @@ def main(argv=None) -> int:
         return 0
     steps = steps_to_success(dataset['masks'], episodes)
     collected = discounted_return(dataset['rewards'], dataset['masks'], episodes, discount)
-    q, seed, step = critic_values(run_dir, dataset, args.seed_index, args.step)
-    print(f'critic: seed {seed}, checkpoint step {step}; Q of the dataset\'s actions by steps to the next success')
+    q, scored, seed, step = critic_values(run_dir, dataset, args.seed_index, args.step)
+    what = 'actions' if len(scored) == len(steps) else 'action chunks'
+    steps, collected = steps[scored], collected[scored]
+    print(f'critic: seed {seed}, checkpoint step {step}; Q of the dataset\'s {what} by steps to the next success')
     sparse = bool(np.isin(dataset['rewards'], (-1.0, 0.0)).all())
     for line in critic_table(q, steps, collected, discount, sparse):
         print(line)
