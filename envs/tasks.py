@@ -86,8 +86,9 @@ def _registered_singletask_envs() -> list[str]:
     return [k for k in gymnasium.registry if 'singletask' in k]
 
 
-def _family(env_name: str) -> str:
-    return env_name.removeprefix('visual-').split('-')[0]
+def family(name: str) -> str:
+    """The family of an env, dataset or task id: its first word after any 'visual-' ('cube', 'antmaze', ...)."""
+    return name.removeprefix('visual-').split('-')[0]
 
 
 def all_single_task_ids() -> list[str]:
@@ -96,7 +97,7 @@ def all_single_task_ids() -> list[str]:
     for env_name in _registered_singletask_envs():
         parts = env_name.split('-')
         pos = parts.index('singletask')
-        for dataset_type in _DATASET_TYPES.get(_family(env_name), ()):
+        for dataset_type in _DATASET_TYPES.get(family(env_name), ()):
             ids.append('-'.join(parts[:pos] + [dataset_type] + parts[pos:]))
     return ids
 
@@ -107,13 +108,13 @@ def _is_valid_single_task_id(name: str) -> bool:
     parts = name.split('-')
     dataset_type = parts[parts.index('singletask') - 1]
     env_name = env_name_of(name)
-    return dataset_type in _DATASET_TYPES.get(_family(env_name), ()) and env_name in _registered_singletask_envs()
+    return dataset_type in _DATASET_TYPES.get(family(env_name), ()) and env_name in _registered_singletask_envs()
 
 
 def _default_task_for_id(env_id: str) -> Task:
     """Hyper-parameters for an id outside the table: the FQL paper's defaults (min over Qs for antmaze)."""
-    q_agg = 'min' if _family(env_name_of(env_id)) == 'antmaze' else 'mean'
-    discount = 0.995 if _family(env_name_of(env_id)) in ('antsoccer', 'humanoidmaze') else 0.99
+    q_agg = 'min' if family(env_name_of(env_id)) == 'antmaze' else 'mean'
+    discount = 0.995 if family(env_name_of(env_id)) in ('antsoccer', 'humanoidmaze') else 0.99
     return _ogbench(env_id, env_id, None, discount, q_agg)
 
 

@@ -39,6 +39,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import serialization
 
+from harness.defaults import CARD_FILE
 from harness.errors import UsageError, one_line
 from harness.files import atomic_target, write_json_atomic
 
@@ -46,7 +47,6 @@ STEP_DIR = re.compile(r'^step_(\d+)$')
 TEMPORARY_DIR = re.compile(r'^\.tmp-step_\d+-(\d+)$')      # a save in progress, or a killed one's leftover
 META_FILE = 'meta.json'
 STATE_DIR = 'state'
-CARD_FILE = 'card.json'
 PARAMS_FILE = 'params.msgpack'
 
 

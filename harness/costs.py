@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from envs.tasks import family
 from harness.outputs import fmt_seconds
 
 # CPU-seconds to collect one 1001-step episode with `python -m envs.generate`, by dataset family (a data
@@ -24,10 +25,6 @@ EVAL_STEPS_PER_S_PER_CORE = {'cpu': 250.0, 'gpu': 150.0}
 # Episode length bound by dataset family (the env's max_episode_steps), read without building an env.
 MAX_EPISODE_STEPS = {'pointmaze': 1000, 'antmaze': 1000, 'antsoccer': 1000, 'cube-single': 200, 'cube-double': 500,
                      'cube-triple': 1000, 'scene': 750, 'puzzle-3x3': 500, 'puzzle-4x4': 500}
-
-
-def family(dataset_name: str) -> str:
-    return dataset_name.removeprefix('visual-').split('-')[0]
 
 
 def episode_bound(dataset_name: str) -> int:

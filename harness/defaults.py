@@ -41,6 +41,10 @@ RECIPES = {'cpu': (CPU_RECIPE, CPU_RECIPE_BETAS), 'gpu': (GPU_RECIPE, GPU_RECIPE
 # 0.3, the value the paper chose for five of its eight tasks.
 DEFAULT_BETA = 0.3
 
+# An exported checkpoint's card: what it scores, beside its params.msgpack (harness/card.py); pages read it
+# without loading the checkpoint library.
+CARD_FILE = 'card.json'
+
 DEFAULT_OUT_ROOT = Path('artifacts/runs')
 DEFAULT_SWEEP_ROOT = Path('artifacts/sweeps')
 

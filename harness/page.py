@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 from urllib.parse import quote
 
 from envs.dataset_spec import card_path, dataset_paths
-from harness.checkpoints import CARD_FILE
+from harness.defaults import CARD_FILE
 from harness.files import write_text_atomic
 from harness.outputs import read_jsonl
 from harness.report import best_beta, beta_table, max_over_betas
