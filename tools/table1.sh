@@ -7,6 +7,7 @@
 #
 #   bash tools/table1.sh cpu [RUNS] [TASK ...]     # default tasks: cube-double puzzle-3x3 scene
 #   bash tools/table1.sh gpu [RUNS] [TASK ...]     # default tasks: all eight rows of the paper's Table 1
+#   HORIZON=5 bash tools/table1.sh cpu [RUNS] [TASK ...]   # the same rows with action chunks (runs named *-h5)
 set -u
 cd "$(dirname "$0")/.."
 RECIPE=${1:-}
@@ -19,19 +20,22 @@ shift
 RUNS=${1:-$HOME/qfql-runs}
 shift || true
 TASKS=${*:-$DEFAULT_TASKS}
+HORIZON=${HORIZON:-1}
+SUFFIX=""
+[ "$HORIZON" = 1 ] || SUFFIX="-h$HORIZON"
+[ "$RECIPE" = gpu ] && SUFFIX="$SUFFIX-gpu"
 mkdir -p "$RUNS"
 for task in $TASKS; do
   for agent in qfql fql; do
-    out="$RUNS/$task-$agent"
-    [ "$RECIPE" = gpu ] && out="$RUNS/$task-$agent-gpu"
+    out="$RUNS/$task-$agent$SUFFIX"
     if [ -f "$out/summary.json" ]; then
       echo "== $task $agent: done ($out)"
     elif [ -f "$out/config.json" ]; then
       echo "== $task $agent: resuming $(date)"
-      python -m harness.run --resume "$out" > "$out.log" 2>&1 || { echo "== $task $agent failed: see $out.log"; exit 1; }
+      python -m harness.run --resume "$out" >> "$out.log" 2>&1 || { echo "== $task $agent failed: see $out.log"; exit 1; }
     else
       echo "== $task $agent: starting $(date)"
-      python -m harness.run --task "$task" --agent "$agent" --recipe "$RECIPE" --out "$out" > "$out.log" 2>&1 ||
+      python -m harness.run --task "$task" --agent "$agent" --recipe "$RECIPE" --horizon "$HORIZON" --out "$out" > "$out.log" 2>&1 ||
         { echo "== $task $agent failed: see $out.log"; exit 1; }
     fi
     grep -m1 '^plan on' "$out.log" || true
