@@ -59,21 +59,22 @@ def _sweep(config) -> int:
             (out / sub).mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / 'config.json', config.to_json())
         tracker = make_tracker(config)
-        results = evaluate_betas(config, agents, envs, config.final_betas, config.steps, 'sweep', out, timer,
-                                 videos=config.video_episodes > 0, bar=None)
+        results, selection_only = evaluate_betas(config, agents, envs, config.final_betas, config.steps, 'sweep', out,
+                                                 timer, videos=config.video_episodes > 0, bar=None)
         tracker.log_evaluation(config.steps, 'sweep', results)
     finally:
         envs.close()
-    table = beta_table(results)
+    table = beta_table(results, selection_only)
     write_text_atomic(out / 'sweep.md', table.markdown())
     write_text_atomic(out / 'sweep.csv', table.csv())
     if len(results) > 1:
         plot_success_vs_beta(results, out / 'plots' / 'success_vs_beta.png',
                              f'{config.task.env_id}, {config.agent}, checkpoint step {config.steps}')
     timer.add('total', time.perf_counter() - started)
-    summary = write_summary(config, out, results, timer, extra={'divergence_warnings': fallback_warning(results)})
+    summary = write_summary(config, out, results, timer, selection_only,
+                            extra={'divergence_warnings': fallback_warning(results)})
     tracker.finish(summary, out)
-    print_result(out, results, timer)
+    print_result(out, results, timer, selection_only)
     print(f'table: {out}/sweep.md, plot: {out}/plots/success_vs_beta.png')
     print(f'page: {write_page(out)}  (python -m harness.view {out})')
     return 0

@@ -180,7 +180,10 @@ def finish_plots(config, out: Path, final: list[dict], periodic: list) -> None:
                                    f'{config.task.env_id}, β={config.beta:g}')
 
 
-def write_summary(config, out: Path, results: list[dict], timer: Timer, extra: dict | None = None) -> dict:
+def write_summary(config, out: Path, results: list[dict], timer: Timer, selection_only: list[dict] = (),
+                  extra: dict | None = None) -> dict:
+    """summary.json: `results` holds the held-out βs, `selection_only` the βs that only the selection episodes
+    scored (`--held-out selected`), so that every β the choice was made among is on record."""
     chosen = best_beta(results)
     agent_class = AGENTS[config.agent]
     summary = {
@@ -193,12 +196,14 @@ def write_summary(config, out: Path, results: list[dict], timer: Timer, extra: d
                    f'{agent_class.ACTING}: β and the sampler settings do not apply'),
         'best_beta': chosen,
         'best_beta_selection': (
-            'the only β evaluated' if len(results) == 1 else
+            'the only β evaluated' if len(results) + len(selection_only) == 1 else
             f'highest success on {config.selection_episodes} selection episodes per seed (env seeds '
             f'{SELECTION_SEED_BASE}+i), reported on {config.eval_episodes} held-out ones (env seeds {EVAL_SEED_BASE}+i)'
+            + ('; held-out episodes at β = 0 and the selected β only (--held-out selected)' if selection_only else '')
             if chosen is not None else 'none: several βs but no selection episodes (--selection-episodes 0)'),
         'max_over_betas': max_over_betas(results),
         'results': sorted(results, key=lambda r: r['beta']),
+        'selection_only': list(selection_only),
         'interval_method': '95% percentile bootstrap over seeds then episodes (ci95); IQM of per-seed success '
                            'with a stratified bootstrap over seeds (iqm_ci95)',
         'timing_s': {k: round(v, 2) for k, v in timer.items()},
@@ -211,15 +216,15 @@ def write_summary(config, out: Path, results: list[dict], timer: Timer, extra: d
     return summary
 
 
-def print_result(out: Path, results: list[dict], timer: Timer) -> None:
-    print(beta_table(results).markdown(), end='')
+def print_result(out: Path, results: list[dict], timer: Timer, selection_only: list[dict] = ()) -> None:
+    print(beta_table(results, selection_only).markdown(), end='')
     t = timer
     print(f"time: total {fmt_seconds(t['total'])} = dataset {fmt_seconds(t['dataset'])}, "
           f"setup {fmt_seconds(t['setup'])}, compile {fmt_seconds(t['compile'])}, "
           f"training {fmt_seconds(t['training'])}, "
           f"evaluation {fmt_seconds(t['evaluation'])}, rendering {fmt_seconds(t['rendering'])}, "
           f"checkpoints+plots {fmt_seconds(t['checkpointing'] + t['writing'])}")
-    chosen = best_beta(results) if len(results) > 1 else None
+    chosen = best_beta(results) if len(results) + len(selection_only) > 1 else None
     for r in results:
         lo, hi = r['ci95']
         mark = ' <- best β, chosen on the selection episodes' if r['beta'] == chosen else ''

@@ -170,7 +170,7 @@ def _success_table(summary: dict) -> str:
     episodes = f"{len(summary['seeds'])} seed(s) × {summary['eval_episodes_per_seed']} held-out episodes per β"
     return (f'<h2>Success per β</h2><p class="note">{esc(episodes)}; {esc(summary["interval_method"])}. '
             'Held-out columns are what every reported rate is; selection columns are what chose β.</p>'
-            + beta_table(summary['results']).html('success'))
+            + beta_table(summary['results'], summary.get('selection_only', ())).html('success'))
 
 
 def _video_figure(name: str, row: dict) -> str:

@@ -20,8 +20,8 @@ from typing import Sequence
 import numpy as np
 import scipy.stats
 
-from harness.tables import (CSV, EVERY_FORMAT, HTML, Column, Row, Table, count, estimate, interval, number, rate,
-                            text)
+from harness.tables import (CSV, EVERY_FORMAT, HTML, MISSING, Cell, Column, Row, Table, count, estimate, interval,
+                            number, rate, text)
 
 BOOTSTRAP_REPS = 2000
 CONFIDENCE = 0.95
@@ -135,13 +135,16 @@ def max_over_betas(results: Sequence[dict]) -> dict:
             'note': 'max over β of the held-out success rate: optimistic (chosen on the episodes it reports)'}
 
 
-def beta_table(results: Sequence[dict]) -> Table:
+def beta_table(results: Sequence[dict], selection_only: Sequence[dict] = ()) -> Table:
     """The per-β table of a run or sweep (sweep.md, sweep.csv, the page's success table), one row per
     β. With selection episodes, the selection column is what chose β (marked 'selected' among several);
-    every other column is held-out. The CSV always has the selection column (empty without selection
-    episodes); the selection interval is the page's only."""
+    every other column is held-out, except in the rows of `selection_only`: βs the selection episodes
+    alone scored (`--held-out selected`), whose held-out cells are empty and whose return, length and
+    guidance are the selection episodes'. The CSV always has the selection column (empty without
+    selection episodes); the selection interval is the page's only."""
     selected = best_beta(results)
-    with_selection = any('selection_success_rate' in r for r in results)
+    several = len(results) + len(selection_only) > 1
+    with_selection = any('selection_success_rate' in r for r in [*results, *selection_only])
     columns = [Column('beta', 'β', numeric=False), Column('success_rate', 'held-out success'),
                Column('ci95', '95% CI (seeds × episodes)', csv=('ci95_low', 'ci95_high')),
                Column('iqm', 'IQM over seeds [95% CI]', csv=('iqm', 'iqm_ci95_low', 'iqm_ci95_high')),
@@ -151,10 +154,14 @@ def beta_table(results: Sequence[dict]) -> Table:
     columns += [Column('mean_return', 'return'), Column('mean_length', 'length'),
                 Column('mean_guidance_norm', 'mean ‖β∇Q‖'), Column('fallbacks', 'fallbacks')]
     rows = []
-    for r in sorted(results, key=lambda r: r['beta']):
-        chosen = len(results) > 1 and r['beta'] == selected
-        cells = [text(f"{r['beta']:g}" + (' (selected)' if chosen else ''), f"{r['beta']:g}"), rate(r['success_rate']),
-                 interval(r['ci95']), estimate(r['iqm'], r['iqm_ci95']), rate(r.get('selection_success_rate'))]
+    for r in sorted([*results, *selection_only], key=lambda r: r['beta']):
+        held_out = 'success_rate' in r
+        chosen = several and held_out and r['beta'] == selected
+        label = f"{r['beta']:g}" + (' (selected)' if chosen else '' if held_out else ' (selection only)')
+        cells = [text(label, f"{r['beta']:g}")]
+        cells += ([rate(r['success_rate']), interval(r['ci95']), estimate(r['iqm'], r['iqm_ci95'])] if held_out else
+                  [rate(None), interval(None), Cell(MISSING, ('', '', ''))])
+        cells += [rate(r.get('selection_success_rate'))]
         cells += [interval(r.get('selection_ci95'))] if with_selection else []
         cells += [number(r['mean_return'], '.1f'), number(r['mean_length'], '.0f'),
                   number(r['mean_guidance_norm'], '.3g'), count(r['fallbacks'])]

@@ -36,14 +36,16 @@ def make_eval_pool(config, timer: Timer):
     return envs
 
 
-def evaluate_betas(config, agents, envs, betas, step: int, phase: str, out: Path, timer: Timer, videos: bool, bar):
+def evaluate_betas(config, agents, envs, betas, step: int, phase: str, out: Path, timer: Timer, videos: bool,
+                   bar) -> tuple[list[dict], list[dict]]:
     """Evaluate every seed's agent at every β; write eval.jsonl rows, traces and videos; return one
-    summary per held-out β.
+    summary per held-out β, and one per β scored on the selection episodes alone.
 
     With several βs and selection episodes (not for periodic evaluations), each (β, seed) is also
     scored on the selection start states, whose success picks the best β; those rows come first in
     eval.jsonl, then the held-out ones. With `--held-out all` both phases share one rollout; with
-    `selected` the held-out episodes wait for the choice and score only β = 0 and the selected β."""
+    `selected` the held-out episodes wait for the choice and score only β = 0 and the selected β, and
+    the other βs keep their selection figures (what the choice was made against)."""
     select = phase != 'periodic' and config.selection_episodes and len(betas) > 1
     selection_groups = _groups(config, betas, 'selection', config.selection_episodes, SELECTION_SEED_BASE,
                                SELECTION_KEY_SALT, 0) if select else []
@@ -66,7 +68,11 @@ def evaluate_betas(config, agents, envs, betas, step: int, phase: str, out: Path
         if r['beta'] in selection:
             r['selection_success_rate'] = selection[r['beta']]['success_rate']
             r['selection_ci95'] = selection[r['beta']]['ci95']
-    return results
+    held = {r['beta'] for r in results}
+    selection_only = [{'beta': beta, 'selection_success_rate': r['success_rate'], 'selection_ci95': r['ci95'],
+                       **{k: r[k] for k in ('mean_return', 'mean_length', 'mean_guidance_norm', 'fallbacks')}}
+                      for beta, r in sorted(selection.items()) if beta not in held]
+    return results, selection_only
 
 
 def _evaluate_groups(config, agents, envs, groups, step: int, out: Path, timer: Timer, bar) -> dict[str, list[dict]]:

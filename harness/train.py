@@ -130,8 +130,8 @@ def _train(config) -> int:
                 bar.set_postfix_str(f'{rate:,.0f} upd/s, last eval: {last_eval}')
         bar.close()
         envs = envs or make_eval_pool(config, timer)
-        final = evaluate_betas(config, trainer.agents, envs, config.final_betas, config.steps, 'final', out, timer,
-                               videos=True, bar=None)
+        final, selection_only = evaluate_betas(config, trainer.agents, envs, config.final_betas, config.steps, 'final',
+                                               out, timer, videos=True, bar=None)
         tracker.log_evaluation(config.steps, 'final', final)
     finally:
         bar.close()
@@ -145,10 +145,10 @@ def _train(config) -> int:
     finish_plots(config, out, final, periodic)
     timer.add('writing', time.perf_counter() - start)
     timer.add('total', time.perf_counter() - started)
-    summary = write_summary(config, out, final, timer,
+    summary = write_summary(config, out, final, timer, selection_only,
                             extra={'divergence_warnings': {**warnings, **fallback_warning(final)}})
     tracker.finish(summary, out)
-    print_result(out, final, timer)
+    print_result(out, final, timer, selection_only)
     print(f'page: {write_page(out)}  (python -m harness.view {out})')
     return 0
 
@@ -228,8 +228,8 @@ def _periodic_evaluation_was_interrupted(config, periodic: list) -> bool:
 
 def periodic_evaluation(config, agents, envs, step: int, timer: Timer, bar, periodic: list, tracker) -> str:
     """Evaluate at the run's β during training; appends (step, success, ci) to `periodic`."""
-    r = evaluate_betas(config, agents, envs, [config.beta], step, 'periodic', config.out, timer, videos=False,
-                       bar=bar)[0]
+    [r], _ = evaluate_betas(config, agents, envs, [config.beta], step, 'periodic', config.out, timer, videos=False,
+                            bar=bar)
     tracker.log_evaluation(step, 'periodic', [r])
     periodic.append((step, r['success_rate'], *r['ci95']))
     return f"{r['success_rate']:.2f} @ {step}"

@@ -98,6 +98,10 @@ def test_train_then_sweep_writes_the_documented_files(data_dir, tmp_path, capsys
     assert sorted({r['beta'] for r in rows if r['phase'] == 'sweep'}) == held
     summary = json.loads((chosen / 'summary.json').read_text())
     assert [r['beta'] for r in summary['results']] == held and summary['best_beta'] == best
+    # The βs only the selection episodes scored stay on record, in the summary and the table.
+    others = sorted(set(selection) - set(held))
+    assert [r['beta'] for r in summary['selection_only']] == others and '--held-out selected' in summary['best_beta_selection']
+    assert (chosen / 'sweep.md').read_text().count('(selection only)') == len(others)
     assert json.loads((chosen / 'config.json').read_text())['held_out'] == 'selected'
 
     # Shipping: one seed's parameters and a card; the export evaluates exactly like the trained run.

@@ -80,6 +80,21 @@ def test_no_best_beta_without_selection_unless_only_one_beta():
     assert '(selected)' not in beta_table(results).markdown() and beta_table(results).markdown().count('\n') == 2 + 2
 
 
+def test_betas_the_selection_alone_scored_keep_their_rows_with_empty_held_out_cells():
+    """--held-out selected with β = 0 chosen: one held-out β, but the table shows what it was chosen against."""
+    held = [_with_selection(0.0, 0, 0.5)]
+    selection_only = [{'beta': b, 'selection_success_rate': s, 'selection_ci95': [0.0, s], 'mean_return': -10.0,
+                       'mean_length': 4.0, 'mean_guidance_norm': g, 'fallbacks': 0} for b, s, g in ((0.1, 0.25, 0.2),
+                                                                                                  (1.0, 0.0, 2.0))]
+    table = beta_table(held, selection_only)
+    lines = [line[2:-2].split(' | ') for line in table.markdown().splitlines()[2:]]
+    assert [line[0] for line in lines] == ['0 (selected)', '0.1 (selection only)', '1 (selection only)']
+    assert lines[1][1:4] == ['—', '—', '—'] and lines[1][4] == '0.250' and lines[2][-2] == '2'
+    rows = list(csv.DictReader(io.StringIO(table.csv())))
+    assert [r['beta'] for r in rows] == ['0', '0.1', '1'] and rows[1]['success_rate'] == rows[1]['iqm_ci95_high'] == ''
+    assert table.html('success').count('<tr class="selected"') == 1
+
+
 def test_one_table_gives_the_same_numbers_in_markdown_csv_and_html():
     results = [_with_selection(b, h, s) for b, h, s in ((0.0, 0, 0.25), (0.5, 1, 0.75))]
     table = beta_table(results)
