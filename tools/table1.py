@@ -110,7 +110,7 @@ def row_label(env_id: str) -> str:
 
 def table(runs: Path, horizons: list[int], recipe: str, tasks=TASKS) -> Table:
     chunked = horizons != [1]
-    columns = [Column('row', 'row', numeric=False), Column('paper_qfql', 'paper QFQL'), Column('paper_fql', 'paper FQL')]
+    columns = [Column('row', 'row', numeric=False), Column('paper_qfql', 'paper QFQL (%)'), Column('paper_fql', 'paper FQL (%)')]
     for h in horizons:
         tag = f' (h = {h})' if chunked else ''
         columns += [Column(f'qfql_beta0_h{h}', f'QFQL β = 0{tag}'), Column(f'qfql_selected_h{h}', f'QFQL selected β{tag}'),
