@@ -39,6 +39,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import serialization
 
+from agents import AGENTS, AgentConfig
+from agents.training import create_agents
 from harness.defaults import CARD_FILE
 from harness.errors import UsageError, one_line
 from harness.files import atomic_target, write_json_atomic
@@ -353,9 +355,6 @@ def restore_as_trained(checkpoint: Path, observation_dim: int, action_dim: int, 
     """(stacked agents, meta) of a checkpoint, restored into a template built from its own meta (agent,
     seeds, training config): what exporting or probing a finished run needs. An evaluation that
     overrides sampler settings builds its own template instead."""
-    from agents import AGENTS, AgentConfig
-    from agents.training import create_agents
-
     meta = read_meta(checkpoint)
     template = create_agents(AGENTS[meta['agent']], meta['seeds'], np.zeros((1, observation_dim), np.float32),
                              np.zeros((1, action_dim), np.float32), AgentConfig(**meta['config']))
