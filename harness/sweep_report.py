@@ -79,10 +79,11 @@ def build_arms(jobs: Sequence, records: dict[str, dict]) -> list[Arm]:
     return sorted(arms, key=lambda a: (a.task, list(AGENTS).index(a.agent)))
 
 
-def _paper_text(arm: Arm) -> str:
-    if arm.paper is None:
-        return 'not in Table 1'
-    mean, sd = arm.paper
+def paper_text(entry: tuple[int, int | None] | None, missing: str = 'not in Table 1') -> str:
+    """A PAPER_TABLE1 entry as the paper prints it: 'mean' or 'mean ± sd'; `missing` where it has none."""
+    if entry is None:
+        return missing
+    mean, sd = entry
     return f'{mean}' if sd is None else f'{mean} ± {sd}'
 
 
@@ -128,7 +129,7 @@ def paper_table(arms: Sequence[Arm]) -> Table:
         else:
             ours = estimate(100 * chosen['iqm'], [100 * bound for bound in chosen['iqm_ci95']], digits=0)
             beta = '—' if AGENTS[arm.agent].BETA is None else f'{arm.selected_beta:g}'
-        rows.append(Row((text(arm.task), text(arm.agent), ours, text(beta), text(_paper_text(arm)))))
+        rows.append(Row((text(arm.task), text(arm.agent), ours, text(beta), text(paper_text(arm.paper)))))
     columns = (Column('task', 'task'), Column('agent', 'agent'), Column('ours', 'ours (%)'),
                Column('beta', 'selected β'), Column('paper', 'paper, Table 1 (%)'))
     return Table(columns, tuple(rows))

@@ -22,7 +22,8 @@ from harness.checkpoints import list_checkpoints
 from harness.errors import OneLineArgumentParser, UsageError, run_main
 from harness.outputs import fmt_seconds
 from harness.page import dataset_card
-from harness.tables import Column, Row, Table, text
+from harness.sweep_report import paper_text
+from harness.tables import MISSING, Column, Row, Table, estimate, text
 from harness.view import damaged_file_error, read_json_object
 
 # The rows of the paper's Table 1, in its order, as `--task` names them.
@@ -51,8 +52,7 @@ def read_run(folder: Path) -> dict | None:
 
 
 def success(result: dict) -> str:
-    low, high = result['ci95']
-    return f"{result['success_rate']:.2f} [{low:.2f}, {high:.2f}]"
+    return estimate(result['success_rate'], result['ci95'], digits=2).text
 
 
 def qfql_cells(summary: dict | None) -> tuple[str, str]:
@@ -91,14 +91,6 @@ def budget(summary: dict | None, folder: Path) -> str:
             f"{fmt_seconds(timing.get('evaluation', 0))}")
 
 
-def paper(env_id: str, agent: str) -> str:
-    entry = AGENTS[agent].PAPER_TABLE1.get(env_id)
-    if entry is None:
-        return '—'
-    mean, std = entry
-    return f'{mean}' if std is None else f'{mean} ± {std}'
-
-
 def row_label(env_id: str) -> str:
     """'cube-double-play task2' for cube-double-play-singletask-task2-v0; D4RL ids without their version."""
     parts = env_id.removesuffix('-v0').removesuffix('-v2').split('-')
@@ -119,7 +111,8 @@ def table(runs: Path, horizons: list[int], recipe: str, tasks=TASKS) -> Table:
     rows = []
     for task in tasks:
         env_id = resolve_task(task).env_id
-        cells = [row_label(env_id), paper(env_id, 'qfql'), paper(env_id, 'fql')]
+        cells = [row_label(env_id),
+                 *(paper_text(AGENTS[agent].PAPER_TABLE1.get(env_id), MISSING) for agent in ('qfql', 'fql'))]
         for h in horizons:
             qfql_dir = run_folder(runs, task, 'qfql', h, recipe)
             cells += [*qfql_cells(read_run(qfql_dir)), fql_cell(read_run(run_folder(runs, task, 'fql', h, recipe)))]
