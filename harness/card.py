@@ -138,6 +138,7 @@ def measure(out: Path, card: dict, betas, eval_episodes: int, selection_episodes
     summary = json.loads((sweep / 'summary.json').read_text())
     evaluated = json.loads((sweep / 'config.json').read_text())
     best = summary['best_beta']
+    reported = sorted({0.0, best})  # one β when the selection episodes preferred no guidance
     by_beta = {r['beta']: r for r in summary['results']}
     sampler_flags = [a for a in sampler_argv if a not in ('--success-timing', summary['success_timing'])]
     card.update({
@@ -147,15 +148,15 @@ def measure(out: Path, card: dict, betas, eval_episodes: int, selection_episodes
         'best_beta_selection': summary['best_beta_selection'],
         'success': {f'{b:g}': {'rate': by_beta[b]['success_rate'], 'ci95': by_beta[b]['ci95'],
                                'selection_rate': by_beta[b].get('selection_success_rate')}
-                    for b in sorted({0.0, best})},
+                    for b in reported},
         'sweep': {f"{r['beta']:g}": {'held_out': r['success_rate'], 'selection': r.get('selection_success_rate')}
                   for r in summary['results']},
         'max_over_betas': summary['max_over_betas'],
         'evaluation': {'held_out_episodes': eval_episodes, 'env_seed_base': evaluated['eval_seed_base'],
                        'selection_episodes': evaluated['selection_episodes'],
                        'selection_seed_base': evaluated['selection_seed_base'],
-                       'argv': ['--checkpoint', str(out), '--betas', f'0,{best:g}', '--eval-episodes',
-                                str(eval_episodes), '--selection-episodes', '0', '--success-timing',
+                       'argv': ['--checkpoint', str(out), '--betas', ','.join(f'{b:g}' for b in reported),
+                                '--eval-episodes', str(eval_episodes), '--selection-episodes', '0', '--success-timing',
                                 summary['success_timing'], *sampler_flags],
                        'evaluation_time_s': summary['timing_s'].get('total')},
     })

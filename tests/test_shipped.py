@@ -1,8 +1,12 @@
-"""The guidance regression test: shipped checkpoints must still score what their cards say.
+"""The regression test of shipped checkpoints: each must still score what its card says.
 
 Each folder under artifacts/checkpoints/ (written by `python -m harness.card`) is evaluated the way
 a user would (`python -m harness.run --checkpoint ... --betas 0,<best>` with the card's sampler
 settings) on the card's held-out start states, and both success rates are compared with the card.
+Where the card's own intervals show guidance winning (β = best above β = 0 with no overlap), the
+re-evaluation must show it too; a card whose selected β is 0, or whose gain is within noise (a Table 1
+row that matches the paper without guidance helping), is held to its rates alone. At least one shipped
+card must make the guidance claim, so this stays the guidance regression test.
 
 Tolerance. On one machine the evaluation is deterministic (fixed env seeds and sampler keys), so the
 card is reproduced exactly. On another machine XLA may sum in another order, and the rollouts, which
@@ -48,8 +52,16 @@ def test_binomial_tolerance_grows_with_variance_and_shrinks_with_episodes():
     assert binomial_tolerance(0.5, 200) < binomial_tolerance(0.5, 50)
 
 
-def test_there_is_a_shipped_checkpoint():
+def shows_guidance(card: dict) -> bool:
+    """Whether the card's held-out intervals put the best β above β = 0 with no overlap."""
+    best = card['best_beta']
+    return best > 0 and card['success'][f'{best:g}']['ci95'][0] > card['success']['0']['ci95'][1]
+
+
+def test_a_shipped_checkpoint_shows_guidance():
     assert SHIPPED, f'no shipped checkpoint under {SHIPPED_ROOT}/ (python -m harness.card writes them)'
+    claims = [p.name for p in SHIPPED if shows_guidance(json.loads((p / CARD_FILE).read_text()))]
+    assert claims, 'no shipped card shows guided β beating β = 0 with non-overlapping intervals'
 
 
 @pytest.mark.slow
@@ -58,7 +70,6 @@ def test_shipped_checkpoint_reproduces_its_card(shipped, tmp_path):
     card = json.loads((shipped / CARD_FILE).read_text())
     assert (shipped / PARAMS_FILE).stat().st_size < 8 * 2**20, 'shipped parameters should stay a few MB'
     best = card['best_beta']
-    assert best > 0, 'a shipped card must name a guided β that its selection episodes preferred'
     argv = [a if a != card['evaluation']['argv'][1] else str(shipped) for a in card['evaluation']['argv']]
     out = tmp_path / 'eval'
     assert run_main(main, argv + ['--video-episodes', '0', '--out', str(out)]) == 0
@@ -68,12 +79,13 @@ def test_shipped_checkpoint_reproduces_its_card(shipped, tmp_path):
     assert summary['eval_episodes_per_seed'] == episodes and summary['sampler'] == card['sampler']
     rows = [json.loads(line) for line in (out / 'eval.jsonl').read_text().splitlines()]
     assert {r['env_seed'] for r in rows} == set(range(EVAL_SEED_BASE, EVAL_SEED_BASE + episodes))
-    for beta in (0.0, best):
+    for beta in sorted({0.0, best}):
         expected = card['success'][f'{beta:g}']['rate']
         tolerance = binomial_tolerance(expected, episodes)
         assert abs(measured[beta] - expected) <= tolerance, (
             f'{shipped.name}: success at β={beta:g} is {measured[beta]:.2f}, card says {expected:.2f} ± {tolerance:.2f}')
-    assert measured[best] > measured[0.0], f'{shipped.name}: guidance (β={best:g}) no longer beats β=0'
+    if shows_guidance(card):
+        assert measured[best] > measured[0.0], f'{shipped.name}: guidance (β={best:g}) no longer beats β=0'
 
 
 def test_oracle_reaches_the_goal_through_the_evaluation_path():
