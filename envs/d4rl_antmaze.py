@@ -16,16 +16,15 @@ reward 1 and success within 0.5 m of the goal after the step; the episode ends t
 Data ('diverse' = multistart, multigoal; `DATASETS`, through `python -m envs.generate`): each episode
 starts in a random free cell of D4RL's dataset map that is not one of its goal cells, offset by U[0, 1] in
 x and y, and walks toward one of the map's goal cells (offset like an evaluation goal) for the whole
-episode: the shipped ant expert follows the BFS waypoints of the maze (straight at the goal once in its
-cell) with N(0, 0.2²) action noise clipped to [-1, 1]. Rewards are D4RL's sparse relabelling: 1 where s'
-is within 0.5 m of one fixed evaluation goal, `REWARD_GOAL_OFFSET` past the G cell.
+episode: the shipped ant expert follows D4RL's waypoints (`waypoint`: D4RL's grid lookup, the next cell on
+the BFS shortest path, offset by fresh U[0, 1] noise at every step, and the goal itself once the lookup puts
+the ant in the goal's cell) with N(0, 0.2²) action noise clipped to [-1, 1]. Rewards are D4RL's sparse
+relabelling: 1 where s' is within 0.5 m of one fixed evaluation goal, `REWARD_GOAL_OFFSET` past the G cell.
 
 Differences from D4RL that cannot be avoided, each also in docs/d4rl-antmaze.md:
 * physics runs on MuJoCo 3 (not mujoco-py / MuJoCo 2.0), so identical actions give other trajectories;
 * the walking policy is this project's SAC ant expert (artifacts/experts/ant.msgpack, unit goal
   directions) instead of D4RL's unpublished goal-reaching policy (fed direction × 10);
-* waypoints are the centres of the next BFS cell on OGBench's grid; D4RL's grid lookup is shifted by half
-  a cell (int(1 + xy / 4)) and it adds fresh U[0, 1] noise to the waypoint at every step;
 * the relabelling goal is the mean of the evaluation goal distribution; D4RL used one random draw of it,
   which its files do not record;
 * our files hold 1000 episodes × 1001 rows (1,000,000 transitions) plus a 100-episode -val file; D4RL's
@@ -177,12 +176,48 @@ def make_env(env_id: str, render_size: int | None = None, success_timing: str | 
 # ------------------------------------------------------------------------------------------------- data
 
 
-def waypoint(maze_env, xy: np.ndarray, goal: np.ndarray) -> np.ndarray:
-    """Where the ant walks next: the goal itself once in its cell, else the centre of the next cell on
-    the BFS shortest path (OGBench's oracle on the D4RL walls of `maze_env`, an unwrapped env)."""
-    if maze_env.xy_to_ij(xy) == maze_env.xy_to_ij(goal):
+def d4rl_cell(xy: np.ndarray) -> tuple[int, int]:
+    """D4RL's grid lookup, int(1 + y / 4), int(1 + x / 4) (x-y floored at 1e-4). Cell centres sit at
+    multiples of 4, so this reads half a cell late: an ant is counted in a cell from its centre onward. On
+    medium that makes ants bound for the (6, 5) goal walk on to the centre of (6, 6), the evaluation goal's
+    cell, before they turn; with a cell-centre lookup they cut the corner 2 m from it and the data holds
+    almost no reward."""
+    x, y = max(float(xy[0]), 1e-4), max(float(xy[1]), 1e-4)
+    return int(1 + y / MAZE_UNIT), int(1 + x / MAZE_UNIT)
+
+
+def _neighbours(ij: tuple[int, int]) -> tuple[tuple[int, int], ...]:
+    i, j = ij
+    return (i, j - 1), (i, j + 1), (i + 1, j), (i - 1, j)
+
+
+@functools.cache
+def path_lengths(maze: D4RLMaze, target: tuple[int, int]) -> dict[tuple[int, int], int]:
+    """Steps from every free cell of the maze to `target` along its corridors (breadth-first)."""
+    walls, lengths, frontier = maze.walls, {target: 0}, [target]
+    while frontier:
+        following = []
+        for ij in frontier:
+            for n in _neighbours(ij):
+                inside = 0 <= n[0] < walls.shape[0] and 0 <= n[1] < walls.shape[1]
+                if inside and walls[n] == 0 and n not in lengths:
+                    lengths[n] = lengths[ij] + 1
+                    following.append(n)
+        frontier = following
+    return lengths
+
+
+def waypoint(maze: D4RLMaze, xy: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """Where D4RL's data collector walks next: the goal itself once `d4rl_cell` puts the ant in the goal's
+    cell or next to it on the way, else the centre of the neighbouring cell nearest the goal plus fresh
+    U[0, 1] per axis (D4RL adds the noise at every call). The lookup can place the ant in a wall cell near
+    a corner; the nearest free neighbour is still the way on."""
+    here, target = d4rl_cell(xy), d4rl_cell(goal)
+    lengths = path_lengths(maze, target)
+    following = min((n for n in _neighbours(here) if n in lengths), key=lengths.get, default=target)
+    if here == target or following == target:
         return goal
-    return maze_env.get_oracle_subgoal(xy, goal)[0]
+    return cell_xy(following) + np.random.uniform(0, CELL_NOISE, 2)
 
 
 class DiverseCollector:
@@ -207,7 +242,7 @@ class DiverseCollector:
         rows, rewards, done, self.goals_reached = EpisodeRows(), [], False, 0
         while not done:
             xy = base.get_xy()
-            action = self.act(base, unit(waypoint(base, xy, goal) - xy))
+            action = self.act(base, unit(waypoint(maze, xy, goal) - xy))
             action = np.clip(action + np.random.normal(0.0, self.noise, action.shape), -1, 1)
             next_ob, _, terminated, truncated, info = env.step(action)
             done = terminated or truncated
@@ -234,9 +269,10 @@ def collector_summary(arrays: Episode) -> dict:
             'reward_fraction': round(float(arrays['rewards'].mean()), 5)}
 
 
-_GENERATOR = ('D4RL antmaze diverse: SAC ant expert (artifacts/experts/ant.msgpack) toward BFS waypoints of the '
-              'D4RL map, random non-goal start cell + U[0,1], goal cell of the D4RL dataset map + U[0,1] + U[0,0.5], '
-              'one goal per episode, N(0, 0.2^2) action noise; rewards 1 within 0.5 of the evaluation goal + 0.75')
+_GENERATOR = ('D4RL antmaze diverse: SAC ant expert (artifacts/experts/ant.msgpack) toward D4RL\'s BFS waypoints '
+              '(its int(1 + xy/4) grid lookup, next cell centre + U[0,1] per step) on the D4RL map, random non-goal '
+              'start cell + U[0,1], goal cell of the D4RL dataset map + U[0,1] + U[0,0.5], one goal per episode, '
+              'N(0, 0.2^2) action noise; rewards 1 within 0.5 of the evaluation goal + 0.75')
 DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
     DatasetSpec(env_id, functools.partial(make_collector, env_id), generator=_GENERATOR, summarize=collector_summary,
                 procedure='D4RL scripts/generation/generate_ant_maze_datasets.py and relabel_antmaze_rewards.py')

@@ -1,7 +1,7 @@
 """D4RL's antmaze-*-diverse-v2 rebuilt on OGBench's ant maze (envs/d4rl_antmaze.py).
 
 Fast checks only: the maps are D4RL's, the evaluation env starts and sets its goal as D4RL does, a scripted
-oracle (the ant expert on BFS waypoints) reaches the umaze goal through the evaluation envs, short
+oracle (the ant expert on D4RL's BFS waypoints) reaches the umaze goal through the evaluation envs, short
 generation runs of each maze load back as FQL-style transitions (also from a D4RL-layout hdf5 file), and
 `python -m harness.run` trains and evaluates on umaze end to end.
 """
@@ -70,8 +70,35 @@ def test_evaluation_reset_is_d4rls(umaze_env, seed):
     assert np.array_equal(ob, again) and np.array_equal(goal, env.unwrapped.cur_goal_xy)
 
 
+@settings(max_examples=30, deadline=None)
+@given(i=st.integers(1, 6), j=st.integers(1, 6), offset=st.tuples(st.floats(0, 3.99), st.floats(0, 3.99)))
+def test_d4rl_grid_lookup_counts_a_cell_from_its_centre_on(i, j, offset):
+    """D4RL's int(1 + xy / 4): a cell runs from its centre to the next centre, half a cell later than the
+    walls (a cell's walls are 2 m either side of its centre)."""
+    xy = d4rl_antmaze.cell_xy((i, j)) + np.array(offset)
+    assert d4rl_antmaze.d4rl_cell(xy) == (i, j)
+
+
+def test_medium_waypoints_lead_through_the_evaluation_goal_cell():
+    """On medium the (6, 5) goal cell is a dead end entered only through (6, 6), the evaluation goal's cell.
+    From (5, 6) D4RL's collector aims at (6, 6)'s centre plus fresh U[0, 1]² noise at every call (mean
+    0.25 m per axis from the relabelling goal), and at the goal itself from (6, 6) on."""
+    maze = MAZES['antmaze-medium-diverse-v2']
+    assert maze.cell('G') == (6, 6) and (6, 5) in maze.data_goals
+    assert d4rl_antmaze.path_lengths(maze, (6, 5))[(5, 6)] == 2
+    goal = d4rl_antmaze.cell_xy((6, 5)) + 0.7
+    np.random.seed(0)
+    from_above = np.array([d4rl_antmaze.waypoint(maze, d4rl_antmaze.cell_xy((5, 6)), goal) for _ in range(200)])
+    offsets = from_above - d4rl_antmaze.cell_xy((6, 6))
+    assert np.all((offsets >= 0) & (offsets <= 1)) and len(np.unique(from_above, axis=0)) == 200
+    inside = d4rl_antmaze.cell_xy((6, 6)) + 0.2
+    assert np.array_equal(d4rl_antmaze.waypoint(maze, inside, goal), goal)
+    # Just short of (6, 6)'s centre the lookup still counts the ant in (5, 6): it walks on, not round.
+    assert d4rl_antmaze.d4rl_cell(d4rl_antmaze.cell_xy((6, 6)) - [0.0, 0.1]) == (5, 6)
+
+
 def test_scripted_oracle_reaches_the_umaze_goal_through_the_evaluation_envs(umaze_env):
-    """Positive control for the evaluation path: the ant expert walking the BFS waypoints (from the
+    """Positive control for the evaluation path: the ant expert walking D4RL's waypoints (from the
     observation's x-y, with the goal read from an identically seeded env) succeeds and ends the episode."""
     seed, actor, local = 1_000_000, load_expert_actor('ant'), umaze_env
     seed_everything(local, seed)
@@ -82,7 +109,7 @@ def test_scripted_oracle_reaches_the_umaze_goal_through_the_evaluation_envs(umaz
         assert envs.max_episode_steps == 700
         for step in range(700):
             xy = obs[0, :2].astype(float)
-            direction = d4rl_antmaze.unit(d4rl_antmaze.waypoint(local.unwrapped, xy, goal) - xy)
+            direction = d4rl_antmaze.unit(d4rl_antmaze.waypoint(MAZES[UMAZE], xy, goal) - xy)
             action = actor_mean_action(actor, np.concatenate([obs[0, 2:], direction]))[None]
             result = envs.step(action.astype(np.float32))
             obs = result.observations
