@@ -17,8 +17,8 @@ Data ('diverse' = multistart, multigoal; `DATASETS`, through `python -m envs.gen
 starts in a random free cell of D4RL's dataset map that is not one of its goal cells, offset by U[0, 1] in
 x and y, and walks toward one of the map's goal cells (offset like an evaluation goal) for the whole
 episode: the shipped ant expert follows D4RL's waypoints (`waypoint`: D4RL's grid lookup, the next cell on
-the BFS shortest path, offset by fresh U[0, 1] noise at every step, and the goal itself once the lookup puts
-the ant in the goal's cell) with N(0, 0.2²) action noise clipped to [-1, 1]. Rewards are D4RL's sparse
+the BFS shortest path, offset by fresh U[0, 1] noise at every step, and the goal itself once that next cell
+is the goal's) with N(0, 0.2²) action noise clipped to [-1, 1]. Rewards are D4RL's sparse
 relabelling: 1 where s' is within 0.5 m of one fixed evaluation goal, `REWARD_GOAL_OFFSET` past the G cell.
 
 Differences from D4RL that cannot be avoided, each also in docs/d4rl-antmaze.md:
@@ -180,8 +180,8 @@ def d4rl_cell(xy: np.ndarray) -> tuple[int, int]:
     """D4RL's grid lookup, int(1 + y / 4), int(1 + x / 4) (x-y floored at 1e-4). Cell centres sit at
     multiples of 4, so this reads half a cell late: an ant is counted in a cell from its centre onward. On
     medium that makes ants bound for the (6, 5) goal walk on to the centre of (6, 6), the evaluation goal's
-    cell, before they turn; with a cell-centre lookup they cut the corner 2 m from it and the data holds
-    almost no reward."""
+    cell, before they turn; with a cell-centre lookup they cut the corner well clear of it and the data
+    holds almost no reward."""
     x, y = max(float(xy[0]), 1e-4), max(float(xy[1]), 1e-4)
     return int(1 + y / MAZE_UNIT), int(1 + x / MAZE_UNIT)
 
