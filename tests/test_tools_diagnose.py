@@ -108,6 +108,7 @@ def test_the_diagnosis_of_a_trained_run_counts_the_data_and_probes_the_chosen_ch
     episodes = episode_ids(dataset['observations'], dataset['next_observations'])
     solving = len(np.unique(episodes[dataset['masks'] == 0]))
     assert f'data: {solving}/4 episodes ever solve the task' in printed
+    assert 'pointmaze-medium-navigate-v0 in' in printed and 'rewards 0 when solved, else -1' in printed
     assert 'checkpoint step 100' in printed and 'actor: held-out success at β = 0.3: ' in printed
     assert ('action chunks' in printed) == (horizon > 1)
     rows = [line for line in printed.splitlines() if line.startswith('| ') and not line.startswith('| steps')]

@@ -194,7 +194,9 @@ def main(argv=None) -> int:
         data_dir, reward, discount = args.data_dir or DEFAULT_DATA_DIR, 'dense', task.discount
     dataset = load_task_dataset(task, data_dir, reward=reward)
     episodes = episode_ids(dataset['observations'], dataset['next_observations'])
-    print(f'{task.env_id}: {task.dataset_name} in {data_dir}, {reward} rewards, γ = {discount}')
+    sparse = bool(np.isin(dataset['rewards'], (-1.0, 0.0)).all())
+    rewards = 'rewards 0 when solved, else -1' if sparse else "OGBench's dense rewards (minus unsolved subtasks)"
+    print(f'{task.env_id}: {task.dataset_name} in {data_dir}, {rewards}, γ = {discount}')
     for line in data_lines(dataset, episodes):
         print(line)
     if run_dir is None:
@@ -205,7 +207,6 @@ def main(argv=None) -> int:
     what = 'actions' if len(scored) == len(steps) else 'action chunks'
     steps, collected = steps[scored], collected[scored]
     print(f'critic: seed {seed}, checkpoint step {step}; Q of the dataset\'s {what} by steps to the next success')
-    sparse = bool(np.isin(dataset['rewards'], (-1.0, 0.0)).all())
     for line in critic_table(q, steps, collected, discount, sparse):
         print(line)
     for line in actor_lines(run_dir):
