@@ -33,7 +33,7 @@ from harness.errors import OneLineArgumentParser, UsageError, run_main
 from harness.files import write_json_atomic
 from harness.page import dataset_card
 from harness.run import beta_list, main as run_harness, nonnegative_int, positive_int
-from harness.outputs import read_jsonl
+from harness.outputs import training_seconds
 
 SHIPPED_ROOT = Path('artifacts/checkpoints')
 
@@ -61,14 +61,6 @@ def parse_args(argv):
     p.add_argument('--root', default=str(SHIPPED_ROOT),
                    help='where shipped checkpoints live; the evaluation sweep goes to its sibling sweeps/')
     return p.parse_args(argv)
-
-
-def training_seconds(run_dir: Path) -> float:
-    """Time spent in updates (compilation excluded), from metrics.jsonl: a chunk of n updates at u
-    updates/s took n / u seconds. Available even when the run stopped before its summary."""
-    rates = {row['step']: row['updates_per_s'] for row in read_jsonl(run_dir / 'metrics.jsonl')}
-    steps = sorted(rates)
-    return round(sum((b - a) / rates[b] for a, b in zip([0] + steps[:-1], steps)), 1)
 
 
 def export(args) -> int:

@@ -22,6 +22,7 @@ import fcntl
 import json
 import os
 import socket
+import statistics
 from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
@@ -231,3 +232,22 @@ def print_result(out: Path, results: list[dict], timer: Timer, selection_only: l
         print(f"success rate at β={r['beta']:g}: {r['success_rate']:.3f} (95% CI {lo:.3f}-{hi:.3f}, "
               f"{len(r['seeds'])} seed(s) x {r['episodes_per_seed']} held-out episodes){mark}")
     print(f'run folder: {out}  (summary.json, videos/, plots/guidance_norms.png)')
+
+
+PAUSED_RATE_FRACTION = 0.25
+
+
+def training_seconds(run_dir: Path) -> float:
+    """Time spent in updates (compilation excluded), from metrics.jsonl: a chunk of n updates at u
+    updates/s took n / u seconds. Unlike the summary's timer, which restarts with each --resume, this
+    covers every process that trained the run, and exists before the summary does. A chunk slower than
+    a quarter of the median rate was stopped, not slowed (a paused process, a suspended machine; a job
+    beside it on 2 cores slows it about twofold), so it counts at the median rate: the figure is the
+    compute the run cost, not how long it sat."""
+    rates = {row['step']: row['updates_per_s'] for row in read_jsonl(run_dir / 'metrics.jsonl')}
+    steps = sorted(rates)
+    if not steps:
+        return 0.0
+    median = statistics.median(rates.values())
+    counted = {s: median if rate < PAUSED_RATE_FRACTION * median else rate for s, rate in rates.items()}
+    return round(sum((b - a) / counted[b] for a, b in zip([0] + steps[:-1], steps)), 1)

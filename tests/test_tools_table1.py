@@ -26,7 +26,13 @@ def rows_of(printed):
 def test_each_row_reads_its_folders_and_says_what_is_missing_or_still_training(tmp_path, capsys):
     write_run(tmp_path / 'cube-double-qfql', 'qfql', [(0.0, 0.1, [0.05, 0.15]), (0.3, 0.4, [0.3, 0.5])], 0.3)
     write_run(tmp_path / 'cube-double-fql', 'fql', [(0.0, 0.36, [0.3, 0.42])], 0.0)
-    write_run(tmp_path / 'cube-double-qfql-h5', 'qfql', [(0.0, 0.2, [0.1, 0.3]), (0.3, 0.25, [0.1, 0.4])], 0.0)
+    chunked = tmp_path / 'cube-double-qfql-h5'
+    write_run(chunked, 'qfql', [(0.0, 0.2, [0.1, 0.3]), (0.3, 0.25, [0.1, 0.4])], 0.0)
+    # Trained over two processes (the summary's timer saw only the second), one of them paused for a
+    # chunk: 4 chunks of 500 updates at the 10 updates/s the run trains at are 200 s of compute.
+    (chunked / 'metrics.jsonl').write_text(''.join(
+        json.dumps({'step': step, 'seed': seed, 'updates_per_s': rate}) + '\n'
+        for step, rate in ((500, 10.0), (1000, 0.01), (1500, 10.0), (2000, 10.0)) for seed in (11, 12, 13)))
     training = tmp_path / 'scene-qfql'
     (training / 'checkpoints' / 'step_000015000' / 'state').mkdir(parents=True)
     (training / 'checkpoints' / 'step_000015000' / 'meta.json').write_text('{}')
@@ -36,10 +42,11 @@ def test_each_row_reads_its_folders_and_says_what_is_missing_or_still_training(t
     rows = rows_of(capsys.readouterr().out)
     assert list(rows) == ['cube-double-play task2', 'scene-play task2', 'puzzle-3x3-play task4']
     cube = rows['cube-double-play task2']
-    # paper QFQL, paper FQL; h = 1: β = 0, selected β, FQL; h = 5: the same; the budget of the h = 1 run.
+    # paper QFQL, paper FQL; h = 1: β = 0, selected β, FQL; h = 5: the same; the budgets of the QFQL runs.
     assert cube[1:9] == ['8', '36 ± 6', '0.10 [0.05, 0.15]', '0.40 [0.30, 0.50] (β = 0.3)', '0.36 [0.30, 0.42]',
                          '0.20 [0.10, 0.30]', 'β = 0 selected', '—']
     assert cube[9].startswith('3 × 40,000 updates (small), 3 × 50 held-out, ? episodes of data; training 1h00m')
+    assert 'training 3m20s' in cube[10]
     assert rows['scene-play task2'][3] == 'training (15,000 updates)'
     assert set(rows['puzzle-3x3-play task4'][3:]) == {'—'}
 

@@ -8,7 +8,7 @@
 Each row reads RUNS/<task>-qfql<suffix> and RUNS/<task>-fql<suffix> (suffix '-h5' for horizon 5,
 '-gpu' for the GPU recipe, as tools/table1.sh names them): QFQL's held-out success at β = 0 and at the
 β its selection episodes chose, FQL's at its α, each with the 95 % interval of the summary, and what
-the run cost. A row without folders says so, and one still training gives the step it has reached,
+each QFQL run cost. A row without folders says so, and one still training gives the step it has reached,
 so the README's table can be written from the folders alone and every number in it traced to one.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from agents import AGENTS
 from envs.tasks import resolve_task
 from harness.checkpoints import list_checkpoints
 from harness.errors import OneLineArgumentParser, UsageError, run_main
-from harness.outputs import fmt_seconds
+from harness.outputs import fmt_seconds, training_seconds
 from harness.page import dataset_card
 from harness.sweep_report import paper_text
 from harness.tables import MISSING, Column, Row, Table, estimate, text
@@ -85,10 +85,11 @@ def budget(summary: dict | None, folder: Path) -> str:
     config = read_json_object(folder / 'config.json')
     card = dataset_card(config['task']['dataset_name'], config['data_dir'])
     timing = summary.get('timing_s', {})
+    # metrics.jsonl spans every --resume; the summary's timer only the process that finished the run.
+    training = training_seconds(folder) or timing.get('training', 0)
     return (f"{len(summary['seeds'])} × {summary['steps']:,} updates ({summary['preset']}), "
             f"{len(result['seeds'])} × {result['episodes_per_seed']} held-out, {card.get('episodes', '?')} episodes "
-            f"of data; training {fmt_seconds(timing.get('training', 0))}, evaluation "
-            f"{fmt_seconds(timing.get('evaluation', 0))}")
+            f"of data; training {fmt_seconds(training)}, evaluation {fmt_seconds(timing.get('evaluation', 0))}")
 
 
 def row_label(env_id: str) -> str:
@@ -107,7 +108,7 @@ def table(runs: Path, horizons: list[int], recipe: str, tasks=TASKS) -> Table:
         tag = f' (h = {h})' if chunked else ''
         columns += [Column(f'qfql_beta0_h{h}', f'QFQL β = 0{tag}'), Column(f'qfql_selected_h{h}', f'QFQL selected β{tag}'),
                     Column(f'fql_h{h}', f'FQL{tag}')]
-    columns.append(Column('budget', f'budget (QFQL, h = {horizons[0]})', numeric=False))
+    columns += [Column(f'budget_h{h}', f'budget (QFQL, h = {h})', numeric=False) for h in horizons]
     rows = []
     for task in tasks:
         env_id = resolve_task(task).env_id
@@ -116,8 +117,7 @@ def table(runs: Path, horizons: list[int], recipe: str, tasks=TASKS) -> Table:
         for h in horizons:
             qfql_dir = run_folder(runs, task, 'qfql', h, recipe)
             cells += [*qfql_cells(read_run(qfql_dir)), fql_cell(read_run(run_folder(runs, task, 'fql', h, recipe)))]
-        first = run_folder(runs, task, 'qfql', horizons[0], recipe)
-        cells.append(budget(read_run(first), first))
+        cells += [budget(read_run(folder), folder) for folder in (run_folder(runs, task, 'qfql', h, recipe) for h in horizons)]
         rows.append(Row(tuple(text(c) for c in cells)))
     return Table(tuple(columns), tuple(rows))
 
