@@ -16,7 +16,8 @@ float rounding may differ in the last bit, which a chaotic rollout can amplify.
 
 Per episode we record success (info['success'] at the end), return, length and non-finite ∇Q
 fallbacks; per env step the sampler's per-flow-step ‖v‖, ‖∇Q‖ and ‖applied guidance‖ (float16 rows of
-the group's trace), and the group's first `video_episodes` episodes are rendered every `frame_skip`
+the group's trace, with `chunk_step`, the step's place in its action chunk: 0 where the chunk was
+sampled, and the chunk's later steps repeat that sample's norms), and the group's first `video_episodes` episodes are rendered every `frame_skip`
 steps.
 """
 from __future__ import annotations
@@ -80,7 +81,7 @@ class EpisodeGroup:
 class GroupResult:
     group: EpisodeGroup
     episodes: list[dict]                  # per episode: episode, env_seed, success, return, length, ...
-    trace: dict[str, np.ndarray]          # rows (episode, env step): [R] ints and [R, K] float16 norms
+    trace: dict[str, np.ndarray]          # rows (episode, env step): [R] ints and [R, K] float16 norms (see rollout)
     videos: dict[int, list[np.ndarray]]   # episode index -> frames
     video_steps: dict[int, list[int]]     # episode index -> env step of each frame
 
@@ -91,18 +92,20 @@ class _TraceRows:
     group: list = field(default_factory=list)
     episode: list = field(default_factory=list)
     step: list = field(default_factory=list)
+    chunk_step: list = field(default_factory=list)
     fallbacks: list = field(default_factory=list)
     norms: dict = field(default_factory=lambda: {k: [] for k in DIAG_KEYS})
 
     def split(self, num_groups: int) -> list[dict[str, np.ndarray]]:
         if not self.group:
-            empty = {'episode': np.zeros(0, np.int32), 'step': np.zeros(0, np.int32), 'fallbacks': np.zeros(0, np.int32)}
+            empty = {k: np.zeros(0, np.int32) for k in ('episode', 'step', 'chunk_step', 'fallbacks')}
             return [{**empty, **{k: np.zeros((0, 0), np.float16) for k in DIAG_KEYS}} for _ in range(num_groups)]
         group = np.concatenate(self.group)
         order = np.argsort(group, kind='stable')
         bounds = np.searchsorted(group[order], np.arange(num_groups + 1))
         columns = {'episode': np.concatenate(self.episode).astype(np.int32),
                    'step': np.concatenate(self.step).astype(np.int32),
+                   'chunk_step': np.concatenate(self.chunk_step).astype(np.int32),
                    'fallbacks': np.concatenate(self.fallbacks).astype(np.int32),
                    **{k: np.concatenate(self.norms[k]) for k in DIAG_KEYS}}
         columns = {k: v[order] for k, v in columns.items()}
@@ -194,6 +197,7 @@ def rollout(policy: Policy, envs: Any, groups: Sequence[EpisodeGroup], num_seeds
         rows.group.append(slot_group[live])
         rows.episode.append(slot_episode[live])
         rows.step.append(slot_step[live])
+        rows.chunk_step.append(np.full(live.size, tick % horizon))
         rows.fallbacks.append(bad)
         for k in DIAG_KEYS:
             rows.norms[k].append(norms[k].astype(np.float16))

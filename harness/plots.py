@@ -33,8 +33,10 @@ def _smooth(series: np.ndarray) -> np.ndarray:
     return np.convolve(series, np.ones(width) / width, mode='valid')
 
 
-def plot_guidance_norms(profiles: dict[float, dict[str, np.ndarray]], path: Path, title: str = '') -> Path:
-    """Left: per env step, mean over envs and flow steps; right: per flow step k. One colour per β."""
+def plot_guidance_norms(profiles: dict[float, dict[str, np.ndarray]], path: Path, title: str = '',
+                        horizon: int = 1) -> Path:
+    """Left: per env step, mean over envs and flow steps; right: per flow step k. One colour per β.
+    With chunks of `horizon` env steps the axis says so: a chunk's norms are those of its one sample."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout='constrained')
     styles = {'velocity_norm': (':', '‖v‖'), 'grad_q_norm': ('--', '‖∇Q‖'), 'guidance_norm': ('-', '‖β∇Q‖ applied')}
     colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
@@ -47,7 +49,8 @@ def plot_guidance_norms(profiles: dict[float, dict[str, np.ndarray]], path: Path
             axes[0].plot(_smooth(prof[f'{key}/by_env_step']), style, color=colour, lw=1, label=lab)
             k = np.arange(len(prof[f'{key}/by_flow_step']))
             axes[1].plot(k, prof[f'{key}/by_flow_step'], style, marker='o', ms=3, color=colour, label=lab)
-    axes[0].set(xlabel='env step', ylabel='mean over envs and flow steps\n(moving average, 1% of horizon)')
+    chunks = f' (chunks of {horizon}: one sample, whose norms hold for its {horizon} steps)' if horizon > 1 else ''
+    axes[0].set(xlabel=f'env step{chunks}', ylabel='mean over envs and flow steps\n(moving average, 1% of horizon)')
     axes[1].set(xlabel='flow step k', ylabel='mean over env steps and envs')
     axes[1].legend(fontsize=7, ncol=2)
     fig.suptitle(title or 'guided sampler norms (‖∇Q‖ is 0 where β = 0: the gradient is not taken)', fontsize=9)

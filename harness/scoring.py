@@ -129,7 +129,8 @@ def _write_phase(config, outcomes, step: int, out: Path, timer: Timer) -> list[d
     if reported:
         start = time.perf_counter()
         plot_guidance_norms(profiles, out / 'plots' / 'guidance_norms.png',
-                            f'{config.task.env_id}, {config.agent}, update {step}: guided sampler norms')
+                            f'{config.task.env_id}, {config.agent}, update {step}: guided sampler norms',
+                            horizon=config.agent_config.horizon)
         timer.add('writing', time.perf_counter() - start)
     return results
 

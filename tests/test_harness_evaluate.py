@@ -102,7 +102,8 @@ def test_records_and_one_policy_call_per_env_step_for_every_live_env():
 
 
 class ChunkPolicy(CountingPolicy):
-    """Chunks of h env actions 1, 2, ..., h; records the env steps it was asked to act at."""
+    """Chunks of h env actions 1, 2, ..., h; records the env steps it was asked to act at. Its ‖v‖ is
+    the number of the call, so a trace row says which sample its chunk came from."""
 
     def __init__(self, horizon):
         super().__init__()
@@ -112,6 +113,7 @@ class ChunkPolicy(CountingPolicy):
         _, diag = super().__call__(observations, keys, episodes, steps, betas)
         self.asked_at.append(np.asarray(steps).copy())
         s, m = betas.shape
+        diag = {**diag, 'velocity_norm': np.full((s, K, m), self.calls, np.float32)}
         return np.broadcast_to(np.arange(1, self.horizon + 1, dtype=np.float32), (s, m, self.horizon)), diag
 
 
@@ -148,6 +150,17 @@ def test_chunks_run_open_loop_and_the_sampler_is_called_once_per_chunk():
     assert policy.calls == 5
     assert sum(len(s) for s in envs.stepped) == sum(lengths)
     assert len(result.trace['step']) == sum(lengths)             # one diag row per live env step
+    # Each row names its place in the chunk, and a chunk's later steps carry the norms of the sample
+    # taken at its first step; each episode's next chunk is a new sample.
+    trace = result.trace
+    np.testing.assert_array_equal(trace['chunk_step'], trace['step'] % 3)
+    for episode in range(4):
+        rows = np.flatnonzero(trace['episode'] == episode)
+        rows = rows[np.argsort(trace['step'][rows])]
+        call = trace['velocity_norm'][rows, 0]
+        sampled = trace['chunk_step'][rows] == 0
+        np.testing.assert_array_equal(call, np.repeat(call[sampled], 3)[:len(rows)])
+        assert np.all(np.diff(call[sampled]) > 0)
 
 
 def test_seeds_own_their_slots_and_betas_reach_their_rows():
