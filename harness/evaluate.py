@@ -17,8 +17,8 @@ float rounding may differ in the last bit, which a chaotic rollout can amplify.
 Per episode we record success (info['success'] at the end), return, length and non-finite ∇Q
 fallbacks; per env step the sampler's per-flow-step ‖v‖, ‖∇Q‖ and ‖applied guidance‖ (float16 rows of
 the group's trace, with `chunk_step`, the step's place in its action chunk: 0 where the chunk was
-sampled, and the chunk's later steps repeat that sample's norms), and the group's first `video_episodes` episodes are rendered every `frame_skip`
-steps.
+sampled, and the chunk's later steps repeat that sample's norms); the group's first `video_episodes`
+episodes are rendered every `frame_skip` steps.
 """
 from __future__ import annotations
 

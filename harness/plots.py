@@ -26,7 +26,7 @@ def _save(fig, path: Path) -> Path:
 
 
 def _smooth(series: np.ndarray) -> np.ndarray:
-    """Moving average over 1 % of the horizon: per-step norms are noisy, the trend is what one reads."""
+    """Moving average over 1 % of the episode: per-step norms are noisy, the trend is what one reads."""
     width = max(1, len(series) // 100)
     if width == 1:
         return series
@@ -50,7 +50,7 @@ def plot_guidance_norms(profiles: dict[float, dict[str, np.ndarray]], path: Path
             k = np.arange(len(prof[f'{key}/by_flow_step']))
             axes[1].plot(k, prof[f'{key}/by_flow_step'], style, marker='o', ms=3, color=colour, label=lab)
     chunks = f' (chunks of {horizon}: one sample, whose norms hold for its {horizon} steps)' if horizon > 1 else ''
-    axes[0].set(xlabel=f'env step{chunks}', ylabel='mean over envs and flow steps\n(moving average, 1% of horizon)')
+    axes[0].set(xlabel=f'env step{chunks}', ylabel='mean over envs and flow steps\n(moving average, 1% of the episode)')
     axes[1].set(xlabel='flow step k', ylabel='mean over env steps and envs')
     axes[1].legend(fontsize=7, ncol=2)
     fig.suptitle(title or 'guided sampler norms (‖∇Q‖ is 0 where β = 0: the gradient is not taken)', fontsize=9)
