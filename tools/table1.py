@@ -114,10 +114,11 @@ def table(runs: Path, horizons: list[int], recipe: str, tasks=TASKS) -> Table:
         env_id = resolve_task(task).env_id
         cells = [row_label(env_id),
                  *(paper_text(AGENTS[agent].PAPER_TABLE1.get(env_id), MISSING) for agent in ('qfql', 'fql'))]
-        qfql_runs = {h: (folder, read_run(folder)) for h in horizons for folder in [run_folder(runs, task, 'qfql', h, recipe)]}
+        qfql_folders = {h: run_folder(runs, task, 'qfql', h, recipe) for h in horizons}
+        qfql_summaries = {h: read_run(folder) for h, folder in qfql_folders.items()}
         for h in horizons:
-            cells += [*qfql_cells(qfql_runs[h][1]), fql_cell(read_run(run_folder(runs, task, 'fql', h, recipe)))]
-        cells += [budget(summary, folder) for folder, summary in qfql_runs.values()]
+            cells += [*qfql_cells(qfql_summaries[h]), fql_cell(read_run(run_folder(runs, task, 'fql', h, recipe)))]
+        cells += [budget(qfql_summaries[h], qfql_folders[h]) for h in horizons]
         rows.append(Row(tuple(text(c) for c in cells)))
     return Table(tuple(columns), tuple(rows))
 
